@@ -1,0 +1,144 @@
+"""Routes used by pilots and job wrappers: register, match, heartbeats, status, logs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Response
+from fastapi.responses import PlainTextResponse
+
+from ctaprod.api.deps import IdentityDep, ServicesDep
+from ctaprod.core.errors import CtaprodError, Forbidden, InvalidInput, NotFound
+from ctaprod.core.matching import Resource
+from ctaprod.core.pilot_states import PilotStatus
+from ctaprod.core.properties import Property
+from ctaprod.core.schemas import (
+    MAX_BATCH,
+    HeartbeatItem,
+    ItemResult,
+    MatchResponse,
+    PilotFinished,
+    PilotInfo,
+    PilotLog,
+    PilotRegistered,
+    PilotRegistration,
+    StatusReport,
+)
+from ctaprod.logic import runtime as R
+
+router = APIRouter(tags=["pilots"])
+
+
+@router.post("/api/pilots/register")
+def register(body: PilotRegistration, svc: ServicesDep, ident: IdentityDep) -> PilotRegistered:
+    """A starting pilot registers; the reply holds a token bound to this pilot."""
+    reg = R.register_pilot(svc.ctx, svc.tokens, ident, body.stamp, body.site, body.ce,
+                           body.queue)
+    return PilotRegistered(pilot_id=reg.pilot_id, session_token=reg.session_token)
+
+
+@router.post("/api/pilots/{pilot_id}/match", responses={204: {"description": "no job"}},
+             response_model=MatchResponse)
+def match(pilot_id: int, resource: Resource, svc: ServicesDep,
+          ident: IdentityDep) -> MatchResponse | Response:
+    """Claim the best waiting job this resource can run (204 when there is none)."""
+    if ident.pilot_id is not None and ident.pilot_id != pilot_id:
+        raise Forbidden(f"this token belongs to pilot {ident.pilot_id}, not {pilot_id}")
+    found = svc.matcher.match(ident, pilot_id, resource)
+    if found is None:
+        return Response(status_code=204)
+    return MatchResponse(job_id=found.job_id, owner=found.owner, owner_group=found.owner_group,
+                         description=found.description, job_token=found.job_token,
+                         attempt=found.attempt, heartbeat_interval=found.heartbeat_interval,
+                         input_sandboxes=found.input_sandboxes)
+
+
+@router.post("/api/pilots/{pilot_id}/finished", status_code=204)
+def finished(pilot_id: int, body: PilotFinished, svc: ServicesDep, ident: IdentityDep) -> None:
+    R.pilot_finished(svc.ctx, ident, pilot_id, body.ok, body.reason, body.log, body.jobs_done)
+
+
+@router.put("/api/pilots/{pilot_id}/log", status_code=204)
+def put_log(pilot_id: int, body: PilotLog, svc: ServicesDep, ident: IdentityDep) -> None:
+    R.save_pilot_log(svc.ctx, ident, pilot_id, body.log)
+
+
+@router.get("/api/pilots")
+def list_pilots(svc: ServicesDep, ident: IdentityDep,
+                status: Annotated[list[PilotStatus] | None, Query()] = None,
+                site: str | None = None, ce: str | None = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                cursor: int | None = None) -> list[PilotInfo]:
+    ident.require(Property.OPERATOR, Property.ADMIN, Property.JOB_ADMINISTRATOR)
+    with svc.ctx.db.read() as conn:
+        rows = svc.ctx.pilots.search(conn, statuses=[s.value for s in status or []], site=site,
+                                     ce=ce, limit=limit, after=cursor)
+    return [PilotInfo.model_validate(dict(r)) for r in rows]
+
+
+@router.get("/api/pilots/{pilot_id}")
+def get_pilot(pilot_id: int, svc: ServicesDep, ident: IdentityDep) -> PilotInfo:
+    ident.require(Property.OPERATOR, Property.ADMIN, Property.JOB_ADMINISTRATOR)
+    with svc.ctx.db.read() as conn:
+        row = svc.ctx.pilots.get(conn, pilot_id)
+    if row is None:
+        raise NotFound(f"no pilot {pilot_id}")
+    return PilotInfo.model_validate(dict(row))
+
+
+@router.get("/api/pilots/{pilot_id}/log", response_class=PlainTextResponse)
+def get_log(pilot_id: int, svc: ServicesDep, ident: IdentityDep) -> str:
+    """The pilot's log as it uploaded it (or as its batch system kept it)."""
+    ident.require(Property.OPERATOR, Property.ADMIN, Property.JOB_ADMINISTRATOR)
+    with svc.ctx.db.read() as conn:
+        text = svc.ctx.pilots.log(conn, pilot_id)
+    if text is None:
+        raise NotFound(f"no log for pilot {pilot_id}")
+    return text
+
+
+def _one(results: list[ItemResult]) -> ItemResult:
+    res = results[0]
+    if res.error is not None and not res.commands:
+        raise {404: NotFound, 403: Forbidden}.get(res.status, CtaprodError)(res.error)
+    return res
+
+
+@router.post("/api/jobs/heartbeats")
+def heartbeats(items: Annotated[list[HeartbeatItem], Body(max_length=MAX_BATCH)],
+               svc: ServicesDep, ident: IdentityDep) -> list[ItemResult]:
+    """Heartbeats of many jobs of one pilot in one call; replies carry commands (Kill)."""
+    if not items:
+        raise InvalidInput("no heartbeat given")
+    return R.heartbeats(svc.ctx, ident, items)
+
+
+@router.post("/api/jobs/{job_id}/heartbeat")
+def heartbeat(job_id: int, item: HeartbeatItem, svc: ServicesDep,
+              ident: IdentityDep) -> ItemResult:
+    if item.job_id != job_id:
+        raise InvalidInput(f"heartbeat body is for job {item.job_id}, the URL for {job_id}")
+    return _one(R.heartbeats(svc.ctx, ident, [item]))
+
+
+@router.post("/api/jobs/status")
+def statuses(reports: Annotated[list[StatusReport], Body(max_length=MAX_BATCH)],
+             svc: ServicesDep, ident: IdentityDep) -> list[ItemResult]:
+    """Status reports of many jobs in one call; each result says if it was applied."""
+    if not reports:
+        raise InvalidInput("no status report given")
+    return R.report_statuses(svc.ctx, ident, reports)
+
+
+@router.post("/api/jobs/{job_id}/status")
+def status(job_id: int, report: StatusReport, svc: ServicesDep,
+           ident: IdentityDep) -> ItemResult:
+    if report.job_id != job_id:
+        raise InvalidInput(f"report body is for job {report.job_id}, the URL for {job_id}")
+    res = R.report_statuses(svc.ctx, ident, [report])[0]
+    if res.error is not None:
+        from ctaprod.core.errors import Conflict
+
+        raise {404: NotFound, 403: Forbidden, 409: Conflict}.get(res.status, CtaprodError)(
+            res.error, commands=res.commands)
+    return res

@@ -1,0 +1,61 @@
+"""The job state machine (DIRAC's names so that CTA operators feel at home)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from ctaprod.core.statemachine import StateMachine, table
+
+
+class JobStatus(StrEnum):
+    RECEIVED = "Received"
+    CHECKING = "Checking"
+    STAGING = "Staging"
+    WAITING = "Waiting"
+    MATCHED = "Matched"
+    RUNNING = "Running"
+    STALLED = "Stalled"
+    COMPLETING = "Completing"
+    COMPLETED = "Completed"
+    DONE = "Done"
+    FAILED = "Failed"
+    RESCHEDULED = "Rescheduled"
+    KILLED = "Killed"
+    DELETED = "Deleted"
+
+
+J = JobStatus
+FINAL_STATES = frozenset({J.DONE, J.FAILED, J.KILLED, J.DELETED})
+# States in which a job holds (or may hold) a pilot's worker slot.
+ACTIVE_STATES = frozenset({J.MATCHED, J.RUNNING, J.STALLED, J.COMPLETING})
+# States from which a user may ask for a reschedule.
+RESCHEDULABLE = frozenset({J.MATCHED, J.RUNNING, J.STALLED, J.COMPLETING, J.FAILED, J.KILLED})
+KILLABLE = frozenset(
+    {J.RECEIVED, J.CHECKING, J.STAGING, J.WAITING, J.MATCHED, J.RUNNING, J.STALLED, J.COMPLETING}
+)
+
+JOB_MACHINE: StateMachine[JobStatus] = StateMachine(
+    entity="job",
+    transitions=table(
+        [
+            (J.RECEIVED, [J.CHECKING, J.FAILED, J.KILLED, J.DELETED]),
+            (J.CHECKING, [J.WAITING, J.STAGING, J.FAILED, J.KILLED, J.DELETED]),
+            (J.STAGING, [J.WAITING, J.FAILED, J.KILLED, J.DELETED]),
+            (J.WAITING, [J.MATCHED, J.FAILED, J.KILLED, J.DELETED]),
+            (J.MATCHED, [J.RUNNING, J.STALLED, J.FAILED, J.KILLED, J.RESCHEDULED, J.COMPLETING,
+                         J.DONE]),
+            (J.RUNNING, [J.COMPLETING, J.COMPLETED, J.DONE, J.FAILED, J.STALLED, J.KILLED,
+                         J.RESCHEDULED]),
+            (J.STALLED, [J.RUNNING, J.COMPLETING, J.COMPLETED, J.DONE, J.FAILED, J.KILLED,
+                         J.RESCHEDULED]),
+            (J.COMPLETING, [J.COMPLETED, J.DONE, J.FAILED, J.STALLED, J.KILLED, J.RESCHEDULED]),
+            (J.COMPLETED, [J.DONE, J.FAILED, J.KILLED]),
+            (J.RESCHEDULED, [J.WAITING, J.FAILED, J.KILLED, J.DELETED]),
+            (J.FAILED, [J.RESCHEDULED, J.DELETED]),
+            (J.KILLED, [J.RESCHEDULED, J.DELETED]),
+            (J.DONE, [J.DELETED]),
+            (J.DELETED, []),
+        ]
+    ),
+    final=FINAL_STATES,
+)

@@ -1,0 +1,157 @@
+"""Typed server-side settings: one TOML file plus ``CTAPROD_*`` environment variables.
+
+Environment variables win over the file (nested fields with ``__``, e.g.
+``CTAPROD_JOBS__MAX_RESCHEDULES=5``). Nothing here is global: the composition root loads a
+:class:`Settings` once and passes it (or parts of it) down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ctaprod"
+
+
+class JobSettings(BaseModel):
+    max_reschedules: int = Field(3, ge=0, description="Reschedules before a job is Failed")
+    min_cpu_time: int = Field(1, ge=1)
+    max_cpu_time: int = Field(7 * 86400, ge=1)
+    max_parametric_jobs: int = Field(10_000, ge=1)
+    max_input_data: int = Field(500, ge=0)
+    max_jobs_per_call: int = Field(10_000, ge=1)
+    heartbeat_interval: float = Field(60.0, gt=0, description="Seconds between heartbeats")
+    stalled_after: float = Field(1800.0, gt=0, description="No heartbeat this long: Stalled")
+    failed_after: float = Field(7200.0, gt=0, description="Stalled this long: reschedule/fail")
+    stalled_policy: Literal["reschedule", "fail"] = "reschedule"
+    job_token_hours: float = Field(24.0, gt=0, description="Lifetime added to the job CPU time")
+    matched_timeout: float = Field(600.0, gt=0, description="Matched but never started")
+
+
+class SandboxSettings(BaseModel):
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    storage_element: str = "SandboxSE"
+    unused_retention_days: float = Field(1.0, ge=0)
+
+
+class CleaningSettings(BaseModel):
+    done_retention_days: float = Field(7.0, ge=0)
+    failed_retention_days: float = Field(14.0, ge=0)
+    deleted_retention_days: float = Field(0.0, ge=0)
+
+
+class StorageElementConfig(BaseModel):
+    plugin: str = "posix"
+    base_path: str = ""
+    endpoint: str = ""
+    site: str = ""
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class QueueConfig(BaseModel):
+    """A batch queue the pilot factory fills with pilots."""
+
+    ce_type: str = "local"
+    ce: str = "localhost"
+    site: str = "LOCAL.localhost.org"
+    max_waiting: int = Field(4, ge=0)
+    max_total: int = Field(4, ge=0)
+    platform: str = ""
+    tags: list[str] = Field(default_factory=list)
+    cpu_time: int = Field(86400, ge=1)
+    memory_mb: int = Field(2048, ge=0)
+    processors: int = Field(1, ge=1)
+    max_empty_matches: int = Field(3, ge=1, description="Pilot stops after N empty matches")
+    pilot_lifetime: int = Field(3600, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentSettings(BaseModel):
+    interval: float = Field(30.0, gt=0)
+    enabled: bool = True
+
+
+def _agents() -> dict[str, AgentSettings]:
+    return {
+        "pilot_factory": AgentSettings(interval=10),
+        "pilot_status": AgentSettings(interval=30),
+        "stalled_jobs": AgentSettings(interval=60),
+        "job_cleaning": AgentSettings(interval=3600),
+    }
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CTAPROD_", env_nested_delimiter="__",
+                                      extra="forbid")
+
+    state_dir: Path = Field(default_factory=default_state_dir)
+    database_url: str = Field("", description="Empty: SQLite in the state directory")
+    host: str = "127.0.0.1"
+    port: int = Field(8722, ge=0, le=65535)
+    public_url: str = Field("", description="URL pilots use to reach the server")
+    secret_key: str = Field("", description="Token signing key; empty: kept in the state dir")
+    user_token_days: float = Field(30.0, gt=0)
+    pilot_token_days: float = Field(7.0, gt=0)
+    vo: str = "ctao"
+    default_group_shares: dict[str, float] = Field(default_factory=dict)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    sandboxes: SandboxSettings = Field(default_factory=SandboxSettings)
+    cleaning: CleaningSettings = Field(default_factory=CleaningSettings)
+    storage_elements: dict[str, StorageElementConfig] = Field(default_factory=dict)
+    queues: dict[str, QueueConfig] = Field(default_factory=dict)
+    agents: dict[str, AgentSettings] = Field(default_factory=_agents)
+
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'ctaprod.db'}"
+
+    def server_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def agent(self, name: str) -> AgentSettings:
+        return self.agents.get(name) or _agents().get(name) or AgentSettings()
+
+    def storage_element(self, name: str) -> StorageElementConfig:
+        if name in self.storage_elements:
+            return self.storage_elements[name]
+        if name == self.sandboxes.storage_element:
+            return StorageElementConfig(plugin="posix",
+                                        base_path=str(self.state_dir / "storage" / name))
+        raise KeyError(name)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``config_file`` (TOML; default ``$CTAPROD_CONFIG``) and the environment."""
+    path = config_file or (Path(os.environ["CTAPROD_CONFIG"])
+                           if os.environ.get("CTAPROD_CONFIG") else None)
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            return tuple(sources)
+
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"configuration file {path} does not exist")
+    loaded = _Loaded(**overrides)
+    return Settings.model_validate(loaded.model_dump())

@@ -1,0 +1,78 @@
+"""Pilot registry and pilot logs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from ctaprod.core.pilot_states import PilotStatus
+from ctaprod.db.tables import pilot_logs, pilots
+
+
+class PilotDB:
+    def __init__(self, for_update: bool) -> None:
+        self.for_update = for_update
+
+    def add(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Insert pilots (stamp, ce_ref, ce, queue, site, status, times); return their IDs."""
+        res = conn.execute(insert(pilots).returning(pilots.c.pilot_id,
+                                                    sort_by_parameter_order=True), list(rows))
+        return [r[0] for r in res]
+
+    def by_stamp(self, conn: Connection, stamp: str) -> Mapping[str, Any] | None:
+        stmt = select(pilots).where(pilots.c.stamp == stamp)
+        if self.for_update:
+            stmt = stmt.with_for_update()
+        return conn.execute(stmt).mappings().first()
+
+    def get(self, conn: Connection, pilot_id: int, lock: bool = False) -> Mapping[str, Any] | None:
+        stmt = select(pilots).where(pilots.c.pilot_id == pilot_id)
+        if lock and self.for_update:
+            stmt = stmt.with_for_update()
+        return conn.execute(stmt).mappings().first()
+
+    def set_status(self, conn: Connection, pilot_id: int, old: PilotStatus, new: PilotStatus,
+                   reason: str, now: datetime, **values: Any) -> bool:
+        """Conditional status change; False when the pilot left ``old`` meanwhile."""
+        res = conn.execute(update(pilots).where(pilots.c.pilot_id == pilot_id,
+                                                pilots.c.status == old.value)
+                           .values(status=new.value, status_reason=reason[:255],
+                                   last_update=now, **values))
+        return res.rowcount == 1
+
+    def touch(self, conn: Connection, pilot_id: int, now: datetime, **values: Any) -> None:
+        conn.execute(update(pilots).where(pilots.c.pilot_id == pilot_id)
+                     .values(last_update=now, **values))
+
+    def search(self, conn: Connection, *, statuses: Sequence[str] = (), ce: str | None = None,
+               queue: str | None = None, site: str | None = None, limit: int = 1000,
+               after: int | None = None) -> list[Mapping[str, Any]]:
+        stmt = select(pilots)
+        if statuses:
+            stmt = stmt.where(pilots.c.status.in_(list(statuses)))
+        if ce is not None:
+            stmt = stmt.where(pilots.c.ce == ce)
+        if queue is not None:
+            stmt = stmt.where(pilots.c.queue == queue)
+        if site is not None:
+            stmt = stmt.where(pilots.c.site == site)
+        if after is not None:
+            stmt = stmt.where(pilots.c.pilot_id > after)
+        return list(conn.execute(stmt.order_by(pilots.c.pilot_id).limit(limit)).mappings())
+
+    def counts(self, conn: Connection, ce: str, queue: str) -> dict[str, int]:
+        rows = conn.execute(select(pilots.c.status, func.count())
+                            .where(pilots.c.ce == ce, pilots.c.queue == queue)
+                            .group_by(pilots.c.status))
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def save_log(self, conn: Connection, pilot_id: int, text: str, now: datetime) -> None:
+        conn.execute(delete(pilot_logs).where(pilot_logs.c.pilot_id == pilot_id))
+        conn.execute(insert(pilot_logs).values(pilot_id=pilot_id, log=text, updated=now))
+
+    def log(self, conn: Connection, pilot_id: int) -> str | None:
+        return conn.execute(select(pilot_logs.c.log).where(pilot_logs.c.pilot_id == pilot_id))\
+            .scalar_one_or_none()

@@ -1,0 +1,163 @@
+"""The matcher: give a pilot the best job it can run.
+
+Choosing works on task queues (thousands), never on jobs (millions): the eligible queues for
+the pilot's resource are found in a short-lived in-memory snapshot, a group is drawn by fair
+share (weight = the group's share), a user inside it (equal shares), then that user's queue
+with the highest job priority; one job is claimed from it atomically in the database. A stale
+snapshot only costs a retry: the claim itself is the source of truth.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from ctaprod.core.errors import Forbidden, NotFound
+from ctaprod.core.identity import Identity
+from ctaprod.core.job_states import JobStatus
+from ctaprod.core.jobdesc import substitute_job_id
+from ctaprod.core.jobs import JobDescription
+from ctaprod.core.matching import Requirements, Resource, eligible
+from ctaprod.core.pilot_states import PilotStatus
+from ctaprod.core.properties import Property, TokenKind
+from ctaprod.db.jobs import JobState
+from ctaprod.db.taskqueues import QueueLoad
+from ctaprod.logic.auth import TokenService
+from ctaprod.logic.context import Context
+from ctaprod.logic.job_status import Step, transition_jobs
+from ctaprod.logic.jobs import load_description
+
+J = JobStatus
+
+
+@dataclass
+class Snapshot:
+    taken: float
+    queues: dict[int, Requirements]
+    loads: dict[int, QueueLoad]
+    banned_sites: frozenset[str]
+    shares: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Match:
+    job_id: int
+    owner: str
+    owner_group: str
+    description: JobDescription
+    job_token: str
+    attempt: int
+    heartbeat_interval: float
+    input_sandboxes: list[str] = field(default_factory=list)
+
+
+class Matcher:
+    """Holds the queue snapshot of this process; thread-safe."""
+
+    def __init__(self, ctx: Context, tokens: TokenService, snapshot_seconds: float = 1.0,
+                 max_attempts: int = 8) -> None:
+        self.ctx = ctx
+        self.tokens = tokens
+        self.snapshot_seconds = snapshot_seconds
+        self.max_attempts = max_attempts
+        self._lock = threading.Lock()
+        self._snap: Snapshot | None = None
+        self._rng = random.Random()
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._snap = None
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            snap = self._snap
+            if snap is not None and time.monotonic() - snap.taken < self.snapshot_seconds:
+                return snap
+        with self.ctx.db.read() as conn:
+            loads = {ld.tq_id: ld for ld in self.ctx.queues.loads(conn)}
+            known = snap.queues if snap else {}
+            missing = [q for q in loads if q not in known]
+            queues = {q: r for q, r in known.items() if q in loads}
+            if missing:
+                queues.update(self.ctx.queues.queue_requirements(conn, missing))
+            snap = Snapshot(time.monotonic(), queues, loads, self.ctx.sites.banned(conn),
+                            self.ctx.auth.shares(conn))
+        with self._lock:
+            self._snap = snap
+        return snap
+
+    def eligible_queues(self, res: Resource, snap: Snapshot) -> list[int]:
+        tags = res.all_tags()
+        return [q for q, req in snap.queues.items()
+                if q in snap.loads and snap.loads[q].waiting > 0
+                and eligible(req, res, tags, snap.banned_sites)]
+
+    def choose(self, candidates: list[int], snap: Snapshot) -> int:
+        """Fair share: draw a group by share, a user in it uniformly, then best priority."""
+        by_group: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        for q in candidates:
+            req = snap.queues[q]
+            by_group[req.owner_group][req.owner].append(q)
+        groups = sorted(by_group)
+        weights = [max(snap.shares.get(g, 1.0), 1e-6) for g in groups]
+        group = self._rng.choices(groups, weights)[0]
+        user = self._rng.choice(sorted(by_group[group]))
+        queues = by_group[group][user]
+        best = max(snap.loads[q].max_priority for q in queues)
+        return self._rng.choice([q for q in queues if snap.loads[q].max_priority == best])
+
+    def match(self, ident: Identity, pilot_id: int, res: Resource) -> Match | None:
+        """Claim one job for the pilot, or None if nothing it can run is waiting."""
+        if ident.kind is not TokenKind.PILOT or not ident.has(Property.GENERIC_PILOT):
+            raise Forbidden("only a pilot token can ask for jobs")
+        self._check_pilot(pilot_id, res)
+        snap = self.snapshot()
+        candidates = self.eligible_queues(res, snap)
+        for _ in range(self.max_attempts):
+            if not candidates:
+                return None
+            tq_id = self.choose(candidates, snap)
+            found = self._claim(tq_id, pilot_id, res)
+            if found is not None:
+                return found
+            candidates.remove(tq_id)  # empty meanwhile: the snapshot was stale
+            with self._lock:
+                if self._snap is snap:
+                    snap.loads.pop(tq_id, None)
+        return None
+
+    def _check_pilot(self, pilot_id: int, res: Resource) -> None:
+        with self.ctx.db.read() as conn:
+            row = self.ctx.pilots.get(conn, pilot_id)
+        if row is None:
+            raise NotFound(f"no pilot {pilot_id}")
+        if row["status"] != PilotStatus.RUNNING.value:
+            raise Forbidden(f"pilot {pilot_id} is {row['status']}, not Running: no more jobs")
+
+    def _claim(self, tq_id: int, pilot_id: int, res: Resource) -> Match | None:
+        ctx = self.ctx
+        with ctx.db.write() as conn:
+            job_id = ctx.queues.claim(conn, tq_id)
+            if job_id is None:
+                return None
+            now = ctx.clock()
+
+            def decide(s: JobState) -> list[Step]:
+                return [Step(J.MATCHED, "Assigned to pilot",
+                             values={"pilot_id": pilot_id, "site": res.site,
+                                     "heartbeat_time": now, "tq_id": tq_id})]
+
+            states = transition_jobs(ctx, conn, [job_id], decide, f"Matcher:{pilot_id}")
+            state = states[job_id]
+            desc = load_description(ctx, conn, job_id)
+            sbs = [r["sha256"] for r in ctx.sandboxes.of_job(conn, job_id, "input")]
+        lifetime = timedelta(seconds=desc.cpu_time * 2) + timedelta(
+            hours=ctx.settings.jobs.job_token_hours)
+        token = self.tokens.issue_job_token(state.owner, state.owner_group, job_id, pilot_id,
+                                            state.reschedule_count, lifetime)
+        return Match(job_id, state.owner, state.owner_group, substitute_job_id(desc, job_id),
+                     token, state.reschedule_count, ctx.settings.jobs.heartbeat_interval, sbs)

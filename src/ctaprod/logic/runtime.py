@@ -1,0 +1,188 @@
+"""What pilots and job wrappers report: registration, heartbeats, job status, pilot logs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Connection
+
+from ctaprod.core.errors import CtaprodError, Forbidden, InvalidInput, NotFound
+from ctaprod.core.identity import Identity
+from ctaprod.core.job_states import ACTIVE_STATES, JobStatus
+from ctaprod.core.pilot_states import PILOT_MACHINE, PilotStatus
+from ctaprod.core.properties import Property, TokenKind
+from ctaprod.core.schemas import HeartbeatItem, ItemResult, StatusReport
+from ctaprod.db.jobs import JobState
+from ctaprod.logic.auth import TokenService
+from ctaprod.logic.context import Context
+from ctaprod.logic.job_status import Step, transition_jobs
+
+J = JobStatus
+# What a job wrapper may set; everything else is decided by the server.
+WRAPPER_TARGETS = frozenset({J.RUNNING, J.COMPLETING, J.COMPLETED, J.DONE, J.FAILED})
+KILL = "Kill"
+
+
+@dataclass(frozen=True)
+class Registration:
+    pilot_id: int
+    session_token: str
+
+
+def register_pilot(ctx: Context, tokens: TokenService, ident: Identity, stamp: str, site: str,
+                   ce: str, queue: str) -> Registration:
+    """A starting pilot announces itself: its row (made at submission or now) goes Running."""
+    if ident.kind is not TokenKind.PILOT or not ident.has(Property.GENERIC_PILOT):
+        raise Forbidden("only a pilot token can register a pilot")
+    if not stamp or len(stamp) > 64:
+        raise InvalidInput("a pilot stamp is 1-64 characters")
+    now = ctx.clock()
+    with ctx.db.write() as conn:
+        row = ctx.pilots.by_stamp(conn, stamp)
+        if row is None:
+            pilot_id = ctx.pilots.add(conn, [{
+                "stamp": stamp, "ce_ref": stamp, "ce": ce, "queue": queue, "site": site,
+                "status": PilotStatus.RUNNING.value, "status_reason": "Registered",
+                "submission_time": now, "last_update": now}])[0]
+        else:
+            pilot_id = int(row["pilot_id"])
+            current = PilotStatus(row["status"])
+            PILOT_MACHINE.check(pilot_id, current, PilotStatus.RUNNING)
+            ctx.pilots.set_status(conn, pilot_id, current, PilotStatus.RUNNING, "Registered", now,
+                                  site=site or row["site"])
+    lifetime = timedelta(days=ctx.settings.pilot_token_days)
+    return Registration(pilot_id, tokens.issue_pilot_session(ident, pilot_id, lifetime))
+
+
+def pilot_finished(ctx: Context, ident: Identity, pilot_id: int, ok: bool, reason: str,
+                   log: str | None, jobs_done: int) -> None:
+    _own_pilot(ident, pilot_id)
+    now = ctx.clock()
+    target = PilotStatus.DONE if ok else PilotStatus.FAILED
+    with ctx.db.write() as conn:
+        row = ctx.pilots.get(conn, pilot_id, lock=True)
+        if row is None:
+            raise NotFound(f"no pilot {pilot_id}")
+        current = PilotStatus(row["status"])
+        PILOT_MACHINE.check(pilot_id, current, target)
+        ctx.pilots.set_status(conn, pilot_id, current, target, reason, now, jobs_done=jobs_done)
+        if log is not None:
+            ctx.pilots.save_log(conn, pilot_id, log, now)
+
+
+def save_pilot_log(ctx: Context, ident: Identity, pilot_id: int, log: str) -> None:
+    _own_pilot(ident, pilot_id)
+    with ctx.db.write() as conn:
+        if ctx.pilots.get(conn, pilot_id) is None:
+            raise NotFound(f"no pilot {pilot_id}")
+        ctx.pilots.save_log(conn, pilot_id, log, ctx.clock())
+
+
+def _own_pilot(ident: Identity, pilot_id: int) -> None:
+    if ident.kind is not TokenKind.PILOT or ident.pilot_id != pilot_id:
+        raise Forbidden(f"this token does not belong to pilot {pilot_id}")
+
+
+def _job_access_error(ident: Identity, state: JobState | None, job_id: int) -> CtaprodError | None:
+    """Why this pilot-side identity may not act on the job, or None if it may."""
+    if state is None:
+        return NotFound(f"no job {job_id}")
+    if ident.kind is TokenKind.JOB:
+        if ident.job_id != job_id:
+            return Forbidden(f"this job token is for job {ident.job_id}, not {job_id}")
+        if state.pilot_id != ident.pilot_id or state.reschedule_count != ident.attempt:
+            return Forbidden(f"job {job_id} is no longer assigned to this pilot")
+        return None
+    if ident.kind is TokenKind.PILOT and ident.pilot_id is not None:
+        if state.pilot_id != ident.pilot_id:
+            return Forbidden(f"job {job_id} is not assigned to pilot {ident.pilot_id}")
+        return None
+    return Forbidden("heartbeats and job reports need a job token or a pilot session token")
+
+
+def heartbeats(ctx: Context, ident: Identity, items: Sequence[HeartbeatItem]) -> list[ItemResult]:
+    """Record heartbeats (one row update per job); the reply carries commands such as Kill."""
+    now = ctx.clock()
+    results: list[ItemResult] = []
+    with ctx.db.write() as conn:
+        states = ctx.jobs.states(conn, [i.job_id for i in items])
+        resumed, updates = [], []
+        for item in items:
+            state = states.get(item.job_id)
+            err = _job_access_error(ident, state, item.job_id)
+            res = ItemResult(job_id=item.job_id)
+            results.append(res)
+            if err is not None or state is None:
+                res.error, res.status = str(err), 404 if isinstance(err, NotFound) else 403
+                continue
+            if state.kill_requested or state.status not in ACTIVE_STATES:
+                res.commands.append(KILL)
+                continue
+            if state.status is J.STALLED:
+                resumed.append(item.job_id)
+            updates.append({"heartbeat_time": now, "cpu_seconds": item.cpu_seconds,
+                            "wall_seconds": item.wall_seconds,
+                            "peak_rss_bytes": item.peak_rss_bytes, "b_id": item.job_id})
+        if resumed:
+            transition_jobs(ctx, conn, resumed,
+                            lambda s: [Step(J.RUNNING, "Heartbeat resumed")], "JobWrapper")
+        if updates:
+            ctx.jobs.record_heartbeats(conn, updates)
+    return results
+
+
+def report_statuses(ctx: Context, ident: Identity,
+                    reports: Sequence[StatusReport]) -> list[ItemResult]:
+    """Apply wrapper status reports; each is checked by the job state machine."""
+    results: list[ItemResult] = []
+    with ctx.db.write() as conn:
+        states = ctx.jobs.states(conn, [r.job_id for r in reports])
+        for rep in reports:
+            res = ItemResult(job_id=rep.job_id)
+            results.append(res)
+            state = states.get(rep.job_id)
+            err = _job_access_error(ident, state, rep.job_id)
+            if err is None and rep.status is not None and rep.status not in WRAPPER_TARGETS:
+                err = Forbidden(f"a job wrapper cannot set status {rep.status.value}")
+            if err is not None or state is None:
+                res.error, res.status = str(err), 404 if isinstance(err, NotFound) else 403
+                continue
+            try:
+                _apply_report(ctx, conn, state, rep)
+            except CtaprodError as exc:
+                res.error, res.status = str(exc), 409
+                if state.kill_requested or state.status in (J.KILLED, J.DELETED):
+                    res.commands.append(KILL)
+    return results
+
+
+def _apply_report(ctx: Context, conn: Connection, state: JobState, rep: StatusReport) -> None:
+    now = ctx.clock()
+    values: dict[str, object] = {}
+    for name in ("exit_code", "cpu_seconds", "wall_seconds", "peak_rss_bytes"):
+        if getattr(rep, name) is not None:
+            values[name] = getattr(rep, name)
+    if rep.status is None:
+        if state.status not in ACTIVE_STATES and state.status is not J.COMPLETED:
+            raise InvalidInput(f"job {state.job_id} is {state.status.value}: no more updates")
+        if rep.application_status is not None:
+            values["application_status"] = rep.application_status
+        if rep.minor_status:
+            values["minor_status"] = rep.minor_status
+        if values:
+            values["last_update"] = now
+            ctx.jobs.update_fields(conn, state.job_id, values)
+    else:
+        if rep.status is J.RUNNING:
+            values["start_time"] = now
+            values["heartbeat_time"] = now
+        if rep.status in (J.DONE, J.FAILED, J.COMPLETED):
+            values["end_time"] = now
+        status = rep.status
+        transition_jobs(ctx, conn, [state.job_id],
+                        lambda s: [Step(status, rep.minor_status, rep.application_status,
+                                        values or None)], "JobWrapper")
+    if rep.parameters:
+        ctx.jobs.set_parameters(conn, state.job_id, rep.parameters)

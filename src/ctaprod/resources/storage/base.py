@@ -1,0 +1,101 @@
+"""The storage element plugin interface.
+
+A storage element (SE) stores files under logical POSIX paths.  Plugins map a path under
+their own base (a directory, an XRootD or S3 prefix...) and must refuse paths that would
+escape it; :func:`normalise_path` does that check for them.  Errors are domain errors:
+a missing file is :class:`~ctaprod.core.errors.NotFound`, an unreachable backend
+:class:`~ctaprod.core.errors.Unavailable`, a bad path
+:class:`~ctaprod.core.errors.InvalidInput`.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from ctaprod.core.errors import InvalidInput
+
+__all__ = ["CHUNK_SIZE", "StorageElement", "adler32_of", "normalise_path"]
+
+CHUNK_SIZE = 1024 * 1024
+
+
+def adler32_of(source: BinaryIO | Path | str) -> str:
+    """ADLER32 of a binary stream (read to its end) or of a file, as 8 lowercase hex digits."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as stream:
+            return adler32_of(stream)
+    value = 1
+    while chunk := source.read(CHUNK_SIZE):
+        value = zlib.adler32(chunk, value)
+    return f"{value & 0xFFFFFFFF:08x}"
+
+
+def normalise_path(path: str) -> str:
+    """Validate an SE path and return it relative to the SE base (no leading ``/``).
+
+    Raises :class:`InvalidInput` for empty paths, NUL or control characters and ``..``
+    components, i.e. anything that could point outside the storage element.
+    """
+    if not isinstance(path, str) or not path:
+        raise InvalidInput("storage path must be a non-empty string", path=repr(path))
+    if any(ord(char) < 32 or ord(char) == 127 for char in path):
+        raise InvalidInput(f"storage path {path!r} contains control characters", path=path)
+    parts = PurePosixPath(path).parts
+    if ".." in parts:
+        raise InvalidInput(f"storage path {path!r} must not contain '..'", path=path)
+    relative = [part for part in parts if part.strip("/") and part != "."]
+    if not relative:
+        raise InvalidInput(f"storage path {path!r} does not name a file", path=path)
+    return "/".join(relative)
+
+
+class StorageElement(abc.ABC):
+    """A place where files are stored; one instance per configured storage element."""
+
+    name: str
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @abc.abstractmethod
+    def put(self, path: str, source: BinaryIO | Path) -> int:
+        """Store ``source`` (a binary stream read to its end, or a local file) at ``path``.
+
+        The write is atomic: readers see the old file (or none) until the whole content is
+        written.  Returns the number of bytes written.
+        """
+
+    @abc.abstractmethod
+    def get(self, path: str, dest: Path) -> None:
+        """Copy the file at ``path`` to the local file ``dest``."""
+
+    @abc.abstractmethod
+    def open(self, path: str) -> BinaryIO:
+        """Open the file at ``path`` for reading; the caller closes the stream."""
+
+    @abc.abstractmethod
+    def remove(self, path: str) -> bool:
+        """Delete the file at ``path``; False when it did not exist."""
+
+    @abc.abstractmethod
+    def exists(self, path: str) -> bool:
+        """Whether a file exists at ``path``."""
+
+    @abc.abstractmethod
+    def size(self, path: str) -> int:
+        """Size in bytes of the file at ``path``."""
+
+    @abc.abstractmethod
+    def checksum(self, path: str) -> str:
+        """ADLER32 of the file at ``path`` as 8 lowercase hex digits."""
+
+    @abc.abstractmethod
+    def url(self, path: str) -> str:
+        """A URL for the file at ``path`` (``file://``, ``root://``, ``s3://``...)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"

@@ -1,0 +1,74 @@
+"""Composition root: settings -> database -> context, token service, matcher, API app."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from ctaprod.api.app import create_app
+from ctaprod.api.deps import Services
+from ctaprod.core.properties import TokenKind
+from ctaprod.core.settings import Settings
+from ctaprod.db import migrate
+from ctaprod.db.engine import Database
+from ctaprod.logic.auth import TokenService, bootstrap
+from ctaprod.logic.context import Context
+from ctaprod.logic.matcher import Matcher
+
+log = logging.getLogger("ctaprod.server")
+
+
+def _secret(settings: Settings) -> str:
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.state_dir / "secret.key"
+    if not path.exists():
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def build_services(settings: Settings, *, migrate_db: bool = True) -> Services:
+    """Everything a server or agent process needs, wired once."""
+    if not settings.database_url:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url())
+    if migrate_db:
+        migrate.upgrade(db)
+    ctx = Context(db=db, settings=settings)
+    tokens = TokenService(ctx, _secret(settings))
+    return Services(ctx=ctx, tokens=tokens, matcher=Matcher(ctx, tokens))
+
+
+def build_app(settings: Settings) -> FastAPI:
+    return create_app(build_services(settings))
+
+
+def ensure_identities(services: Services) -> tuple[str | None, str | None]:
+    """Bootstrap default groups/users on an empty DB; then return (admin, pilot) tokens."""
+    if not bootstrap(services.ctx):
+        return None, None
+    s = services.ctx.settings
+    admin = services.tokens.issue("admin", "ctao_admin", TokenKind.USER,
+                                  timedelta(days=s.user_token_days), "bootstrap admin token")
+    pilot = services.tokens.issue("pilot", "ctao_pilot", TokenKind.PILOT,
+                                  timedelta(days=s.pilot_token_days), "bootstrap pilot token")
+    return admin.token, pilot.token
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret file readable by its owner only (mode 0600), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
