@@ -111,3 +111,45 @@ def api(services):  # type: ignore[no-untyped-def]
     from ctaprod.api.app import create_app
 
     return create_app(services)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(api, tokens):  # type: ignore[no-untyped-def]
+    """A real HTTP server (uvicorn in a thread) on the test database.
+
+    Yields an object with ``url``, ``admin_token``, ``pilot_token`` and ``services``.
+    """
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    import httpx
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    else:
+        raise RuntimeError("live server did not start")
+    yield SimpleNamespace(url=url, admin_token=tokens[0], pilot_token=tokens[1],
+                          services=api.state.services)
+    server.should_exit = True
+    thread.join(timeout=10)
