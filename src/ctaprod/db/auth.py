@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, RowMapping, delete, insert, select, update
 
 from ctaprod.db.tables import groups, tokens, user_groups, users
 
@@ -15,10 +15,10 @@ class AuthDB:
     def add_user(self, conn: Connection, name: str, email: str, now: datetime) -> None:
         conn.execute(insert(users).values(name=name, email=email, created=now, enabled=True))
 
-    def user(self, conn: Connection, name: str) -> Mapping[str, Any] | None:
+    def user(self, conn: Connection, name: str) -> RowMapping | None:
         return conn.execute(select(users).where(users.c.name == name)).mappings().first()
 
-    def users(self, conn: Connection) -> list[Mapping[str, Any]]:
+    def users(self, conn: Connection) -> list[RowMapping]:
         return list(conn.execute(select(users).order_by(users.c.name)).mappings())
 
     def set_user_enabled(self, conn: Connection, name: str, enabled: bool) -> int:
@@ -39,10 +39,10 @@ class AuthDB:
             values["properties"] = ",".join(sorted(values["properties"]))
         return conn.execute(update(groups).where(groups.c.name == name).values(**values)).rowcount
 
-    def group(self, conn: Connection, name: str) -> Mapping[str, Any] | None:
+    def group(self, conn: Connection, name: str) -> RowMapping | None:
         return conn.execute(select(groups).where(groups.c.name == name)).mappings().first()
 
-    def groups(self, conn: Connection) -> list[Mapping[str, Any]]:
+    def groups(self, conn: Connection) -> list[RowMapping]:
         return list(conn.execute(select(groups).order_by(groups.c.name)).mappings())
 
     def shares(self, conn: Connection) -> dict[str, float]:
@@ -64,10 +64,10 @@ class AuthDB:
     def add_token(self, conn: Connection, row: Mapping[str, Any]) -> None:
         conn.execute(insert(tokens).values(**row))
 
-    def token(self, conn: Connection, jti: str) -> Mapping[str, Any] | None:
+    def token(self, conn: Connection, jti: str) -> RowMapping | None:
         return conn.execute(select(tokens).where(tokens.c.jti == jti)).mappings().first()
 
-    def tokens(self, conn: Connection, user: str | None = None) -> list[Mapping[str, Any]]:
+    def tokens(self, conn: Connection, user: str | None = None) -> list[RowMapping]:
         stmt = select(tokens).order_by(tokens.c.issued_at)
         if user is not None:
             stmt = stmt.where(tokens.c.user == user)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, String, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, RowMapping, String, bindparam, delete, func, insert, select, update
 from sqlalchemy.sql import ColumnElement
 
 from ctaprod.core.job_states import JobStatus
@@ -145,11 +145,11 @@ class JobDB:
             select(job_descriptions.c.description).where(job_descriptions.c.job_id == job_id)
         ).scalar_one_or_none()
 
-    def get(self, conn: Connection, job_id: int) -> Mapping[str, Any] | None:
+    def get(self, conn: Connection, job_id: int) -> RowMapping | None:
         row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
         return row
 
-    def history(self, conn: Connection, job_id: int) -> list[Mapping[str, Any]]:
+    def history(self, conn: Connection, job_id: int) -> list[RowMapping]:
         return list(conn.execute(
             select(job_history).where(job_history.c.job_id == job_id).order_by(job_history.c.id)
         ).mappings())
@@ -170,7 +170,7 @@ class JobDB:
 
     def search(self, conn: Connection, filters: Sequence[ColumnElement[bool]], *,
                after: int | None, before: int | None, limit: int,
-               descending: bool) -> list[Mapping[str, Any]]:
+               descending: bool) -> list[RowMapping]:
         """One keyset page of jobs matching ``filters``, ordered by job ID."""
         stmt = select(jobs).where(*filters)
         if after is not None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
 
 from ctaprod.core.pilot_states import PilotStatus
 from ctaprod.db.tables import pilot_logs, pilots
@@ -22,13 +22,13 @@ class PilotDB:
                                                     sort_by_parameter_order=True), list(rows))
         return [r[0] for r in res]
 
-    def by_stamp(self, conn: Connection, stamp: str) -> Mapping[str, Any] | None:
+    def by_stamp(self, conn: Connection, stamp: str) -> RowMapping | None:
         stmt = select(pilots).where(pilots.c.stamp == stamp)
         if self.for_update:
             stmt = stmt.with_for_update()
         return conn.execute(stmt).mappings().first()
 
-    def get(self, conn: Connection, pilot_id: int, lock: bool = False) -> Mapping[str, Any] | None:
+    def get(self, conn: Connection, pilot_id: int, lock: bool = False) -> RowMapping | None:
         stmt = select(pilots).where(pilots.c.pilot_id == pilot_id)
         if lock and self.for_update:
             stmt = stmt.with_for_update()
@@ -49,7 +49,7 @@ class PilotDB:
 
     def search(self, conn: Connection, *, statuses: Sequence[str] = (), ce: str | None = None,
                queue: str | None = None, site: str | None = None, limit: int = 1000,
-               after: int | None = None) -> list[Mapping[str, Any]]:
+               after: int | None = None) -> list[RowMapping]:
         stmt = select(pilots)
         if statuses:
             stmt = stmt.where(pilots.c.status.in_(list(statuses)))

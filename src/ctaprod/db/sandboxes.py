@@ -6,17 +6,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
 
 from ctaprod.db.tables import sandbox_refs, sandboxes
 
 
 class SandboxDB:
-    def find(self, conn: Connection, sha256: str, owner: str) -> Mapping[str, Any] | None:
+    def find(self, conn: Connection, sha256: str, owner: str) -> RowMapping | None:
         return conn.execute(select(sandboxes).where(sandboxes.c.sha256 == sha256,
                                                     sandboxes.c.owner == owner)).mappings().first()
 
-    def any_copy(self, conn: Connection, sha256: str) -> Mapping[str, Any] | None:
+    def any_copy(self, conn: Connection, sha256: str) -> RowMapping | None:
         """Any record of this content (storage is shared between owners)."""
         return conn.execute(select(sandboxes).where(sandboxes.c.sha256 == sha256).limit(1))\
             .mappings().first()
@@ -44,7 +44,7 @@ class SandboxDB:
         if refs:
             conn.execute(insert(sandbox_refs), list(refs))
 
-    def of_job(self, conn: Connection, job_id: int, kind: str) -> list[Mapping[str, Any]]:
+    def of_job(self, conn: Connection, job_id: int, kind: str) -> list[RowMapping]:
         rows = conn.execute(select(sandboxes).join(sandbox_refs,
                                                    sandbox_refs.c.sb_id == sandboxes.c.sb_id)
                             .where(sandbox_refs.c.job_id == job_id, sandbox_refs.c.kind == kind)
@@ -61,7 +61,7 @@ class SandboxDB:
             conn.execute(delete(sandbox_refs).where(sandbox_refs.c.job_id.in_(job_ids[i:i + 900])))
 
     def unreferenced(self, conn: Connection, older_than: datetime,
-                     limit: int) -> list[Mapping[str, Any]]:
+                     limit: int) -> list[RowMapping]:
         """Sandboxes no job points to, not accessed since ``older_than``."""
         used = select(sandbox_refs.c.sb_id).distinct()
         rows = conn.execute(select(sandboxes).where(sandboxes.c.sb_id.not_in(used),

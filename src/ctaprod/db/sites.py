@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, RowMapping, insert, select, update
 
 from ctaprod.db.tables import sites
 
@@ -19,7 +19,7 @@ class SiteDB:
         rows = conn.execute(select(sites.c.name).where(sites.c.status == BANNED))
         return frozenset(r[0] for r in rows)
 
-    def all(self, conn: Connection) -> list[Mapping[str, Any]]:
+    def all(self, conn: Connection) -> list[RowMapping]:
         return list(conn.execute(select(sites).order_by(sites.c.name)).mappings())
 
     def set_status(self, conn: Connection, name: str, status: str, reason: str, by: str,

@@ -45,7 +45,7 @@ def _filters(ident: Identity, flt: JobFilter) -> list[ColumnElement[bool]]:
     return out
 
 
-def summary_of(row: Mapping[str, Any]) -> JobSummary:
+def summary_of(row: Mapping[Any, Any]) -> JobSummary:
     return JobSummary.model_validate({k: row[k] for k in JobSummary.model_fields if k in row})
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
@@ -124,10 +125,9 @@ def output(job_id: int, svc: ServicesDep, ident: IdentityDep) -> StreamingRespon
                                           f'attachment; filename="job{job_id}_output.tar.gz"'})
 
 
-def _chunks(stream: object) -> object:
-    read = stream.read  # type: ignore[attr-defined]
+def _chunks(stream: BinaryIO) -> Iterator[bytes]:
     try:
-        while chunk := read(1 << 16):
+        while chunk := stream.read(1 << 16):
             yield chunk
     finally:
-        stream.close()  # type: ignore[attr-defined]
+        stream.close()
