@@ -21,6 +21,80 @@ def run_server(settings: Settings, *, workers: int = 1) -> None:
 
     app = create_app(services)
     if workers > 1:
-        raise SystemExit("several workers: run `uvicorn --factory ctaprod.server.asgi:app`")
+        raise SystemExit("several workers: run "
+                         "`uvicorn --factory ctaprod.server.asgi:create_app_from_env --workers N`")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
                 access_log=False)
+
+
+def embedded_settings(settings: Settings, slots: int) -> Settings:
+    """The all-in-one defaults: a Local CE queue and short agent intervals."""
+    from ctaprod.core.settings import AgentSettings, QueueConfig
+
+    changes: dict[str, object] = {}
+    if not settings.queues:
+        changes["queues"] = {"local": QueueConfig(
+            ce_type="local", ce="localhost", site="LOCAL.localhost.org", max_waiting=slots,
+            max_total=slots, max_empty_matches=2, options={"slots": slots})}
+    agents = dict(settings.agents)
+    for name, interval in (("pilot_factory", 3.0), ("pilot_status", 5.0),
+                           ("stalled_jobs", 15.0), ("job_cleaning", 3600.0)):
+        if name in agents and "agents" in settings.model_fields_set:
+            continue
+        agents[name] = AgentSettings(interval=interval)
+    changes["agents"] = agents
+    return settings.model_copy(update=changes)
+
+
+def run_up(settings: Settings, *, slots: int = 4) -> None:
+    """Everything on one machine: API server, agents and a Local CE, on SQLite by default.
+
+    On first start the admin token is stored (mode 0600) in the user's client config dir,
+    so that ``ctaprod`` commands work right away.
+    """
+    import signal
+    import threading
+
+    import uvicorn
+
+    from ctaprod.api.app import create_app
+    from ctaprod.client import config as client_config
+    from ctaprod.server.agents import run_agents
+    from ctaprod.server.services import build_services, ensure_identities
+
+    settings = embedded_settings(settings, slots)
+    services = build_services(settings)
+    admin_token, _ = ensure_identities(services)
+    url = settings.server_url()
+    token_file = client_config.config_dir() / "token"
+    if admin_token is None and not token_file.exists():
+        from datetime import timedelta
+
+        from ctaprod.core.properties import TokenKind
+
+        admin_token = services.tokens.issue(
+            "admin", "ctao_admin", TokenKind.USER, timedelta(days=settings.user_token_days),
+            "embedded admin token").token
+    if admin_token is not None:
+        where = client_config.save(url, admin_token)
+        print(f"ctaprod: admin token saved in {where / 'token'} (mode 0600)")
+    else:
+        client_config.save(url, None)
+    print(f"ctaprod: state in {settings.state_dir}, database {settings.db_url()}")
+    print(f"ctaprod: API on {url} (OpenAPI at {url}/docs); Local CE with {slots} slots")
+
+    stop = threading.Event()
+    agents = threading.Thread(
+        target=run_agents, name="agents", daemon=True,
+        kwargs={"settings": settings, "names": None, "once": False, "replica": 0,
+                "replicas": 1, "stop": stop})
+    server = uvicorn.Server(uvicorn.Config(create_app(services), host=settings.host,
+                                           port=settings.port, log_level="warning",
+                                           access_log=False))
+    agents.start()
+    try:
+        server.run()
+    finally:
+        stop.set()
+        agents.join(timeout=30)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)

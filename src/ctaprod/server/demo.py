@@ -1,0 +1,146 @@
+"""`ctaprod demo`: the main job on the embedded default, end to end on one machine.
+
+Starts ``ctaprod up`` as a real process (server, agents, Local CE on SQLite) in a state
+directory, submits a parametric DIRAC JDL with an input sandbox, lets real pilot processes
+run the jobs, waits for them to finish, and fetches one output sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ctaprod.client.http import Client
+from ctaprod.client.submit import submit_file
+from ctaprod.core.job_states import FINAL_STATES, JobStatus
+from ctaprod.core.schemas import JobFilter
+
+SCRIPT = """#!/bin/sh
+# A stand-in payload: prints where it runs and writes a small result file.
+echo "job $CTAPROD_JOB_ID parameter $1 on $(hostname)"
+sleep 0.2
+echo "result of parameter $1" > result_$1.txt
+echo "done with $1"
+"""
+
+JDL = """[
+  JobName = "demo_%s";
+  JobGroup = "demo";
+  Executable = "demo.sh";
+  Arguments = "%s";
+  Parameters = {n};
+  ParameterStart = 1;
+  ParameterStep = 1;
+  CPUTime = 300;
+  InputSandbox = {{"demo.sh"}};
+  StdOutput = "StdOut";
+  StdError = "StdErr";
+  OutputSandbox = {{"StdOut", "StdErr", "result_%s.txt"}};
+]
+"""
+
+
+def _wait_healthy(client: Client, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"ctaprod up exited with code {proc.returncode}")
+        try:
+            client.health()
+            return
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.3)
+    raise SystemExit("ctaprod up did not answer in time")
+
+
+def run_demo(state_dir: Path, jobs: int, port: int, slots: int, timeout: float,
+             keep: bool) -> int:
+    console = Console()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, CTAPROD_STATE_DIR=str(state_dir), CTAPROD_PORT=str(port),
+               CTAPROD_CONFIG_DIR=str(state_dir / "client"))
+    env.pop("CTAPROD_DATABASE_URL", None)
+    log = (state_dir / "up.log").open("ab")
+    console.print(f"[bold]Starting ctaprod up[/] (state in {state_dir}, log in {log.name})")
+    proc = subprocess.Popen([sys.executable, "-m", "ctaprod.cli.main", "up", "--slots",
+                             str(slots)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(Client(url, None), proc, 60)
+        token = (state_dir / "client" / "token").read_text().strip()
+        with Client(url, token) as client, tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "demo.sh").write_text(SCRIPT)
+            (Path(tmp) / "demo.jdl").write_text(JDL.format(n=jobs))
+            ids = submit_file(client, Path(tmp) / "demo.jdl")
+            console.print(f"Submitted {len(ids)} jobs ({ids[0]}-{ids[-1]}) from a parametric JDL")
+            ok = _follow(client, ids, timeout, console)
+            _report(client, ids, console)
+            out = state_dir / "demo-output"
+            out.mkdir(exist_ok=True)
+            archive = out / f"job{ids[0]}.tar.gz"
+            client.download_output(ids[0], archive)
+            with tarfile.open(archive) as tar:
+                names = tar.getnames()
+                member = tar.extractfile("StdOut")
+                text = member.read().decode() if member else ""
+            console.print(f"Output sandbox of job {ids[0]}: {', '.join(names)}")
+            console.print(f"  StdOut: {text.strip()}")
+            return 0 if ok else 1
+    finally:
+        if keep:
+            console.print(f"ctaprod up keeps running (pid {proc.pid}); stop it with kill")
+        else:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+def _follow(client: Client, ids: list[int], timeout: float, console: Console) -> bool:
+    deadline = time.monotonic() + timeout
+    with Progress(TextColumn("jobs finished"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("jobs", total=len(ids))
+        while True:
+            statuses = _statuses(client, ids)
+            final = sum(1 for s in statuses.values() if s in FINAL_STATES)
+            bar.update(task, completed=final)
+            if final == len(ids):
+                return all(s is JobStatus.DONE for s in statuses.values())
+            if time.monotonic() > deadline:
+                console.print("[red]timed out waiting for the jobs[/]")
+                return False
+            time.sleep(1)
+
+
+def _statuses(client: Client, ids: list[int]) -> dict[int, JobStatus]:
+    out: dict[int, JobStatus] = {}
+    for i in range(0, len(ids), 1000):
+        for job in client.iter_jobs(JobFilter(job_ids=ids[i:i + 1000]), page=1000):
+            out[job.job_id] = job.status
+    return out
+
+
+def _report(client: Client, ids: list[int], console: Console) -> None:
+    counts: dict[str, int] = {}
+    for status in _statuses(client, ids).values():
+        counts[status.value] = counts.get(status.value, 0) + 1
+    table = Table(title="Demo jobs by status")
+    table.add_column("status")
+    table.add_column("jobs", justify="right")
+    for status, n in sorted(counts.items()):
+        table.add_row(status, str(n))
+    console.print(table)
+    pilots = client.pilots(limit=1000)
+    console.print(f"{len(pilots)} pilot processes were used")
