@@ -2,7 +2,8 @@
 
 Parametric jobs (``Parameters``, ``ParameterStart``, ``ParameterStep``, ``ParameterFactor``)
 expand into one description per parameter value; in string attributes ``%s`` becomes the
-parameter value and ``%n`` its index. ``%j`` (the job ID) is kept until the job is matched,
+parameter value and ``%n`` its index (zero-padded to the width of the last index, as
+DIRAC does). ``%j`` (the job ID) is kept until the job is matched,
 when the ID is known (see :func:`substitute_job_id`).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,11 @@ from ctaprod.core.errors import InvalidInput, TooLarge
 from ctaprod.core.jdl import JDLSyntaxError, parse_jdl
 from ctaprod.core.jobs import JobDescription
 
+# Blank space and JDL comments (#, //, /* */) before the first statement; a YAML document
+# starting with a '#' comment is YAML either way, so treating it as a comment is harmless.
+_LEADING_COMMENTS = re.compile(r"(?:\s+|#[^\n]*|//[^\n]*|/\*.*?\*/)*", re.DOTALL)
+_JSON_START = re.compile(r"\{|\[\s*[{\]]")
+_JDL_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*[ \t]*=")
 PARAMETRIC_KEYS = ("Parameters", "ParameterStart", "ParameterStep", "ParameterFactor")
 # DIRAC keys that a JDL may carry but that the server sets itself or that have no effect here.
 IGNORED_KEYS = frozenset(
@@ -53,16 +60,20 @@ ALIASES = _alias_map()
 KNOWN = sorted({f.alias or n for n, f in JobDescription.model_fields.items()})
 
 
+def guess_format(text: str) -> str:
+    """jdl, yaml or json, from the first thing that is not blank or a JDL comment."""
+    head = _LEADING_COMMENTS.sub("", text)
+    if _JSON_START.match(head):
+        return "json"
+    if head.startswith("[") or _JDL_ASSIGNMENT.match(head):
+        return "jdl"
+    return "yaml"
+
+
 def load_document(text: str, fmt: str = "auto") -> dict[str, Any] | list[dict[str, Any]]:
     """Parse text as JDL, YAML or JSON (``fmt`` = jdl|yaml|json|auto)."""
-    stripped = text.lstrip()
     if fmt == "auto":
-        if stripped.startswith("{") or stripped.startswith("[{") or stripped.startswith("[\n{"):
-            fmt = "json"
-        elif "=" in text.split("\n", 1)[0] or stripped.startswith("["):
-            fmt = "jdl"
-        else:
-            fmt = "yaml"
+        fmt = guess_format(text)
     if fmt == "jdl":
         try:
             return dict(parse_jdl(text))
@@ -119,8 +130,11 @@ def _parameter_values(attrs: Mapping[str, Any], limits: SubmissionLimits) -> lis
                 f"{params} parametric jobs requested, the limit is {limits.max_parametric_jobs}",
                 attribute="Parameters",
             )
-        start, step, factor = (attrs.get(k, d) for k, d in zip(PARAMETRIC_KEYS[1:], (0, 0, 1)))
-        for key, val in zip(PARAMETRIC_KEYS[1:], (start, step, factor)):
+        # DIRAC's defaults: start 1, step 0, factor 1.
+        start = attrs.get("ParameterStart", 1)
+        step = attrs.get("ParameterStep", 0)
+        factor = attrs.get("ParameterFactor", 1)
+        for key, val in zip(PARAMETRIC_KEYS[1:], (start, step, factor), strict=True):
             if isinstance(val, bool) or not isinstance(val, (int, float)):
                 raise InvalidInput(f"'{key}' must be a number, not {val!r}", attribute=key)
         values, value = [], start
@@ -145,9 +159,9 @@ def _fmt_param(value: Any) -> str:
     return str(value)
 
 
-def _substitute(value: Any, param: str, index: int) -> Any:
+def _substitute(value: Any, param: str, index: str) -> Any:
     if isinstance(value, str):
-        return value.replace("%s", param).replace("%n", str(index))
+        return value.replace("%s", param).replace("%n", index)
     if isinstance(value, list):
         return [_substitute(v, param, index) for v in value]
     return value
@@ -183,9 +197,10 @@ def expand(raw: Mapping[str, Any], limits: SubmissionLimits) -> list[JobDescript
     if values is None:
         return [_validate(attrs, limits, "")]
     out = []
+    width = len(str(len(values) - 1))  # DIRAC zero-pads %n to the width of the last index
     for index, value in enumerate(values):
         param = _fmt_param(value)
-        sub = {k: _substitute(v, param, index) for k, v in attrs.items()}
+        sub = {k: _substitute(v, param, str(index).zfill(width)) for k, v in attrs.items()}
         out.append(_validate(sub, limits, f"parametric job {index}: "))
     return out
 

@@ -154,4 +154,5 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if path is not None and not path.is_file():
         raise FileNotFoundError(f"configuration file {path} does not exist")
     loaded = _Loaded(**overrides)
-    return Settings.model_validate(loaded.model_dump())
+    # Only what the file, the environment or the caller set counts as set (model_fields_set).
+    return Settings.model_validate(loaded.model_dump(exclude_unset=True))

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, RowMapping, String, bindparam, delete, func, 
 from sqlalchemy.sql import ColumnElement
 
 from ctaprod.core.job_states import JobStatus
-from ctaprod.db.tables import job_descriptions, job_history, job_parameters, jobs
+from ctaprod.db.tables import job_descriptions, job_history, job_parameters, jobs, pilots
 
 
 @dataclass(frozen=True)
@@ -217,6 +217,71 @@ class JobDB:
                 conn.execute(delete(table).where(table.c.job_id.in_(chunk)))
             n += conn.execute(delete(jobs).where(jobs.c.job_id.in_(chunk))).rowcount
         return n
+
+    # --- agents: stalled jobs and cleaning (candidates are row-locked with SKIP LOCKED where
+    # the engine has concurrent writers, so the caller acts on rows nobody else is changing)
+    def _pick(self, conn: Connection, where: Sequence[ColumnElement[bool]],
+              order: ColumnElement[Any], limit: int, replica: int, replicas: int, lock: bool,
+              *extra: ColumnElement[Any]) -> list[RowMapping]:
+        stmt = select(jobs.c.job_id, jobs.c.status, jobs.c.pilot_id, jobs.c.heartbeat_time,
+                      jobs.c.last_update, *extra).where(*where)
+        if replicas > 1:
+            stmt = stmt.where(jobs.c.job_id % replicas == replica)
+        stmt = stmt.order_by(order).limit(limit)
+        if lock and self.for_update:
+            stmt = stmt.with_for_update(skip_locked=True)
+        return list(conn.execute(stmt).mappings())
+
+    def silent_jobs(self, conn: Connection, status: JobStatus, older_than: datetime, *,
+                    limit: int, replica: int = 0, replicas: int = 1,
+                    lock: bool = False) -> list[RowMapping]:
+        """Jobs in ``status`` with neither a heartbeat nor an update since ``older_than``."""
+        hb = jobs.c.heartbeat_time
+        return self._pick(conn, [jobs.c.status == status.value, jobs.c.last_update < older_than,
+                                 hb.is_(None) | (hb < older_than)],
+                          jobs.c.last_update, limit, replica, replicas, lock)
+
+    def matched_unstarted(self, conn: Connection, older_than: datetime, *, limit: int,
+                          replica: int = 0, replicas: int = 1,
+                          lock: bool = False) -> list[RowMapping]:
+        """Matched jobs without a heartbeat since their match, matched before ``older_than``."""
+        hb = jobs.c.heartbeat_time
+        return self._pick(conn, [jobs.c.status == JobStatus.MATCHED.value,
+                                 jobs.c.last_update < older_than,
+                                 hb.is_(None) | (hb <= jobs.c.last_update)],
+                          jobs.c.last_update, limit, replica, replicas, lock)
+
+    def matched_silent(self, conn: Connection, older_than: datetime, *, limit: int,
+                       replica: int = 0, replicas: int = 1,
+                       lock: bool = False) -> list[RowMapping]:
+        """Matched jobs that sent heartbeats after their match, but none since ``older_than``."""
+        hb = jobs.c.heartbeat_time
+        return self._pick(conn, [jobs.c.status == JobStatus.MATCHED.value,
+                                 hb > jobs.c.last_update, hb < older_than],
+                          jobs.c.heartbeat_time, limit, replica, replicas, lock)
+
+    def stalled_to_settle(self, conn: Connection, heartbeat_before: datetime,
+                          alive: Iterable[str], *, limit: int, replica: int = 0,
+                          replicas: int = 1, lock: bool = False) -> list[RowMapping]:
+        """Stalled jobs whose pilot is gone (no pilot row in ``alive`` statuses) or whose last
+        heartbeat (else last update) is older than ``heartbeat_before``; rows carry
+        ``pilot_alive``."""
+        pilot_alive = select(pilots.c.pilot_id).where(
+            pilots.c.pilot_id == jobs.c.pilot_id, pilots.c.status.in_(list(alive))).exists()
+        last = func.coalesce(jobs.c.heartbeat_time, jobs.c.last_update)
+        return self._pick(conn, [jobs.c.status == JobStatus.STALLED.value,
+                                 (last < heartbeat_before) | ~pilot_alive],
+                          jobs.c.job_id, limit, replica, replicas, lock,
+                          pilot_alive.label("pilot_alive"))
+
+    def finished_before(self, conn: Connection, statuses: Iterable[JobStatus],
+                        older_than: datetime, *, limit: int, replica: int = 0,
+                        replicas: int = 1, lock: bool = False) -> list[int]:
+        """IDs of jobs in ``statuses`` last changed before ``older_than`` (oldest first)."""
+        rows = self._pick(conn, [jobs.c.status.in_([s.value for s in statuses]),
+                                 jobs.c.last_update < older_than],
+                          jobs.c.last_update, limit, replica, replicas, lock)
+        return [int(r["job_id"]) for r in rows]
 
 
 def _chunks(seq: Sequence[int], size: int) -> Iterable[Sequence[int]]:

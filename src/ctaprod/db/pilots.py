@@ -6,7 +6,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from ctaprod.core.pilot_states import PilotStatus
 from ctaprod.db.tables import pilot_logs, pilots
@@ -76,3 +85,21 @@ class PilotDB:
     def log(self, conn: Connection, pilot_id: int) -> str | None:
         return conn.execute(select(pilot_logs.c.log).where(pilot_logs.c.pilot_id == pilot_id))\
             .scalar_one_or_none()
+
+    def set_ce_refs(self, conn: Connection, refs: Mapping[int, str]) -> None:
+        """Store the computing element's reference of each pilot (pilot_id -> ref)."""
+        if refs:
+            conn.execute(update(pilots).where(pilots.c.pilot_id == bindparam("b_id"))
+                         .values(ce_ref=bindparam("b_ref")),
+                         [{"b_id": pid, "b_ref": ref[:255]} for pid, ref in refs.items()])
+
+    def without_log(self, conn: Connection, *, ce: str, queue: str, statuses: Sequence[str],
+                    since: datetime, limit: int = 1000) -> list[RowMapping]:
+        """Pilots of a queue in ``statuses``, changed since ``since``, that have no log."""
+        has_log = select(pilot_logs.c.pilot_id).where(
+            pilot_logs.c.pilot_id == pilots.c.pilot_id).exists()
+        return list(conn.execute(
+            select(pilots).where(pilots.c.ce == ce, pilots.c.queue == queue,
+                                 pilots.c.status.in_(list(statuses)),
+                                 pilots.c.last_update >= since, ~has_log)
+            .order_by(pilots.c.pilot_id).limit(limit)).mappings())

@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, Executable, delete, func, insert, select
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from ctaprod.core.matching import Requirements
 from ctaprod.db.tables import task_queues, tq_jobs
@@ -28,9 +29,11 @@ class TaskQueueDB:
         """Return the tq_id of each requirement set, creating missing queues."""
         keys = {r.key(): r for r in reqs}
         found = self._ids(conn, list(keys))
-        missing = [k for k in keys if k not in found]
+        missing = sorted(k for k in keys if k not in found)  # one lock order for all writers
         if missing:
-            conn.execute(insert(task_queues), [
+            # Another transaction may create the same queue meanwhile: the database resolves
+            # it (insert-or-ignore on the unique key), then we read the winner's tq_id.
+            conn.execute(_insert_ignoring_duplicates(conn), [
                 {"key": k, "owner": keys[k].owner, "owner_group": keys[k].owner_group,
                  "requirements": keys[k].model_dump_json(), "created": now} for k in missing
             ])
@@ -62,7 +65,8 @@ class TaskQueueDB:
         rows = conn.execute(select(task_queues.c.tq_id, task_queues.c.requirements))
         return {r.tq_id: Requirements.model_validate_json(r.requirements) for r in rows}
 
-    def queue_requirements(self, conn: Connection, tq_ids: Sequence[int]) -> dict[int, Requirements]:
+    def queue_requirements(self, conn: Connection,
+                           tq_ids: Sequence[int]) -> dict[int, Requirements]:
         rows = conn.execute(select(task_queues.c.tq_id, task_queues.c.requirements)
                             .where(task_queues.c.tq_id.in_(list(tq_ids))))
         return {r.tq_id: Requirements.model_validate_json(r.requirements) for r in rows}
@@ -76,23 +80,48 @@ class TaskQueueDB:
     def claim(self, conn: Connection, tq_id: int) -> int | None:
         """Atomically take the highest-priority, oldest job out of a queue; None if empty.
 
-        On SQLite the caller holds the single write lock, so select-then-delete is atomic.
-        Elsewhere the row is locked with SKIP LOCKED so concurrent claimers take other rows,
-        and the DELETE's row count proves the claim.
+        Both steps walk the (tq_id, priority, job_id) index in one direction: first the best
+        priority present, then the oldest job of that priority. (A mixed ``ORDER BY priority
+        DESC, job_id`` sorts the whole queue, and MariaDB then returns no row at all with
+        SKIP LOCKED as soon as the first one is locked.) On SQLite the caller holds the single
+        write lock, so select-then-delete is atomic. Elsewhere the row is locked with SKIP
+        LOCKED so concurrent claimers take other rows, and the DELETE's row count proves the
+        claim; when every job of a priority is being claimed by others, the next lower
+        priority is tried.
         """
-        for _ in range(3):
-            stmt = (select(tq_jobs.c.job_id).where(tq_jobs.c.tq_id == tq_id)
-                    .order_by(tq_jobs.c.priority.desc(), tq_jobs.c.job_id).limit(1))
+        below: int | None = None
+        while True:
+            best = select(func.max(tq_jobs.c.priority)).where(tq_jobs.c.tq_id == tq_id)
+            if below is not None:
+                best = best.where(tq_jobs.c.priority < below)
+            priority = conn.execute(best).scalar()
+            if priority is None:
+                return None
+            stmt = (select(tq_jobs.c.job_id)
+                    .where(tq_jobs.c.tq_id == tq_id, tq_jobs.c.priority == priority)
+                    .order_by(tq_jobs.c.job_id).limit(1))
             if self.skip_locked:
                 stmt = stmt.with_for_update(skip_locked=True)
             job_id = conn.execute(stmt).scalar_one_or_none()
-            if job_id is None:
-                return None
-            if conn.execute(delete(tq_jobs).where(tq_jobs.c.job_id == job_id)).rowcount == 1:
+            if job_id is not None and conn.execute(
+                    delete(tq_jobs).where(tq_jobs.c.job_id == job_id)).rowcount == 1:
                 return int(job_id)
-        return None
+            below = int(priority)
 
     def drop_empty(self, conn: Connection) -> int:
         """Remove task queues that hold no job."""
         sub = select(tq_jobs.c.tq_id).distinct()
         return conn.execute(delete(task_queues).where(task_queues.c.tq_id.not_in(sub))).rowcount
+
+
+def _insert_ignoring_duplicates(conn: Connection) -> Executable:
+    """INSERT into task_queues that skips rows whose key exists already."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(task_queues).on_conflict_do_nothing(index_elements=["key"])
+    if dialect == "sqlite":
+        return sqlite.insert(task_queues).on_conflict_do_nothing(index_elements=["key"])
+    if dialect in ("mysql", "mariadb"):
+        stmt = mysql.insert(task_queues)
+        return stmt.on_duplicate_key_update(key=stmt.inserted.key)
+    return insert(task_queues)

@@ -202,6 +202,10 @@ def reschedule_jobs(ctx: Context, ident: Identity | None, job_ids: Sequence[int]
     states = transition_jobs(ctx, conn, job_ids, decide, source, strict=strict)
     back = [j for j, st in outcome.items() if st is J.WAITING]
     if back:
-        enqueue(ctx, conn, [(j, load_description(ctx, conn, j), states[j].owner,
-                             states[j].owner_group) for j in back])
+        descs = {j: load_description(ctx, conn, j) for j in back}
+        for j, d in descs.items():
+            if len(d.sites) == 1:  # the matched site was written over the job's one site
+                ctx.jobs.update_fields(conn, j, {"site": d.sites[0]})
+        enqueue(ctx, conn, [(j, descs[j], states[j].owner, states[j].owner_group)
+                            for j in back])
     return outcome

@@ -7,18 +7,82 @@ ctaprod.pilot --help`` lists the command-line equivalents. Lists (``TAGS``) are 
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ctaprod.client.errors import ApiError, ServerUnreachable
 from ctaprod.core.matching import Resource
+
+logger = logging.getLogger("ctaprod.pilot.retry")
+T = TypeVar("T")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+TRANSIENT = frozenset({502, 503, 504})  # worth retrying like a refused connection
 
 
 def _new_stamp() -> str:
     return uuid.uuid4().hex
+
+
+@contextmanager
+def capture_log(path: Path, name: str = "ctaprod.pilot") -> Iterator[Path]:
+    """Copy the records of logger ``name`` (INFO and above) to ``path`` while active."""
+    log = logging.getLogger(name)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    old_level = log.level
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    try:
+        yield path
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+        log.setLevel(old_level)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff (``initial``, doubling, capped at ``max_delay``) for ``max_seconds``."""
+
+    max_seconds: float = 600.0
+    initial: float = 1.0
+    max_delay: float = 60.0
+
+    def call(self, fn: Callable[[], T], what: str) -> T:
+        """``fn()``, retried while the server is unreachable (or 502/503/504); re-raises."""
+        deadline, delay = time.monotonic() + self.max_seconds, self.initial
+        while True:
+            try:
+                return fn()
+            except (ServerUnreachable, ApiError) as exc:
+                left = deadline - time.monotonic()
+                if (isinstance(exc, ApiError) and exc.status not in TRANSIENT) or left <= 0:
+                    raise
+                logger.warning("%s: %s; retrying in %.1f s", what, exc, min(delay, left))
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, self.max_delay)
+
+
+@dataclass(frozen=True)
+class WrapperOptions:
+    """How the job wrapper runs payloads (see :meth:`PilotConfig.wrapper_options`)."""
+
+    heartbeat_interval: float | None = None  # None: the interval of the match reply
+    wall_factor: float = 2.0  # wall-clock limit = CPUTime * factor + margin
+    wall_margin: float = 300.0
+    kill_grace: float = 5.0
+    poll_interval: float = 0.5
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 class PilotConfig(BaseSettings):
@@ -69,10 +133,30 @@ class PilotConfig(BaseSettings):
             return [t.strip() for t in text.split(",") if t.strip()]
         return value
 
+    @field_validator("work_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.absolute()
+
     @field_validator("url")
     @classmethod
     def _strip_url(cls, value: str) -> str:
         return value.rstrip("/")
+
+    def retry_policy(self, max_seconds: float | None = None) -> RetryPolicy:
+        """The backoff for server calls (window ``max_retry_seconds`` unless given)."""
+        window = self.max_retry_seconds if max_seconds is None else max_seconds
+        return RetryPolicy(window, self.retry_initial, self.retry_max_delay)
+
+    def wrapper_options(self) -> WrapperOptions:
+        """The options of the job wrapper."""
+        return WrapperOptions(
+            self.heartbeat_interval,
+            self.wall_factor,
+            self.wall_margin,
+            self.kill_grace,
+            retry=self.retry_policy(),
+        )
 
     def resource(self, cpu_time_left: int) -> Resource:
         """What this pilot offers to the matcher with ``cpu_time_left`` seconds to go."""

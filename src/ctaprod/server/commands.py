@@ -39,8 +39,8 @@ def embedded_settings(settings: Settings, slots: int) -> Settings:
     agents = dict(settings.agents)
     for name, interval in (("pilot_factory", 3.0), ("pilot_status", 5.0),
                            ("stalled_jobs", 15.0), ("job_cleaning", 3600.0)):
-        if name in agents and "agents" in settings.model_fields_set:
-            continue
+        if "agents" in settings.model_fields_set and name in settings.agents:
+            continue  # configured explicitly
         agents[name] = AgentSettings(interval=interval)
     changes["agents"] = agents
     return settings.model_copy(update=changes)

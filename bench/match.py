@@ -1,0 +1,211 @@
+"""The matcher under load: POST /api/pilots/{pilot_id}/match, sustained matches per second.
+
+Setup (DB/logic layers, not measured): 10 users in 2 groups (shares 1 and 2) submit waiting
+jobs (30,000 by default, 100,000 with ``--full``) through ``logic.jobs.submit_jobs``, spread
+over 10 owners x 3 platforms x 5 tag sets x 7 CPU segments = 1,050 task queues.
+Four pilots are registered through the API (2 with platform el9, 2 with el8; all with tags
+cvmfs+singularity, no GPU), so each sees about half of the queues.
+
+Measure: ``wrk -t2 -c4`` (4 concurrent requesters) with a Lua script POSTing the pilot's
+Resource to /api/pilots/{id}/match with its pilot session token; ``--runs`` runs of
+``--duration`` seconds after a 2 s warm-up; the median run is reported (200 = a job matched,
+204 = nothing eligible).
+Check: the number of Matched jobs in the DB equals the number of 200 responses over all runs
+(no job matched twice), and each has exactly one Matched history entry.
+
+Target (issue): >= 500 matches/s sustained.
+
+    .venv/bin/python bench/match.py [--db sqlite|mysql|postgresql|URL] [--full] [--workers N]
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common as C  # noqa: E402
+
+GROUPS = {"bench_a": 1.0, "bench_b": 2.0}
+USERS = {f"user{i:02d}": ("bench_a" if i < 5 else "bench_b") for i in range(10)}
+PLATFORMS = ["", "el8", "el9"]
+TAG_SETS = [[], ["cvmfs"], ["singularity"], ["cvmfs", "singularity"], ["GPU"]]
+CPU_TIMES = [300, 1500, 3000, 20000, 40000, 80000, 150000]  # 7 distinct CPU segments
+SITE = "BENCH.site.org"
+
+
+def resource(platform: str) -> dict[str, object]:
+    return {"site": SITE, "ce": "bench-ce", "queue": "bench", "platform": platform,
+            "tags": ["cvmfs", "singularity"], "cpu_time_left": 200000, "memory_mb": 4096,
+            "processors": 1}
+
+
+LUA = """
+pilots = {pilots}
+local mine = {{}}
+local counter = 0
+function init(args)
+  for i, p in ipairs(pilots) do
+    if (i - 1) % {threads} == tid then table.insert(mine, p) end
+  end
+  if #mine == 0 then mine = pilots end
+end
+ids = {{}}
+function on_response(status, body)
+  if status == 200 then
+    ids[#ids + 1] = string.match(body, '"job_id":(%d+)')
+  end
+end
+function on_done(threads)
+  local f = io.open({ids_file}, "a")
+  for _, t in ipairs(threads) do
+    for _, id in ipairs(t:get("ids")) do f:write(id, "\\n") end
+  end
+  f:close()
+end
+function request()
+  counter = counter + 1
+  local p = mine[(counter % #mine) + 1]
+  return wrk.format("POST", "/api/pilots/" .. p.id .. "/match",
+    {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. p.token}},
+    p.body)
+end
+"""
+
+
+def populate(prep: C.Prepared, n_jobs: int) -> int:
+    """Submit ``n_jobs`` waiting jobs over all requirement combinations; returns the queues."""
+    from ctaprod.core.jobs import JobDescription
+    from ctaprod.logic.jobs import submit_jobs
+
+    ctx = prep.services.ctx
+    combos = list(itertools.product(PLATFORMS, map(tuple, TAG_SETS), CPU_TIMES))
+    per_user = n_jobs // len(USERS)
+    t0 = time.perf_counter()
+    for user, group in USERS.items():
+        descs = []
+        for i in range(per_user):
+            platform, tags, cpu = combos[i % len(combos)]
+            descs.append(JobDescription.model_validate({
+                "Executable": "/bin/true", "Arguments": f"{i}", "JobName": f"{user}_{i}",
+                "JobGroup": f"grp{i % 7}", "CPUTime": cpu, "Platform": platform,
+                "Tags": list(tags), "Priority": 1 + i % 3}))
+        ident = C.user_identity(user, group)
+        for k in range(0, len(descs), 5000):
+            submit_jobs(ctx, ident, descs[k:k + 5000])
+    from sqlalchemy import func, select
+
+    from ctaprod.db.tables import task_queues
+
+    with ctx.db.read() as conn:
+        nq = conn.execute(select(func.count()).select_from(task_queues)).scalar_one()
+    print(f"# setup: {per_user * len(USERS)} waiting jobs in {nq} task queues "
+          f"in {time.perf_counter() - t0:.1f} s", flush=True)
+    return int(nq)
+
+
+def show_plans(prep: C.Prepared, engine: str) -> None:
+    from sqlalchemy import func, select
+
+    from ctaprod.db.tables import tq_jobs
+
+    ctx = prep.services.ctx
+    with ctx.db.read() as conn:
+        tq = conn.execute(select(tq_jobs.c.tq_id, func.count()).group_by(tq_jobs.c.tq_id)
+                          .order_by(func.count().desc()).limit(1)).first()
+        assert tq is not None
+        claim = (select(tq_jobs.c.job_id).where(tq_jobs.c.tq_id == tq[0])
+                 .order_by(tq_jobs.c.priority.desc(), tq_jobs.c.job_id).limit(1))
+        if ctx.db.supports_skip_locked:
+            claim = claim.with_for_update(skip_locked=True)
+        loads = (select(tq_jobs.c.tq_id, func.count(), func.max(tq_jobs.c.priority))
+                 .group_by(tq_jobs.c.tq_id))
+        for label, stmt in (("claim (TaskQueueDB.claim), queue of %d jobs" % tq[1], claim),
+                            ("snapshot (TaskQueueDB.loads)", loads)):
+            sql = C.literal_sql(stmt, conn.dialect)
+            print(f"\n# plan of {label} on {engine}:\n  {sql}\n{C.explain(conn, engine, sql)}")
+            t0 = time.perf_counter()
+            for _ in range(20):
+                conn.execute(stmt).fetchall()
+            print(f"  -> {1000 * (time.perf_counter() - t0) / 20:.2f} ms per execution")
+            conn.rollback()
+
+
+def main() -> None:
+    p = C.parser(__doc__ or "")
+    p.add_argument("--jobs", type=int, default=None, help="waiting jobs (default 30k/100k)")
+    p.add_argument("--connections", type=int, default=4)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    n_jobs = args.jobs or (100_000 if args.full else 30_000)
+    secs = C.duration(args)
+    table = C.Table(f"match.py results ({n_jobs} jobs)")
+    with C.bench_env(args.db, args.keep) as env:
+        prep = C.prepare(env)
+        C.add_users(prep, GROUPS, USERS)
+        nq = populate(prep, n_jobs)
+        show_plans(prep, env.engine)
+        with C.Server(env, prep, args.workers) as server:
+            pilots = C.register_pilots(server, prep.pilot_token, 4, SITE)
+            lua_pilots = "{" + ", ".join(
+                f"{{id = {pid}, token = {C.lua_string(tok)}, "
+                f"body = {C.lua_string(json.dumps(resource('el9' if i % 2 else 'el8')))}}}"
+                for i, (pid, tok) in enumerate(pilots)) + "}"
+            ids_file = env.tmp / "matched_ids.txt"
+            lua = LUA.format(pilots=lua_pilots, threads=args.threads,
+                             ids_file=C.lua_string(str(ids_file)))
+            kw = {"connections": args.connections, "threads": args.threads, "tmp": env.tmp}
+            warm = C.run_wrk(server, lua, seconds=2, **kw)
+            results = []
+            with C.Profiler(server, args.profile, "match"):
+                for i in range(args.runs):
+                    r = C.run_wrk(server, lua, seconds=secs, **kw)
+                    print(C.wrk_line(f"  run {i}", r, unit="match/s"), flush=True)
+                    results.append(r)
+            m = C.median_wrk(results)
+            table.add(f"[{env.kind}, {args.workers} worker(s)] match, {nq} queues, wrk "
+                      f"-t{args.threads} -c{args.connections}, {len(results)}x{secs:.0f}s: "
+                      f"{m.rate_of(200):,.0f} matches/s (median run; {m.rate:,.0f} req/s, "
+                      f"p50 {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms; server CPU "
+                      f"{m.server_cpu / m.seconds:.2f} cores) (target >= 500)")
+            ok = sum(r.count(200) for r in [warm, *results])
+            bad = {k: v for r in [warm, *results] for k, v in r.statuses.items()
+                   if k not in ("200", "204")}
+            seen = [int(x) for x in ids_file.read_text().split()]
+            # wrk abandons the requests in flight when a run ends: the server still matches
+            # them, so up to `connections` jobs per run are Matched without a 200 seen.
+            in_flight = (len(results) + 1) * args.connections
+        from sqlalchemy import func, select
+
+        from ctaprod.db.tables import job_history, jobs
+
+        with prep.services.ctx.db.read() as conn:
+            matched = conn.execute(select(func.count()).select_from(jobs)
+                                   .where(jobs.c.status == "Matched")).scalar_one()
+            hist = conn.execute(select(func.count()).select_from(job_history)
+                                .where(job_history.c.status == "Matched")).scalar_one()
+            dup = conn.execute(select(func.count()).select_from(
+                select(job_history.c.job_id).where(job_history.c.status == "Matched")
+                .group_by(job_history.c.job_id).having(func.count() > 1).subquery()))\
+                .scalar_one()
+            seen_matched = conn.execute(select(func.count()).select_from(jobs).where(
+                jobs.c.status == "Matched", jobs.c.job_id.in_(seen[:50_000]))).scalar_one()
+        good = (len(seen) == ok == len(set(seen)) and seen_matched == min(ok, 50_000)
+                and matched == hist and 0 <= matched - ok <= in_flight and dup == 0
+                and not bad)
+        table.add(f"  check: {ok} responses 200 with {len(set(seen))} distinct job IDs "
+                  f"(all Matched in the DB: {seen_matched == min(ok, 50_000)}); {matched} jobs "
+                  f"Matched, {hist} Matched history rows, {dup} jobs matched twice, "
+                  f"{matched - ok} matched by requests cut off at the end of the wrk runs "
+                  f"(<= {in_flight} allowed), other statuses {bad}: "
+                  f"{'OK' if good else 'MISMATCH'}")
+        prep.services.ctx.db.dispose()
+    table.show()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Job cleaning: forget finished jobs past their retention, then what only they used.
+
+Done jobs go after ``cleaning.done_retention_days``, Failed and Killed ones after
+``failed_retention_days``, Deleted ones after ``deleted_retention_days`` (counted from their
+last status change). Their rows, history, parameters and sandbox references are deleted in
+one transaction per batch; sandboxes no job refers to any more are then removed (the stored
+archive too when no other owner has the same content), and empty task queues are dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from ctaprod.core.job_states import JobStatus
+from ctaprod.logic.context import Context
+from ctaprod.logic.sandboxes import remove_unused
+
+J = JobStatus
+
+
+@dataclass
+class CleaningReport:
+    jobs: int = 0
+    sandboxes: int = 0
+    task_queues: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.jobs + self.sandboxes + self.task_queues
+
+
+def retention_rules(ctx: Context) -> list[tuple[tuple[JobStatus, ...], timedelta]]:
+    """(statuses, retention) pairs from the settings."""
+    c = ctx.settings.cleaning
+    return [
+        ((J.DONE,), timedelta(days=c.done_retention_days)),
+        ((J.FAILED, J.KILLED), timedelta(days=c.failed_retention_days)),
+        ((J.DELETED,), timedelta(days=c.deleted_retention_days)),
+    ]
+
+
+def remove_old_jobs(ctx: Context, *, limit: int = 1000, replica: int = 0, replicas: int = 1) -> int:
+    """Delete up to ``limit`` jobs per retention rule that are past it; returns how many."""
+    removed = 0
+    for statuses, retention in retention_rules(ctx):
+        cutoff = ctx.clock() - retention
+        with ctx.db.write() as conn:
+            ids = ctx.jobs.finished_before(
+                conn, statuses, cutoff, limit=limit, replica=replica, replicas=replicas, lock=True
+            )
+            if not ids:
+                continue
+            ctx.sandboxes.unassign_jobs(conn, ids)
+            ctx.queues.dequeue(conn, ids)
+            removed += ctx.jobs.delete_jobs(conn, ids)
+    return removed
+
+
+def clean(
+    ctx: Context, *, limit: int = 1000, replica: int = 0, replicas: int = 1
+) -> CleaningReport:
+    """One cleaning pass. Sandboxes and task queues are global: only replica 0 does them."""
+    report = CleaningReport(
+        jobs=remove_old_jobs(ctx, limit=limit, replica=replica, replicas=replicas)
+    )
+    if replica == 0:
+        report.sandboxes = remove_unused(ctx, limit)
+        with ctx.db.write() as conn:
+            report.task_queues = ctx.queues.drop_empty(conn)
+    return report

@@ -1,0 +1,447 @@
+"""The job wrapper: run one matched job from input sandbox to final status.
+
+Steps: report Running; download and unpack the input sandboxes; run the payload under the
+watchdog with heartbeats (a Kill command, or the server disowning the job, kills it); pack
+and upload the output sandbox; report the final status. Calls that fail because the server is
+unreachable are retried with exponential backoff; the final report is kept in
+``<job dir>/final_status.json`` until delivered (the pilot retries leftovers at its end).
+When the server says the job is no longer ours (403/404/409) the wrapper leaves it alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ctaprod.client.errors import ApiError, ServerUnreachable
+from ctaprod.client.http import Client
+from ctaprod.core.archive import make_archive, safe_extract
+from ctaprod.core.errors import CtaprodError
+from ctaprod.core.job_states import JobStatus
+from ctaprod.core.jobs import LFN_PREFIX, check_relative_name
+from ctaprod.core.schemas import HeartbeatItem, MatchResponse, StatusReport
+from ctaprod.pilot.config import RetryPolicy, WrapperOptions, capture_log
+from ctaprod.pilot.watchdog import Limits, Outcome, PayloadResult, Usage, last_line, run_payload
+
+logger = logging.getLogger("ctaprod.pilot.wrapper")
+ClientFactory = Callable[[str], Client]
+"""Builds a client for the server with the given bearer token."""
+
+FINAL_FILE = "final_status.json"
+JOB_LOG = "job.log"
+STAGE = ".output_sandbox"
+OUTPUT_ARCHIVE = ".output_sandbox.tar.gz"
+INTERNAL = frozenset({FINAL_FILE, f"{FINAL_FILE}.tmp", JOB_LOG, STAGE, OUTPUT_ARCHIVE})
+GONE = frozenset({403, 404, 409})  # the job is not (or no longer) ours
+NO_DATA = "Input data not available (no data management yet)"
+J = JobStatus
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What became of a job: ``status`` None means it was taken away before it finished."""
+
+    job_id: int
+    status: JobStatus | None
+    minor_status: str
+    exit_code: int | None = None
+    delivered: bool = False  # the final status reached the server
+
+
+class JobGone(Exception):
+    """The server refused an update: the job was killed, rescheduled or is not ours."""
+
+
+def send_report(client: Client, report: StatusReport, retry: RetryPolicy | None) -> None:
+    """Send a status report (with retries if ``retry``); JobGone if the server refuses it.
+
+    A 409 for a report whose status the job has already (an earlier attempt went through
+    but its answer was lost) counts as delivered.
+    """
+    what = f"job {report.job_id}: report {report.status or report.minor_status!r}"
+    try:
+        if retry is None:
+            client.report(report)
+        else:
+            retry.call(lambda: client.report(report), what)
+    except ApiError as exc:
+        if exc.status not in GONE:
+            raise
+        if exc.status == 409 and report.status is not None:
+            try:
+                if client.job(report.job_id).status is report.status:
+                    return
+            except (ApiError, ServerUnreachable):
+                pass
+        raise JobGone(f"job {report.job_id}: {exc.message}") from exc
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def deliver_final(client: Client, path: Path, retry: RetryPolicy) -> bool:
+    """Send the final report kept in ``path``; remove the file unless the server was down."""
+    report = StatusReport.model_validate(json.loads(path.read_text())["report"])
+    try:
+        send_report(client, report, retry)
+    except JobGone as exc:
+        logger.warning("final status refused, dropped: %s", exc)
+        path.unlink(missing_ok=True)
+        return False
+    except (ServerUnreachable, ApiError) as exc:
+        logger.error(
+            "job %d: final status not delivered (%s); kept in %s", report.job_id, exc, path
+        )
+        return False
+    path.unlink(missing_ok=True)
+    logger.info("job %d: final status %s delivered", report.job_id, report.status)
+    return True
+
+
+def select_outputs(names: Sequence[str], job_dir: Path) -> tuple[list[str], list[str], list[str]]:
+    """Declared outputs as (existing relative names, missing names, refused names).
+
+    Glob patterns are expanded; ``LFN:`` entries (output data) are skipped; a name that
+    leads outside the job directory (through a symbolic link) is refused.
+    """
+    root = job_dir.resolve()
+    found: list[str] = []
+    missing: list[str] = []
+    refused: list[str] = []
+    for name in names:
+        if name.upper().startswith(LFN_PREFIX):
+            continue
+        try:
+            check_relative_name(name, "output file")
+        except ValueError:
+            refused.append(name)
+            continue
+        if set(name) & set("*?["):
+            hits = sorted(p.relative_to(job_dir).as_posix() for p in job_dir.glob(name))
+        else:
+            hits = [name] if os.path.lexists(job_dir / name) else []
+        hits = [h for h in hits if h.split("/")[0] not in INTERNAL]
+        if not hits:
+            missing.append(name)
+        for rel in hits:
+            real = (job_dir / rel).resolve()
+            if rel in found or rel in missing or rel in refused:
+                continue
+            if not real.is_relative_to(root):
+                refused.append(rel)
+            elif not real.exists():
+                missing.append(rel)
+            else:
+                found.append(rel)
+    return found, missing, refused
+
+
+def _stage(src: Path, dst: Path, root: Path, skip: frozenset[Path], active: set[Path]) -> None:
+    """Mirror ``src`` at ``dst`` with hard links (copies if linking fails), following
+    symbolic links that stay under ``root`` and dropping the others."""
+    real = src.resolve()
+    if not real.is_relative_to(root):
+        logger.warning("output %s points outside the job directory: left out", src)
+    elif real in skip or real in active:
+        return
+    elif real.is_dir():
+        dst.mkdir(parents=True, exist_ok=True)
+        active.add(real)
+        for child in sorted(real.iterdir()):
+            _stage(child, dst / child.name, root, skip, active)
+        active.discard(real)
+    elif real.is_file() and not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(real, dst)
+        except OSError:
+            shutil.copy2(real, dst)
+
+
+def build_argv(executable: str, arguments: str, job_dir: Path) -> list[str]:
+    """The command line: a relative executable found in the job dir runs as ``./name``."""
+    local = job_dir / executable
+    if (
+        not os.path.isabs(executable)
+        and local.is_file()
+        and local.resolve().is_relative_to(job_dir.resolve())
+    ):
+        local.chmod(local.stat().st_mode | 0o111)
+        executable = executable if executable.startswith("./") else f"./{executable}"
+    return [executable, *shlex.split(arguments)]
+
+
+def _verdict(result: PayloadResult, stopping: bool) -> tuple[JobStatus, str]:
+    if result.outcome is Outcome.COMPLETED:
+        code = result.exit_code
+        if code == 0:
+            return J.DONE, "Execution Complete"
+        if code is None:
+            return J.FAILED, "Application exit status unknown"
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+            return J.FAILED, f"Application terminated by signal {name}"
+        return J.FAILED, f"Application exited with code {code}"
+    return J.FAILED, {
+        Outcome.WALL_LIMIT: "Wall-clock limit exceeded",
+        Outcome.CPU_LIMIT: "CPU time limit exceeded",
+        Outcome.MEMORY_LIMIT: "Memory limit exceeded",
+        Outcome.KILLED: "Killed (pilot stopping)" if stopping else "Killed",
+        Outcome.START_FAILED: "Application could not be started",
+    }[result.outcome]
+
+
+class _Job:
+    def __init__(
+        self,
+        client: Client,
+        match: MatchResponse,
+        job_dir: Path,
+        opts: WrapperOptions,
+        stop_event: threading.Event | None,
+    ) -> None:
+        self.client, self.match, self.dir, self.opts = client, match, job_dir, opts
+        self.id, self.desc = match.job_id, match.description
+        self.stop_event = stop_event
+        self.gone: str | None = None  # why the server took the job away during the payload
+        self.argv: list[str] = []
+
+    def note(self, minor: str, **parameters: str) -> None:
+        """A best-effort minor status (no retry); JobGone if the server refuses it."""
+        try:
+            send_report(
+                self.client,
+                StatusReport(job_id=self.id, minor_status=minor[:128], parameters=parameters),
+                None,
+            )
+        except (ServerUnreachable, ApiError) as exc:
+            logger.warning("job %d: minor status %r not sent: %s", self.id, minor, exc)
+
+    def run(self) -> JobOutcome:
+        logger.info(
+            "job %d (attempt %d): %s %s",
+            self.id,
+            self.match.attempt,
+            self.desc.executable,
+            self.desc.arguments,
+        )
+        send_report(
+            self.client,
+            StatusReport(job_id=self.id, status=J.RUNNING, minor_status="Job started"),
+            self.opts.retry,
+        )
+        failure = self.prepare()
+        if failure is not None:
+            logger.error("job %d: %s", self.id, failure)
+            return self.finish(J.FAILED, failure, None)
+        result = self.execute()
+        if self.gone is not None:
+            raise JobGone(f"job {self.id}: {self.gone}")
+        status, minor = _verdict(result, self.stop_event is not None and self.stop_event.is_set())
+        logger.info("job %d: payload %s (%s)", self.id, result.message, minor)
+        self.note("Uploading output sandbox")
+        problem = self.upload()
+        if problem is not None and status is J.DONE:
+            status, minor = J.FAILED, problem
+        return self.finish(status, minor, result)
+
+    def prepare(self) -> str | None:
+        """Input sandboxes, input data and the command line; the failure minor or None."""
+        for sha in self.match.input_sandboxes:
+            archive = self.dir / f".input_{sha[:16]}.tar.gz"
+            try:
+                got = self.opts.retry.call(
+                    partial(self.client.download_sandbox, sha, archive),
+                    f"job {self.id}: input sandbox {sha[:12]}",
+                )
+                if got != sha:
+                    return "Input sandbox corrupted (checksum mismatch)"
+                safe_extract(archive, self.dir)
+            except ServerUnreachable:
+                return "Input sandbox download failed (server unreachable)"
+            except ApiError as exc:
+                return f"Input sandbox download failed (HTTP {exc.status})"
+            except CtaprodError as exc:
+                logger.error("job %d: %s", self.id, exc)
+                return "Input sandbox is invalid"
+            finally:
+                archive.unlink(missing_ok=True)
+        lfn_sandbox = [s for s in self.desc.input_sandbox if s.upper().startswith(LFN_PREFIX)]
+        if self.desc.input_data or lfn_sandbox:
+            self.note(NO_DATA)
+            return NO_DATA
+        try:
+            self.argv = build_argv(self.desc.executable, self.desc.arguments, self.dir)
+        except ValueError as exc:
+            return f"Invalid Arguments: {exc}"
+        return None
+
+    def execute(self) -> PayloadResult:
+        env = {
+            k: v
+            for k, v in os.environ.items()  # no pilot or user credentials
+            if not k.startswith(("CTAPROD_PILOT_", "CTAPROD_TOKEN"))
+        }
+        env.update(self.desc.environment)
+        env.update(CTAPROD_JOB_ID=str(self.id), CTAPROD_JOB_DIR=str(self.dir))
+        desc = self.desc
+        limits = Limits(
+            wall_seconds=desc.cpu_time * self.opts.wall_factor + self.opts.wall_margin,
+            cpu_seconds=float(desc.cpu_time * desc.number_of_processors),
+            memory_bytes=desc.max_ram_mb * 1024 * 1024 if desc.max_ram_mb else None,
+        )
+        for name in (desc.std_output, desc.std_error):
+            (self.dir / name).parent.mkdir(parents=True, exist_ok=True)
+        self.note("Application")
+        return run_payload(
+            self.argv,
+            cwd=self.dir,
+            env=env,
+            stdout_path=self.dir / desc.std_output,
+            stderr_path=self.dir / desc.std_error,
+            limits=limits,
+            heartbeat=self.heartbeat,
+            heartbeat_interval=self.opts.heartbeat_interval or self.match.heartbeat_interval,
+            poll_interval=self.opts.poll_interval,
+            stop_event=self.stop_event,
+            kill_grace=self.opts.kill_grace,
+        )
+
+    def heartbeat(self, usage: Usage) -> bool:
+        """Send a heartbeat; True (kill the payload) on a Kill command or a lost job."""
+        item = HeartbeatItem(
+            job_id=self.id,
+            cpu_seconds=usage.cpu_seconds,
+            wall_seconds=usage.wall_seconds,
+            rss_bytes=usage.rss_bytes,
+            peak_rss_bytes=usage.peak_rss_bytes,
+        )
+        try:
+            reply = self.client.heartbeat(item)
+        except ServerUnreachable as exc:
+            logger.warning("job %d: heartbeat not sent: %s", self.id, exc)
+            return False
+        except ApiError as exc:
+            if exc.status in GONE:
+                self.gone = f"heartbeat refused: {exc.message}"
+                return True
+            logger.warning("job %d: heartbeat failed: %s", self.id, exc)
+            return False
+        if "Kill" in reply.commands:
+            self.gone = "killed by the server (Kill command)"
+            return True
+        return False
+
+    def upload(self) -> str | None:
+        """Pack stdout, stderr and the declared outputs that exist; upload them with the
+        job's token. Returns a failure minor status, or None."""
+        desc = self.desc
+        found, missing, refused = select_outputs(
+            [desc.std_output, desc.std_error, *desc.output_sandbox], self.dir
+        )
+        if missing or refused:
+            text = "; ".join(
+                f"{what} {', '.join(names)}"
+                for what, names in (("missing", missing), ("refused", refused))
+                if names
+            )
+            logger.warning("job %d: output sandbox: %s", self.id, text)
+            self.note(f"Output sandbox: {text}", OutputSandboxProblems=text[:255])
+        stage, archive = self.dir / STAGE, self.dir / OUTPUT_ARCHIVE
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+        try:
+            root = self.dir.resolve()
+            skip = frozenset(root / name for name in INTERNAL)
+            for rel in found:
+                _stage(self.dir / rel, stage / rel, root, skip, set())
+            entries = sorted(stage.iterdir())
+            if not entries:
+                return None
+            sha = make_archive(entries, archive, base=stage)
+            self.opts.retry.call(
+                lambda: self.client.upload_sandbox(archive, sha, job_id=self.id),
+                f"job {self.id}: output sandbox",
+            )
+            logger.info(
+                "job %d: output sandbox SB:%s uploaded (%d bytes)",
+                self.id,
+                sha,
+                archive.stat().st_size,
+            )
+        except ServerUnreachable:
+            return "Output sandbox upload failed (server unreachable)"
+        except ApiError as exc:
+            if exc.status in (403, 404):
+                raise JobGone(f"job {self.id}: {exc.message}") from exc
+            logger.error("job %d: output sandbox upload failed: %s", self.id, exc)
+            return f"Output sandbox upload failed (HTTP {exc.status})"
+        except (CtaprodError, OSError) as exc:
+            logger.error("job %d: cannot pack the output sandbox: %s", self.id, exc)
+            return "Output sandbox could not be packed"
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+            archive.unlink(missing_ok=True)
+        return None
+
+    def finish(self, status: JobStatus, minor: str, result: PayloadResult | None) -> JobOutcome:
+        """Keep the final report on disk, deliver it, and say what happened."""
+        stdout = last_line(self.dir / self.desc.std_output)
+        application = stdout or (result.message if result and status is J.FAILED else "")
+        report = StatusReport(
+            job_id=self.id,
+            status=status,
+            minor_status=minor[:128],
+            application_status=application[:255],
+            exit_code=result.exit_code if result else None,
+            cpu_seconds=result.usage.cpu_seconds if result else None,
+            wall_seconds=result.usage.wall_seconds if result else None,
+            peak_rss_bytes=result.usage.peak_rss_bytes if result else None,
+        )
+        path = self.dir / FINAL_FILE
+        body: dict[str, Any] = {
+            "token": self.match.job_token,
+            "report": report.model_dump(mode="json", exclude_none=True),
+        }
+        _write_private(path, json.dumps(body))
+        delivered = deliver_final(self.client, path, self.opts.retry)
+        return JobOutcome(self.id, status, minor, report.exit_code, delivered)
+
+
+def run_job(
+    client_factory: ClientFactory,
+    match: MatchResponse,
+    work_root: Path,
+    options: WrapperOptions | None = None,
+    *,
+    stop_event: threading.Event | None = None,
+) -> JobOutcome:
+    """Run the matched job in ``<work_root>/job_<id>`` with its job token; never raises for
+    job or server trouble (the outcome says what happened)."""
+    job_dir = (work_root / f"job_{match.job_id}").absolute()
+    job_dir.mkdir(parents=True, exist_ok=True)
+    with capture_log(job_dir / JOB_LOG), client_factory(match.job_token) as client:
+        job = _Job(client, match, job_dir, options or WrapperOptions(), stop_event)
+        try:
+            return job.run()
+        except JobGone as exc:
+            logger.warning("%s; leaving it", exc)
+            return JobOutcome(match.job_id, None, str(exc))
+        except (ServerUnreachable, ApiError) as exc:
+            logger.error("job %d abandoned: %s", match.job_id, exc)
+            return JobOutcome(match.job_id, None, f"server trouble: {exc}")

@@ -1,0 +1,304 @@
+"""What pilots and job wrappers report (ctaprod.logic.runtime): registration, heartbeats,
+status reports, pilot logs, and who may report on which job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ctaprod.core.errors import Forbidden, InvalidInput, InvalidTransition
+from ctaprod.core.identity import Identity
+from ctaprod.core.job_states import JobStatus
+from ctaprod.core.pilot_states import PilotStatus
+from ctaprod.core.properties import TokenKind
+from ctaprod.core.schemas import HeartbeatItem, StatusReport
+from ctaprod.logic import jobs as L
+from ctaprod.logic import queries as Q
+from ctaprod.logic import runtime as R
+from ctaprod.logic.job_status import Step, transition_jobs
+from tests.logic.conftest import Kit
+
+J = JobStatus
+
+
+def _matched(kit: Kit, owner: Identity, **fields: Any) -> tuple[int, Identity, Any]:
+    """Submit one job and match it: (job_id, job-token identity, pilot)."""
+    [job_id] = kit.submit(owner, **fields)
+    pilot = kit.pilot()
+    m = kit.match(pilot)
+    assert m.job_id == job_id
+    return job_id, kit.job_ident(m), pilot
+
+
+def _report(kit: Kit, ident: Identity, job_id: int, **fields: Any) -> Any:
+    [res] = R.report_statuses(kit.ctx, ident, [StatusReport(job_id=job_id, **fields)])
+    return res
+
+
+def _beat(kit: Kit, ident: Identity, job_id: int, **fields: Any) -> Any:
+    [res] = R.heartbeats(kit.ctx, ident, [HeartbeatItem(job_id=job_id, **fields)])
+    return res
+
+
+def _stall(kit: Kit, job_id: int) -> None:
+    with kit.ctx.db.write() as conn:
+        transition_jobs(kit.ctx, conn, [job_id], lambda s: [Step(J.STALLED, "No heartbeat")],
+                        "StalledJobAgent")
+
+
+# -- pilots ---------------------------------------------------------------------------------
+
+
+def test_register_creates_a_running_pilot(kit: Kit) -> None:
+    pilot = kit.pilot("LCG.Reg.org")
+    with kit.ctx.db.read() as conn:
+        row = kit.ctx.pilots.get(conn, pilot.pilot_id)
+    assert (row["status"], row["site"], row["ce"], row["queue"]) == ("Running", "LCG.Reg.org",
+                                                                     "ce.test", "q")
+    assert pilot.ident.kind is TokenKind.PILOT
+    assert pilot.ident.pilot_id == pilot.pilot_id
+
+
+def test_register_a_pilot_the_factory_submitted(kit: Kit) -> None:
+    now = kit.ctx.clock()
+    with kit.ctx.db.write() as conn:
+        [pilot_id] = kit.ctx.pilots.add(conn, [{
+            "stamp": "factory-1", "ce_ref": "local://1", "ce": "ce1", "queue": "q1",
+            "site": "LCG.F.org", "status": "Submitted", "submission_time": now,
+            "last_update": now}])
+    reg = R.register_pilot(kit.ctx, kit.tokens, kit.pilot_ident, "factory-1", "LCG.F.org",
+                           "ce1", "q1")
+    assert reg.pilot_id == pilot_id
+    with kit.ctx.db.read() as conn:
+        assert kit.ctx.pilots.get(conn, pilot_id)["status"] == "Running"
+    # Registering again (a restarted pilot with the same stamp) is an illegal transition.
+    with pytest.raises(InvalidTransition, match=f"pilot {pilot_id} is Running"):
+        R.register_pilot(kit.ctx, kit.tokens, kit.pilot_ident, "factory-1", "LCG.F.org", "",
+                         "")
+
+
+def test_only_pilot_tokens_register(kit: Kit, alice: Identity) -> None:
+    with pytest.raises(Forbidden):
+        R.register_pilot(kit.ctx, kit.tokens, alice, "s", "site", "", "")
+    with pytest.raises(InvalidInput):
+        R.register_pilot(kit.ctx, kit.tokens, kit.pilot_ident, "x" * 65, "site", "", "")
+
+
+def test_pilot_finished_and_log(kit: Kit) -> None:
+    a, b = kit.pilot(), kit.pilot()
+    R.save_pilot_log(kit.ctx, a.ident, a.pilot_id, "starting\n")
+    R.save_pilot_log(kit.ctx, a.ident, a.pilot_id, "starting\nmore\n")
+    with pytest.raises(Forbidden):
+        R.save_pilot_log(kit.ctx, b.ident, a.pilot_id, "not mine")
+    with pytest.raises(Forbidden):
+        R.pilot_finished(kit.ctx, b.ident, a.pilot_id, True, "", None, 0)
+    R.pilot_finished(kit.ctx, a.ident, a.pilot_id, False, "no more time", "final log", 3)
+    with kit.ctx.db.read() as conn:
+        row = kit.ctx.pilots.get(conn, a.pilot_id)
+        log = kit.ctx.pilots.log(conn, a.pilot_id)
+    assert (row["status"], row["status_reason"], row["jobs_done"]) == ("Failed", "no more time",
+                                                                      3)
+    assert log == "final log"
+    with pytest.raises(InvalidTransition, match=f"pilot {a.pilot_id} is Failed"):
+        R.pilot_finished(kit.ctx, a.ident, a.pilot_id, True, "", None, 3)
+    assert PilotStatus(row["status"]) is PilotStatus.FAILED
+
+
+# -- heartbeats -----------------------------------------------------------------------------
+
+
+def test_heartbeat_records_usage(kit: Kit, alice: Identity) -> None:
+    job_id, job, _ = _matched(kit, alice)
+    before = kit.row(job_id)["heartbeat_time"]
+    res = _beat(kit, job, job_id, cpu_seconds=12.5, wall_seconds=20, rss_bytes=10**6,
+                peak_rss_bytes=2 * 10**6)
+    assert (res.status, res.error, res.commands) == (200, None, [])
+    row = kit.row(job_id)
+    assert (row["cpu_seconds"], row["wall_seconds"], row["peak_rss_bytes"]) == (12.5, 20.0,
+                                                                                2 * 10**6)
+    assert row["heartbeat_time"] >= before
+    _beat(kit, job, job_id, cpu_seconds=30, wall_seconds=40, peak_rss_bytes=3 * 10**6)
+    assert kit.row(job_id)["cpu_seconds"] == 30.0
+
+
+def test_heartbeat_brings_a_stalled_job_back(kit: Kit, alice: Identity) -> None:
+    job_id, job, _ = _matched(kit, alice)
+    _report(kit, job, job_id, status="Running")
+    _stall(kit, job_id)
+    assert kit.row(job_id)["status"] == "Stalled"
+    res = _beat(kit, job, job_id, cpu_seconds=1)
+    assert res.commands == []
+    assert kit.row(job_id)["status"] == "Running"
+    history = Q.job_history(kit.ctx, alice, job_id)
+    assert [(h.status.value, h.source) for h in history[-2:]] == [
+        ("Stalled", "StalledJobAgent"), ("Running", "JobWrapper")]
+    assert history[-1].minor_status == "Heartbeat resumed"
+
+
+def test_kill_reaches_the_wrapper_through_the_heartbeat(kit: Kit, alice: Identity) -> None:
+    job_id, job, _ = _matched(kit, alice)
+    _report(kit, job, job_id, status="Running")
+    L.kill_jobs(kit.ctx, alice, [job_id])
+    res = _beat(kit, job, job_id, cpu_seconds=5)
+    assert res.commands == [R.KILL]
+    assert res.error is None
+    # A kill command is repeated until the wrapper stops.
+    assert _beat(kit, job, job_id).commands == [R.KILL]
+    # The wrapper's late "Done" is refused by the state machine, with the kill repeated.
+    late = _report(kit, job, job_id, status="Done")
+    assert late.status == 409
+    assert f"job {job_id} is Killed" in late.error
+    assert late.commands == [R.KILL]
+    assert kit.row(job_id)["status"] == "Killed"
+
+
+def test_bulk_heartbeats_have_per_item_results(kit: Kit, alice: Identity) -> None:
+    [a, b, killed, elsewhere] = kit.submit(alice, count=4)
+    pilot, other = kit.pilot(), kit.pilot()
+    assert [kit.match(pilot).job_id for _ in range(3)] == [a, b, killed]
+    assert kit.match(other).job_id == elsewhere
+    L.kill_jobs(kit.ctx, alice, [killed])
+    items = [HeartbeatItem(job_id=a, cpu_seconds=1), HeartbeatItem(job_id=b, cpu_seconds=2),
+             HeartbeatItem(job_id=killed), HeartbeatItem(job_id=elsewhere),
+             HeartbeatItem(job_id=999_999)]
+    results = R.heartbeats(kit.ctx, pilot.ident, items)
+    assert [(r.job_id, r.status, r.commands) for r in results] == [
+        (a, 200, []), (b, 200, []), (killed, 200, [R.KILL]), (elsewhere, 403, []),
+        (999_999, 404, [])]
+    assert all(r.error for r in results[3:])
+    assert (kit.row(a)["cpu_seconds"], kit.row(b)["cpu_seconds"]) == (1.0, 2.0)
+    assert kit.row(elsewhere)["cpu_seconds"] is None
+
+
+# -- status reports -------------------------------------------------------------------------
+
+
+def test_wrapper_reports_the_lifecycle(kit: Kit, alice: Identity) -> None:
+    job_id, job, pilot = _matched(kit, alice)
+    assert _report(kit, job, job_id, status="Running", minor_status="Application",
+                   application_status="Starting").status == 200
+    row = kit.row(job_id)
+    assert row["start_time"] is not None
+    assert (row["status"], row["minor_status"], row["application_status"]) == (
+        "Running", "Application", "Starting")
+    _report(kit, job, job_id, application_status="Event 100 of 200",
+            parameters={"HostName": "wn01", "CPUModel": "x86"})
+    _report(kit, job, job_id, application_status="Event 200 of 200",
+            parameters={"HostName": "wn02"})
+    assert kit.row(job_id)["application_status"] == "Event 200 of 200"
+    _report(kit, job, job_id, status="Completing", minor_status="Uploading outputs")
+    _report(kit, job, job_id, status="Done", minor_status="Execution Complete", exit_code=0,
+            cpu_seconds=99.0, wall_seconds=120.0, peak_rss_bytes=5000)
+    row = kit.row(job_id)
+    assert (row["status"], row["exit_code"], row["cpu_seconds"], row["wall_seconds"],
+            row["peak_rss_bytes"]) == ("Done", 0, 99.0, 120.0, 5000)
+    assert row["end_time"] is not None
+    detail = Q.job_detail(kit.ctx, alice, job_id)
+    assert detail.parameters == {"HostName": "wn02", "CPUModel": "x86"}
+    history = Q.job_history(kit.ctx, alice, job_id)
+    assert [(h.status.value, h.source) for h in history] == [
+        ("Received", "JobManager"), ("Checking", "JobManager"), ("Waiting", "JobManager"),
+        ("Matched", f"Matcher:{pilot.pilot_id}"), ("Running", "JobWrapper"),
+        ("Completing", "JobWrapper"), ("Done", "JobWrapper")]
+    assert [h.time for h in history] == sorted(h.time for h in history)
+    assert history[4].application_status == "Starting"
+    assert history[-1].minor_status == "Execution Complete"
+    # A finished job takes no more updates.
+    late = _report(kit, job, job_id, application_status="again")
+    assert late.status == 409
+    assert kit.row(job_id)["application_status"] == "Event 200 of 200"
+
+
+def test_completed_then_done(kit: Kit, alice: Identity) -> None:
+    job_id, job, _ = _matched(kit, alice)
+    _report(kit, job, job_id, status="Running")
+    _report(kit, job, job_id, status="Completed", minor_status="Pending requests")
+    assert _report(kit, job, job_id, application_status="requests").status == 200
+    assert _report(kit, job, job_id, status="Done").status == 200
+    assert kit.row(job_id)["status"] == "Done"
+
+
+def test_illegal_report_names_the_current_state(kit: Kit, alice: Identity) -> None:
+    job_id, job, _ = _matched(kit, alice)
+    _report(kit, job, job_id, status="Running")
+    _report(kit, job, job_id, status="Failed", exit_code=3)
+    res = _report(kit, job, job_id, status="Running")
+    assert res.status == 409
+    assert f"job {job_id} is Failed: cannot go to Running" in res.error
+    assert res.commands == []
+    assert kit.row(job_id)["exit_code"] == 3
+
+
+@pytest.mark.parametrize("status", ["Waiting", "Killed", "Rescheduled", "Deleted", "Matched"])
+def test_wrapper_cannot_set_server_states(kit: Kit, alice: Identity, status: str) -> None:
+    job_id, job, _ = _matched(kit, alice)
+    res = _report(kit, job, job_id, status=status)
+    assert res.status == 403
+    assert kit.row(job_id)["status"] == "Matched"
+
+
+def test_bulk_status_reports(kit: Kit, alice: Identity) -> None:
+    [a, b, c] = kit.submit(alice, count=3)
+    pilot = kit.pilot()
+    for _ in range(3):
+        kit.match(pilot)
+    reports = [StatusReport(job_id=a, status=J.RUNNING),
+               StatusReport(job_id=b, status=J.DONE),
+               StatusReport(job_id=b, status=J.RUNNING),  # after Done: refused
+               StatusReport(job_id=c, application_status="busy"),
+               StatusReport(job_id=123_456, status=J.RUNNING)]
+    results = R.report_statuses(kit.ctx, pilot.ident, reports)
+    assert [r.status for r in results] == [200, 200, 409, 200, 404]
+    assert [kit.row(j)["status"] for j in (a, b, c)] == ["Running", "Done", "Matched"]
+    assert kit.row(c)["application_status"] == "busy"
+
+
+# -- who may report on which job ------------------------------------------------------------
+
+
+def test_job_token_acts_on_its_own_job_only(kit: Kit, alice: Identity) -> None:
+    job_a, token_a, _ = _matched(kit, alice)
+    job_b, _, _ = _matched(kit, alice)
+    assert _beat(kit, token_a, job_b).status == 403
+    assert _report(kit, token_a, job_b, status="Running").status == 403
+    assert kit.row(job_b)["status"] == "Matched"
+    assert _beat(kit, token_a, job_a).status == 200
+
+
+def test_old_job_token_is_refused_after_a_reschedule(kit: Kit, alice: Identity) -> None:
+    job_id, old, _ = _matched(kit, alice)
+    _report(kit, old, job_id, status="Running")
+    L.reschedule_jobs(kit.ctx, alice, [job_id])
+    kit.matcher.invalidate()
+    new_pilot = kit.pilot()
+    m = kit.match(new_pilot)
+    assert (m.job_id, m.attempt) == (job_id, 1)
+    new = kit.job_ident(m)
+    beat = _beat(kit, old, job_id)
+    assert beat.status == 403
+    assert "no longer assigned" in beat.error
+    assert _report(kit, old, job_id, status="Done").status == 403
+    assert _beat(kit, new, job_id).status == 200
+    assert kit.row(job_id)["status"] == "Matched"
+    # Even if the same pilot gets the job back, the old attempt's token stays refused.
+    L.reschedule_jobs(kit.ctx, alice, [job_id])
+    kit.matcher.invalidate()
+    assert kit.match(new_pilot).attempt == 2
+    assert _beat(kit, new, job_id).status == 403
+
+
+def test_pilot_session_acts_on_its_own_jobs_only(kit: Kit, alice: Identity) -> None:
+    job_b, _, pilot_b = _matched(kit, alice)
+    pilot_a = kit.pilot()
+    assert _beat(kit, pilot_a.ident, job_b).status == 403
+    assert _report(kit, pilot_a.ident, job_b, status="Running").status == 403
+    assert _beat(kit, pilot_b.ident, job_b).status == 200
+
+
+def test_user_and_plain_pilot_tokens_cannot_report(kit: Kit, alice: Identity) -> None:
+    job_id, _, _ = _matched(kit, alice)
+    for ident in (alice, kit.pilot_ident):
+        assert _beat(kit, ident, job_id).status == 403
+        assert _report(kit, ident, job_id, status="Running").status == 403
+    assert kit.row(job_id)["status"] == "Matched"
