@@ -111,6 +111,7 @@ def bench_env(db: str, keep: bool = False) -> Iterator[BenchEnv]:
         url = server.set(database=name).render_as_string(hide_password=False)
         env = BenchEnv(url, tmp, engine, admin)
     print(f"# database: {env.kind} ({_redact(env.url)}); state dir {tmp}", flush=True)
+    print(f"# machine: {machine_state(tmp)}", flush=True)
     try:
         yield env
     finally:
@@ -467,6 +468,22 @@ def _short(frame: str) -> str:
             path = path.split(marker, 1)[1]
             break
     return f"{name} ({path})"
+
+
+def machine_state(where: Path) -> str:
+    """Load average and fsyncs/s of the disk: the benchmarks share a noisy 2-vCPU machine."""
+    probe = where / "fsync.probe"
+    n, t0 = 0, time.perf_counter()
+    with probe.open("wb") as fh:
+        while time.perf_counter() - t0 < 0.5:
+            fh.write(b"x" * 4096)
+            fh.flush()
+            os.fsync(fh.fileno())
+            n += 1
+    rate = n / (time.perf_counter() - t0)
+    probe.unlink()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"load average {load} on {os.cpu_count()} CPUs; {rate:,.0f} fsyncs/s"
 
 
 # --- misc -----------------------------------------------------------------------------------

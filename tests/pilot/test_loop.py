@@ -153,8 +153,9 @@ def test_input_sandbox_script_runs(live_server: Any, admin: Client, tmp_path: Pa
         '  InputSandbox = {"testJob.sh"};\n  Environment = {"MYVAR=x y"};\n]\n'
     )
     (job_id,) = submit_file(admin, jdl)
-    code, out = run_pilot(live_server, tmp_path / "w")
+    code, out = run_pilot(live_server, tmp_path / "w", "--once-job")
     assert code == 0, out
+    assert "one job done (--once-job)" in out
     # a search, not admin.job(): GET /api/jobs/{id} cannot render Environment as JDL (yet)
     (job,) = admin.search(JobFilter(job_ids=[job_id])).jobs
     assert job.status is J.DONE, out

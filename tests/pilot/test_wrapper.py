@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ctaprod.client.errors import ApiError, ServerUnreachable
 from ctaprod.client.http import Client
 from ctaprod.core.job_states import JobStatus
 from ctaprod.core.matching import Resource
@@ -180,6 +181,40 @@ def test_build_argv(tmp_path: Path) -> None:
     assert (tmp_path / "run.sh").stat().st_mode & 0o100
     assert build_argv("echo", "", tmp_path) == ["echo"]
     assert build_argv("/bin/sh", "-c x", tmp_path) == ["/bin/sh", "-c", "x"]
+
+
+def test_retry_policy() -> None:
+    policy = RetryPolicy(max_seconds=5, initial=0.01, max_delay=0.02)
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ServerUnreachable("down")
+        if len(calls) == 3:
+            raise ApiError(503, "unavailable", "busy")
+        return "ok"
+
+    assert policy.call(flaky, "flaky") == "ok"
+    assert len(calls) == 4
+
+    def refused() -> None:
+        calls.append(1)
+        raise ApiError(403, "forbidden", "no")
+
+    with pytest.raises(ApiError):
+        policy.call(refused, "refused")
+    assert len(calls) == 5  # not retried
+    stop = threading.Event()
+    stop.set()
+    start = time.monotonic()
+    with pytest.raises(ServerUnreachable):
+        RetryPolicy(max_seconds=30, initial=10).call(flaky_forever, "down", stop)
+    assert time.monotonic() - start < 1
+
+
+def flaky_forever() -> None:
+    raise ServerUnreachable("down")
 
 
 def test_input_data_fails_the_job(

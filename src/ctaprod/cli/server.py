@@ -6,7 +6,6 @@ the rest of the CLI works on a worker node that has the light install only.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import tempfile
@@ -133,16 +132,9 @@ def upgrade(config: ConfigOpt = None) -> None:
     if not settings.database_url:  # SQLite in the state directory
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     with server_install():
-        # Through importlib: the CLI must not import ctaprod.db at module level, and the
-        # layering contract (import-linter) forbids even a lazy static import of it here.
-        migrate = importlib.import_module("ctaprod.db.migrate")
-        engine = importlib.import_module("ctaprod.db.engine")
-        db = engine.Database(settings.db_url())
-        try:
-            migrate.upgrade(db)
-            say(f"Database schema at revision {migrate.current(db)}")
-        finally:
-            db.dispose()
+        from ctaprod.server.commands import run_db_upgrade
+
+        say(f"Database schema at revision {run_db_upgrade(settings)}")
 
 
 def demo(

@@ -143,7 +143,10 @@ class JobDescription(BaseModel):
         return [s[3:] for s in self.input_sandbox if SANDBOX_REF.match(s)]
 
     def to_jdl_dict(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_defaults=True)
+        data = self.model_dump(by_alias=True, exclude_defaults=True)
+        if "Environment" in data:  # JDL writes it as a list of NAME=value strings
+            data["Environment"] = [f"{k}={v}" for k, v in data["Environment"].items()]
+        return data
 
 
 class JobSummary(BaseModel):

@@ -70,7 +70,7 @@ class QueueConfig(BaseModel):
     max_total: int = Field(4, ge=0)
     platform: str = ""
     tags: list[str] = Field(default_factory=list)
-    cpu_time: int = Field(86400, ge=1)
+    cpu_time: int = Field(172800, ge=1, description="CPU seconds a pilot may use")
     memory_mb: int = Field(2048, ge=0)
     processors: int = Field(1, ge=1)
     max_empty_matches: int = Field(3, ge=1, description="Pilot stops after N empty matches")

@@ -174,6 +174,12 @@ def _apply_report(ctx: Context, conn: Connection, state: JobState, rep: StatusRe
         if values:
             values["last_update"] = now
             ctx.jobs.update_fields(conn, state.job_id, values)
+        if rep.minor_status or rep.application_status is not None:
+            # Every change is in the history, status or not (DESIGN section 3).
+            ctx.jobs.add_history(conn, [{
+                "job_id": state.job_id, "status": state.status.value,
+                "minor_status": rep.minor_status, "time": now, "source": "JobWrapper",
+                "application_status": rep.application_status or ""}])
     else:
         if rep.status is J.RUNNING:
             values["start_time"] = now

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ctaprod.core.archive import check_members
-from ctaprod.core.errors import Forbidden, InvalidInput, NotFound
+from ctaprod.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ctaprod.core.identity import Identity
 from ctaprod.core.job_states import ACTIVE_STATES, JobStatus
 from ctaprod.core.properties import TokenKind
@@ -93,7 +93,7 @@ def attach_output(ctx: Context, ident: Identity, job_id: int, sb_id: int) -> Non
         if state.pilot_id != ident.pilot_id or state.reschedule_count != ident.attempt:
             raise Forbidden(f"job {job_id} is no longer assigned to this pilot")
         if state.status not in ACTIVE_STATES | {J.COMPLETED, J.DONE, J.FAILED}:
-            raise InvalidInput(f"job {job_id} is {state.status.value}: no output expected")
+            raise Conflict(f"job {job_id} is {state.status.value}: no output expected")
         for old in ctx.sandboxes.of_job(conn, job_id, "output"):
             ctx.sandboxes.detach(conn, job_id, "output", int(old["sb_id"]))
         ctx.sandboxes.assign(conn, [{"job_id": job_id, "kind": "output", "sb_id": sb_id}])

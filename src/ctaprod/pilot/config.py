@@ -8,6 +8,7 @@ ctaprod.pilot --help`` lists the command-line equivalents. Lists (``TAGS``) are 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -58,8 +59,9 @@ class RetryPolicy:
     initial: float = 1.0
     max_delay: float = 60.0
 
-    def call(self, fn: Callable[[], T], what: str) -> T:
-        """``fn()``, retried while the server is unreachable (or 502/503/504); re-raises."""
+    def call(self, fn: Callable[[], T], what: str, stop: threading.Event | None = None) -> T:
+        """``fn()``, retried while the server is unreachable (or 502/503/504); re-raises
+        the last error when the window is over, or as soon as ``stop`` is set."""
         deadline, delay = time.monotonic() + self.max_seconds, self.initial
         while True:
             try:
@@ -69,7 +71,10 @@ class RetryPolicy:
                 if (isinstance(exc, ApiError) and exc.status not in TRANSIENT) or left <= 0:
                     raise
                 logger.warning("%s: %s; retrying in %.1f s", what, exc, min(delay, left))
-                time.sleep(min(delay, left))
+                if stop is None:
+                    time.sleep(min(delay, left))
+                elif stop.wait(min(delay, left)):
+                    raise
                 delay = min(delay * 2, self.max_delay)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import signal
 import threading
 import time
@@ -94,7 +95,9 @@ class _Pilot:
         try:
             with self.client(cfg.token) as client:
                 register = partial(client.register_pilot, cfg.stamp, cfg.site, cfg.ce, cfg.queue)
-                reg = cfg.retry_policy(cfg.startup_retry_seconds).call(register, "register")
+                reg = cfg.retry_policy(cfg.startup_retry_seconds).call(
+                    register, "register", self.stop
+                )
         except ServerUnreachable as exc:
             logger.error("cannot register, giving up: %s", exc)
             return EXIT_UNREACHABLE
@@ -135,9 +138,11 @@ class _Pilot:
                 return True, f"time left too short ({left} s)"
             try:
                 match: MatchResponse | None = cfg.retry_policy().call(
-                    partial(client.match, pilot_id, cfg.resource(left)), "match"
+                    partial(client.match, pilot_id, cfg.resource(left)), "match", self.stop
                 )
             except ServerUnreachable as exc:
+                if self.stop.is_set():
+                    continue
                 logger.error("server unreachable: %s", exc)
                 return False, "server unreachable"
             except ApiError as exc:
@@ -157,9 +162,13 @@ class _Pilot:
                 continue
             empty = 0
             logger.info("matched job %d (%s)", match.job_id, match.description.job_name or "-")
-            outcome = run_job(
-                self.client, match, cfg.work_dir, cfg.wrapper_options(), stop_event=self.stop
-            )
+            try:
+                outcome = run_job(
+                    self.client, match, cfg.work_dir, cfg.wrapper_options(), stop_event=self.stop
+                )
+            except Exception as exc:  # a broken worker node must not eat more jobs
+                logger.exception("job wrapper error on job %d", match.job_id)
+                return False, f"job wrapper error: {exc}"
             self.jobs_done += 1
             logger.info(
                 "job %d: %s, %s%s",
@@ -180,6 +189,7 @@ def run_pilot(config: PilotConfig, stop_event: threading.Event | None = None) ->
     """
     stop = stop_event or threading.Event()
     config.work_dir.mkdir(parents=True, exist_ok=True)
-    pilot = _Pilot(config, stop, config.work_dir / f"pilot-{config.stamp}.log")
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", config.stamp)
+    pilot = _Pilot(config, stop, config.work_dir / f"pilot-{name}.log")
     with capture_log(pilot.log_path), _stop_on_signals(stop, pilot.signals):
         return pilot.run()

@@ -27,6 +27,19 @@ def run_server(settings: Settings, *, workers: int = 1) -> None:
                 access_log=False)
 
 
+def run_db_upgrade(settings: Settings) -> str | None:
+    """Bring the database to the current schema; returns the revision."""
+    from ctaprod.db import migrate
+    from ctaprod.db.engine import Database
+
+    db = Database(settings.db_url())
+    try:
+        migrate.upgrade(db)
+        return migrate.current(db)
+    finally:
+        db.dispose()
+
+
 def embedded_settings(settings: Settings, slots: int) -> Settings:
     """The all-in-one defaults: a Local CE queue and short agent intervals."""
     from ctaprod.core.settings import AgentSettings, QueueConfig

@@ -57,7 +57,7 @@ def _wait_healthy(client: Client, proc: subprocess.Popen[bytes], timeout: float)
         try:
             client.health()
             return
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             time.sleep(0.3)
     raise SystemExit("ctaprod up did not answer in time")
 
