@@ -51,18 +51,26 @@ SERVER_URLS = {
 
 # --- command line ---------------------------------------------------------------------------
 def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--db", default="sqlite",
-                   help="sqlite, mysql (MariaDB), postgresql, or a SQLAlchemy server URL "
-                        "(a fresh database is created on it and dropped at the end)")
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--db",
+        default="sqlite",
+        help="sqlite, mysql (MariaDB), postgresql, or a SQLAlchemy server URL "
+        "(a fresh database is created on it and dropped at the end)",
+    )
     p.add_argument("--full", action="store_true", help="the sizes of the issue (slower)")
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    p.add_argument("--duration", type=float, default=None,
-                   help="seconds per wrk run (default: 5, --full: 15)")
+    p.add_argument(
+        "--duration", type=float, default=None, help="seconds per wrk run (default: 5, --full: 15)"
+    )
     p.add_argument("--runs", type=int, default=3, help="measured runs (the median is reported)")
-    p.add_argument("--profile", action="store_true",
-                   help="sample the server with py-spy during the measured phase")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the server with py-spy during the measured phase",
+    )
     p.add_argument("--keep", action="store_true", help="keep the database and the temp dir")
     return p
 
@@ -149,7 +157,8 @@ def prepare(env: BenchEnv) -> Prepared:
     settings = Settings(database_url=env.url, state_dir=env.tmp / "state", secret_key=secret)
     services = build_services(settings)
     admin, pilot = ensure_identities(services)
-    assert admin is not None and pilot is not None, "the database was not empty"
+    assert admin is not None, "the database was not empty"
+    assert pilot is not None
     return Prepared(services, admin, pilot, secret)
 
 
@@ -167,8 +176,9 @@ def user_identity(user: str, group: str) -> Any:
     from ctaprod.core.identity import Identity
     from ctaprod.core.properties import TokenKind
 
-    return Identity(user=user, group=group, kind=TokenKind.USER,
-                    properties=frozenset({"NormalUser"}))
+    return Identity(
+        user=user, group=group, kind=TokenKind.USER, properties=frozenset({"NormalUser"})
+    )
 
 
 # --- the server -------------------------------------------------------------------------------
@@ -181,29 +191,52 @@ def free_port() -> int:
 class Server:
     """The real server (uvicorn, factory app) in a subprocess, on a free port."""
 
-    def __init__(self, env: BenchEnv, prep: Prepared, workers: int = 1,
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        env: BenchEnv,
+        prep: Prepared,
+        workers: int = 1,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = env.tmp / f"server-{self.port}.log"
         environ = dict(os.environ)
-        environ.update({
-            "CTAPROD_DATABASE_URL": env.url,
-            "CTAPROD_STATE_DIR": str(env.tmp / "state"),
-            "CTAPROD_SECRET_KEY": prep.secret,
-        })
+        environ.update(
+            {
+                "CTAPROD_DATABASE_URL": env.url,
+                "CTAPROD_STATE_DIR": str(env.tmp / "state"),
+                "CTAPROD_SECRET_KEY": prep.secret,
+            }
+        )
         environ.update(extra_env or {})
         environ.pop("CTAPROD_CONFIG", None)
-        cmd = [PYTHON, "-m", "uvicorn", "--factory", "ctaprod.server.asgi:create_app_from_env",
-               "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
-               "--log-level", "warning"]
+        cmd = [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "ctaprod.server.asgi:create_app_from_env",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
         if workers > 1:
             cmd += ["--workers", str(workers)]
         self.workers = workers
         self._logfh = self.log.open("w")
-        self.proc = subprocess.Popen(cmd, env=environ, stdout=self._logfh,
-                                     stderr=subprocess.STDOUT, cwd=str(ROOT),
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            env=environ,
+            stdout=self._logfh,
+            stderr=subprocess.STDOUT,
+            cwd=str(ROOT),
+            start_new_session=True,
+        )
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
@@ -250,11 +283,13 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self._logfh.close()
-        errors = [line for line in self.log.read_text(errors="replace").splitlines()
-                  if "Traceback" in line or "ERROR" in line]
+        errors = [
+            line
+            for line in self.log.read_text(errors="replace").splitlines()
+            if "Traceback" in line or "ERROR" in line
+        ]
         if errors:
-            print(f"# server log has {len(errors)} error lines, e.g. {errors[0]!r}; "
-                  f"see {self.log}")
+            print(f"# server log has {len(errors)} error lines, e.g. {errors[0]!r}; see {self.log}")
 
     def __enter__(self) -> Server:
         return self
@@ -264,19 +299,27 @@ class Server:
 
 
 def client(server: Server, token: str, timeout: float = 300.0) -> httpx.Client:
-    return httpx.Client(base_url=server.url, timeout=timeout,
-                        headers={"Authorization": f"Bearer {token}"})
+    return httpx.Client(
+        base_url=server.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+    )
 
 
-def register_pilots(server: Server, pilot_token: str, n: int, site: str = "BENCH.site.org",
-                    prefix: str = "bench") -> list[tuple[int, str]]:
+def register_pilots(
+    server: Server, pilot_token: str, n: int, site: str = "BENCH.site.org", prefix: str = "bench"
+) -> list[tuple[int, str]]:
     """Register ``n`` pilots through the API: [(pilot_id, session_token)]."""
     out = []
     with client(server, pilot_token) as c:
         for i in range(n):
-            r = c.post("/api/pilots/register",
-                       json={"stamp": f"{prefix}-{i}-{uuid.uuid4().hex[:8]}", "site": site,
-                             "ce": "bench-ce", "queue": "bench"})
+            r = c.post(
+                "/api/pilots/register",
+                json={
+                    "stamp": f"{prefix}-{i}-{uuid.uuid4().hex[:8]}",
+                    "site": site,
+                    "ce": "bench-ce",
+                    "queue": "bench",
+                },
+            )
             r.raise_for_status()
             body = r.json()
             out.append((int(body["pilot_id"]), str(body["session_token"])))
@@ -347,15 +390,35 @@ class WrkResult:
         return self.count(*codes) / self.seconds if self.seconds else 0.0
 
 
-def run_wrk(server: Server, lua_body: str, *, seconds: float, connections: int = 4,
-            threads: int = 2, path: str = "/", timeout: float = 30.0,
-            tmp: Path | None = None) -> WrkResult:
+def run_wrk(
+    server: Server,
+    lua_body: str,
+    *,
+    seconds: float,
+    connections: int = 4,
+    threads: int = 2,
+    path: str = "/",
+    timeout: float = 30.0,
+    tmp: Path | None = None,
+) -> WrkResult:
     """Run wrk with ``lua_body`` (which defines request()/init(); the status counting and the
     JSON summary are added) against ``server`` and return its figures."""
     script = Path(tempfile.mkstemp(suffix=".lua", dir=tmp)[1])
     script.write_text(lua_body + "\n" + LUA_COMMON)
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:.0f}s",
-           "--timeout", f"{timeout:.0f}s", "-s", str(script), server.url + path]
+    cmd = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds:.0f}s",
+        "--timeout",
+        f"{timeout:.0f}s",
+        "-s",
+        str(script),
+        server.url + path,
+    ]
     cpu0 = server.cpu_seconds()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     cpu = server.cpu_seconds() - cpu0
@@ -363,22 +426,32 @@ def run_wrk(server: Server, lua_body: str, *, seconds: float, connections: int =
     line = next((x for x in proc.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    d = json.loads(line[len("WRK_JSON "):])
+    d = json.loads(line[len("WRK_JSON ") :])
     return WrkResult(
-        requests=d["requests"], seconds=d["duration_us"] / 1e6, statuses=d["statuses"],
-        p50_ms=d["p50_us"] / 1e3, p90_ms=d["p90_us"] / 1e3, p99_ms=d["p99_us"] / 1e3,
+        requests=d["requests"],
+        seconds=d["duration_us"] / 1e6,
+        statuses=d["statuses"],
+        p50_ms=d["p50_us"] / 1e3,
+        p90_ms=d["p90_us"] / 1e3,
+        p99_ms=d["p99_us"] / 1e3,
         max_ms=d["max_us"] / 1e3,
-        socket_errors=d["errors_connect"] + d["errors_read"] + d["errors_write"]
-        + d["errors_timeout"], server_cpu=cpu)
+        socket_errors=d["errors_connect"]
+        + d["errors_read"]
+        + d["errors_write"]
+        + d["errors_timeout"],
+        server_cpu=cpu,
+    )
 
 
 def wrk_line(label: str, r: WrkResult, per_request: int = 1, unit: str = "req/s") -> str:
     codes = ", ".join(f"{k}: {v}" for k, v in sorted(r.statuses.items()))
     rate = r.rate * per_request
-    return (f"{label:<44} {rate:>9,.0f} {unit:<8} p50 {r.p50_ms:6.1f} ms  p99 "
-            f"{r.p99_ms:7.1f} ms  [{codes}]"
-            + (f" socket errors {r.socket_errors}" if r.socket_errors else "")
-            + f"  server CPU {r.server_cpu / r.seconds:.2f} cores")
+    return (
+        f"{label:<44} {rate:>9,.0f} {unit:<8} p50 {r.p50_ms:6.1f} ms  p99 "
+        f"{r.p99_ms:7.1f} ms  [{codes}]"
+        + (f" socket errors {r.socket_errors}" if r.socket_errors else "")
+        + f"  server CPU {r.server_cpu / r.seconds:.2f} cores"
+    )
 
 
 def median_wrk(results: Sequence[WrkResult]) -> WrkResult:
@@ -404,9 +477,23 @@ class Profiler:
     def __enter__(self) -> Profiler:
         if self.enabled:
             self.proc = subprocess.Popen(
-                ["py-spy", "record", "--subprocesses", "--gil", "-r", str(self.rate), "-f", "raw",
-                 "-o", str(self.out), "-p", str(self.server.proc.pid)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    "py-spy",
+                    "record",
+                    "--subprocesses",
+                    "--gil",
+                    "-r",
+                    str(self.rate),
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(self.out),
+                    "-p",
+                    str(self.server.proc.pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(1.0)
         return self
 
@@ -441,14 +528,25 @@ def print_profile(path: Path, label: str, top: int = 25) -> None:
             incl[f] += count
     if not total:
         return
-    print(f"\n## py-spy profile of the server during {label}: {total} samples "
-          f"(threads holding the GIL only); raw stacks in {path}")
+    print(
+        f"\n## py-spy profile of the server during {label}: {total} samples "
+        f"(threads holding the GIL only); raw stacks in {path}"
+    )
     print("self time:")
     for f, n in self_t.most_common(top):
         print(f"  {100 * n / total:5.1f}%  {f}")
     print("inclusive time (ctaprod, sqlalchemy, drivers, fastapi/pydantic):")
-    keep = ("ctaprod", "sqlalchemy", "pymysql", "psycopg", "sqlite", "fastapi", "pydantic",
-            "starlette", "jwt")
+    keep = (
+        "ctaprod",
+        "sqlalchemy",
+        "pymysql",
+        "psycopg",
+        "sqlite",
+        "fastapi",
+        "pydantic",
+        "starlette",
+        "jwt",
+    )
     shown = 0
     for f, n in incl.most_common():
         if any(k in f for k in keep):
@@ -515,34 +613,75 @@ def pct(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
-def explain(conn: Any, engine: str, sql: str) -> str:
-    """The query plan of ``sql`` (literal values inlined) on this engine."""
-    from sqlalchemy import text
+@contextlib.contextmanager
+def capture_sql(target: Any) -> Iterator[list[tuple[str, Any]]]:
+    """Record the (statement, parameters) the code under test sends on ``target`` (an engine
+    or a connection)."""
+    from sqlalchemy import event
+
+    seen: list[tuple[str, Any]] = []
+
+    def _record(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
+        seen.append((statement, params))
+
+    event.listen(target, "before_cursor_execute", _record)
+    try:
+        yield seen
+    finally:
+        event.remove(target, "before_cursor_execute", _record)
+
+
+def explain(conn: Any, engine: str, sql: str, params: Any = None) -> str:
+    """The query plan of ``sql`` (as sent to the driver, with its parameters) on this engine;
+    with ANALYZE where the engine has it (the statement then runs: use a transaction that
+    is rolled back)."""
+    params = params if params is not None else ()
+
+    def run(prefix: str) -> Any:
+        return conn.exec_driver_sql(prefix + sql, params)
 
     if engine == "sqlite":
-        rows = conn.execute(text("EXPLAIN QUERY PLAN " + sql)).fetchall()
-        return "\n".join(f"  {r[3]}" for r in rows)
+        return "\n".join(f"  {r[3]}" for r in run("EXPLAIN QUERY PLAN ").fetchall())
     if engine == "postgresql":
-        rows = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql)).fetchall()
-        return "\n".join(f"  {r[0]}" for r in rows)
-    rows = conn.execute(text("EXPLAIN " + sql)).mappings().fetchall()
+        return "\n".join(f"  {r[0]}" for r in run("EXPLAIN (ANALYZE, BUFFERS) ").fetchall())
     lines = []
-    for r in rows:
-        lines.append("  " + ", ".join(f"{k}={r[k]}" for k in
-                                      ("select_type", "table", "type", "key", "key_len",
-                                       "rows", "Extra")))
-    analyzed = conn.execute(text("ANALYZE FORMAT=JSON " + sql)).scalar()
+    for r in run("EXPLAIN ").mappings().fetchall():
+        lines.append(
+            "  "
+            + ", ".join(
+                f"{k}={r[k]}"
+                for k in ("select_type", "table", "type", "key", "key_len", "rows", "Extra")
+            )
+        )
+    analyzed = run("ANALYZE FORMAT=JSON ").scalar()
     try:
-        tbl = json.loads(analyzed)["query_block"]
-        tbl = tbl.get("table") or next(iter(tbl.values()))
-        if isinstance(tbl, dict) and "table" in tbl:
-            tbl = tbl["table"]
-        lines.append(f"  ANALYZE: r_rows={tbl.get('r_rows')} r_total_time_ms="
-                     f"{tbl.get('r_total_time_ms')} key={tbl.get('key')}")
-    except (ValueError, KeyError, StopIteration, TypeError, AttributeError):
+        block = json.loads(analyzed)["query_block"]
+        tbl = _find_table(block)
+        lines.append(
+            f"  ANALYZE: r_rows={tbl.get('r_rows')} r_total_time_ms="
+            f"{tbl.get('r_total_time_ms')} key={tbl.get('key')} "
+            f"filesort={'filesort' in json.dumps(block)}"
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
         pass
     return "\n".join(lines)
 
 
-def literal_sql(stmt: Any, dialect: Any) -> str:
-    return str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+def _find_table(node: Any) -> dict[str, Any]:
+    if isinstance(node, dict):
+        if "table" in node and isinstance(node["table"], dict):
+            return dict(node["table"])
+        for v in node.values():
+            found = _find_table(v)
+            if found:
+                return found
+    if isinstance(node, list):
+        for v in node:
+            found = _find_table(v)
+            if found:
+                return found
+    return {}
+
+
+def one_line(sql: str) -> str:
+    return " ".join(sql.split())

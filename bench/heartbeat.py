@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common as C  # noqa: E402
+import common as C
 
 LUA = """
 pilots = {pilots}
@@ -59,8 +59,10 @@ function request()
 end
 """
 
-HEARTBEAT = ('{"job_id": %d, "cpu_seconds": %d.5, "wall_seconds": 100.0, "rss_bytes": 1000000, '
-             '"peak_rss_bytes": 2000000}')
+HEARTBEAT = (
+    '{"job_id": %d, "cpu_seconds": %d.5, "wall_seconds": 100.0, "rss_bytes": 1000000, '
+    '"peak_rss_bytes": 2000000}'
+)
 STATUS = '{"job_id": %d, "application_status": "processing event block %d"}'
 
 
@@ -75,19 +77,38 @@ def populate(prep: C.Prepared, pilots: list[tuple[int, str]], n_jobs: int) -> li
     for pid, _ in pilots:
         ids: list[int] = []
         for k in range(0, per, 5000):
-            rows = [{
-                "status": "Running", "minor_status": "Application", "application_status": "Start",
-                "owner": "admin", "owner_group": "ctao_admin", "job_name": f"hb{i}",
-                "job_group": "hb", "job_type": "User", "site": "BENCH.site.org", "priority": 1,
-                "cpu_time": 3600, "submission_time": now, "last_update": now,
-                "heartbeat_time": now, "start_time": now, "reschedule_count": 0,
-                "pilot_id": pid, "kill_requested": False} for i in range(k, min(per, k + 5000))]
+            rows = [
+                {
+                    "status": "Running",
+                    "minor_status": "Application",
+                    "application_status": "Start",
+                    "owner": "admin",
+                    "owner_group": "ctao_admin",
+                    "job_name": f"hb{i}",
+                    "job_group": "hb",
+                    "job_type": "User",
+                    "site": "BENCH.site.org",
+                    "priority": 1,
+                    "cpu_time": 3600,
+                    "submission_time": now,
+                    "last_update": now,
+                    "heartbeat_time": now,
+                    "start_time": now,
+                    "reschedule_count": 0,
+                    "pilot_id": pid,
+                    "kill_requested": False,
+                }
+                for i in range(k, min(per, k + 5000))
+            ]
             with ctx.db.write() as conn:
                 ids += ctx.jobs.insert_jobs(conn, rows, [desc] * len(rows))
         assert ids == list(range(ids[0], ids[0] + per)), "job IDs not contiguous"
         firsts.append(ids[0])
-    print(f"# setup: {per * len(pilots)} Running jobs for {len(pilots)} pilots in "
-          f"{time.perf_counter() - t0:.1f} s", flush=True)
+    print(
+        f"# setup: {per * len(pilots)} Running jobs for {len(pilots)} pilots in "
+        f"{time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
     return firsts
 
 
@@ -97,8 +118,11 @@ def main() -> None:
     p.add_argument("--pilots", type=int, default=8)
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--only", default="", help="comma-separated subset of: "
-                   "heartbeat-1,heartbeat-100,status-1,status-100")
+    p.add_argument(
+        "--only",
+        default="",
+        help="comma-separated subset of: heartbeat-1,heartbeat-100,status-1,status-100",
+    )
     args = p.parse_args()
     n_jobs = args.jobs or (100_000 if args.full else 10_000)
     secs = C.duration(args)
@@ -109,51 +133,78 @@ def main() -> None:
             pilots = C.register_pilots(server, prep.pilot_token, args.pilots)
             firsts = populate(prep, pilots, n_jobs)
             per = n_jobs // len(pilots)
-            lua_pilots = "{" + ", ".join(
-                f"{{token = {C.lua_string(tok)}, first = {first}, count = {per}}}"
-                for (_, tok), first in zip(pilots, firsts, strict=True)) + "}"
-            scenarios = [("heartbeat-1", "/api/jobs/heartbeats", HEARTBEAT, 1, 1_000),
-                         ("heartbeat-100", "/api/jobs/heartbeats", HEARTBEAT, 100, 5_000),
-                         ("status-1", "/api/jobs/status", STATUS, 1, 1_000),
-                         ("status-100", "/api/jobs/status", STATUS, 100, 5_000)]
+            lua_pilots = (
+                "{"
+                + ", ".join(
+                    f"{{token = {C.lua_string(tok)}, first = {first}, count = {per}}}"
+                    for (_, tok), first in zip(pilots, firsts, strict=True)
+                )
+                + "}"
+            )
+            scenarios = [
+                ("heartbeat-1", "/api/jobs/heartbeats", HEARTBEAT, 1, 1_000),
+                ("heartbeat-100", "/api/jobs/heartbeats", HEARTBEAT, 100, 5_000),
+                ("status-1", "/api/jobs/status", STATUS, 1, 1_000),
+                ("status-100", "/api/jobs/status", STATUS, 100, 5_000),
+            ]
             only = {s for s in args.only.split(",") if s}
             kw = {"connections": args.connections, "threads": args.threads, "tmp": env.tmp}
             for name, path, item, batch, target in scenarios:
                 if only and name not in only:
                     continue
-                lua = LUA.format(pilots=lua_pilots, batch=batch, threads=args.threads,
-                                 item=C.lua_string(item), path=C.lua_string(path))
+                lua = LUA.format(
+                    pilots=lua_pilots,
+                    batch=batch,
+                    threads=args.threads,
+                    item=C.lua_string(item),
+                    path=C.lua_string(path),
+                )
                 C.run_wrk(server, lua, seconds=1, **kw)
                 results = []
                 with C.Profiler(server, args.profile, name):
                     for i in range(args.runs):
                         r = C.run_wrk(server, lua, seconds=secs, **kw)
-                        print(C.wrk_line(f"  {name} run {i}", r, batch,
-                                         "items/s" if batch > 1 else "calls/s"), flush=True)
+                        print(
+                            C.wrk_line(
+                                f"  {name} run {i}", r, batch, "items/s" if batch > 1 else "calls/s"
+                            ),
+                            flush=True,
+                        )
                         results.append(r)
                 m = C.median_wrk(results)
-                what = (f"{m.rate_of(200):,.0f} calls/s" if batch == 1 else
-                        f"{m.rate_of(200) * batch:,.0f} items/s ({m.rate_of(200):,.0f} calls/s)")
+                what = (
+                    f"{m.rate_of(200):,.0f} calls/s"
+                    if batch == 1
+                    else f"{m.rate_of(200) * batch:,.0f} items/s ({m.rate_of(200):,.0f} calls/s)"
+                )
                 unit = "calls/s" if batch == 1 else "items/s"
                 errs = {k: v for k, v in m.statuses.items() if k != "200"}
-                table.add(f"[{env.kind}, {args.workers} worker(s)] POST {path} x{batch} items, "
-                          f"wrk -t{args.threads} -c{args.connections} "
-                          f"{len(results)}x{secs:.0f}s: {what}, p50 {m.p50_ms:.1f} ms, "
-                          f"p99 {m.p99_ms:.1f} ms, server CPU "
-                          f"{m.server_cpu / m.seconds:.2f} cores"
-                          + (f", NOT OK: {errs}" if errs or m.socket_errors else "")
-                          + f" (target >= {target:,} {unit})")
+                table.add(
+                    f"[{env.kind}, {args.workers} worker(s)] POST {path} x{batch} items, "
+                    f"wrk -t{args.threads} -c{args.connections} "
+                    f"{len(results)}x{secs:.0f}s: {what}, p50 {m.p50_ms:.1f} ms, "
+                    f"p99 {m.p99_ms:.1f} ms, server CPU "
+                    f"{m.server_cpu / m.seconds:.2f} cores"
+                    + (f", NOT OK: {errs}" if errs or m.socket_errors else "")
+                    + f" (target >= {target:,} {unit})"
+                )
         from sqlalchemy import func, select
 
         from ctaprod.db.tables import jobs
 
         with prep.services.ctx.db.read() as conn:
-            running = conn.execute(select(func.count()).select_from(jobs)
-                                   .where(jobs.c.status == "Running")).scalar_one()
-            updated = conn.execute(select(func.count()).select_from(jobs).where(
-                jobs.c.application_status.like("processing event block%"))).scalar_one()
-        print(f"# check: {running} jobs still Running (expected {per * len(pilots)}), "
-              f"{updated} with an application status set by the benchmark")
+            running = conn.execute(
+                select(func.count()).select_from(jobs).where(jobs.c.status == "Running")
+            ).scalar_one()
+            updated = conn.execute(
+                select(func.count())
+                .select_from(jobs)
+                .where(jobs.c.application_status.like("processing event block%"))
+            ).scalar_one()
+        print(
+            f"# check: {running} jobs still Running (expected {per * len(pilots)}), "
+            f"{updated} with an application status set by the benchmark"
+        )
         prep.services.ctx.db.dispose()
     table.show()
 

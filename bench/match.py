@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common as C  # noqa: E402
+import common as C
 
 GROUPS = {"bench_a": 1.0, "bench_b": 2.0}
 USERS = {f"user{i:02d}": ("bench_a" if i < 5 else "bench_b") for i in range(10)}
@@ -39,9 +39,16 @@ SITE = "BENCH.site.org"
 
 
 def resource(platform: str) -> dict[str, object]:
-    return {"site": SITE, "ce": "bench-ce", "queue": "bench", "platform": platform,
-            "tags": ["cvmfs", "singularity"], "cpu_time_left": 200000, "memory_mb": 4096,
-            "processors": 1}
+    return {
+        "site": SITE,
+        "ce": "bench-ce",
+        "queue": "bench",
+        "platform": platform,
+        "tags": ["cvmfs", "singularity"],
+        "cpu_time_left": 200000,
+        "memory_mb": 4096,
+        "processors": 1,
+    }
 
 
 LUA = """
@@ -90,49 +97,73 @@ def populate(prep: C.Prepared, n_jobs: int) -> int:
         descs = []
         for i in range(per_user):
             platform, tags, cpu = combos[i % len(combos)]
-            descs.append(JobDescription.model_validate({
-                "Executable": "/bin/true", "Arguments": f"{i}", "JobName": f"{user}_{i}",
-                "JobGroup": f"grp{i % 7}", "CPUTime": cpu, "Platform": platform,
-                "Tags": list(tags), "Priority": 1 + i % 3}))
+            descs.append(
+                JobDescription.model_validate(
+                    {
+                        "Executable": "/bin/true",
+                        "Arguments": f"{i}",
+                        "JobName": f"{user}_{i}",
+                        "JobGroup": f"grp{i % 7}",
+                        "CPUTime": cpu,
+                        "Platform": platform,
+                        "Tags": list(tags),
+                        "Priority": 1 + i % 3,
+                    }
+                )
+            )
         ident = C.user_identity(user, group)
         for k in range(0, len(descs), 5000):
-            submit_jobs(ctx, ident, descs[k:k + 5000])
+            submit_jobs(ctx, ident, descs[k : k + 5000])
     from sqlalchemy import func, select
 
     from ctaprod.db.tables import task_queues
 
     with ctx.db.read() as conn:
         nq = conn.execute(select(func.count()).select_from(task_queues)).scalar_one()
-    print(f"# setup: {per_user * len(USERS)} waiting jobs in {nq} task queues "
-          f"in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(
+        f"# setup: {per_user * len(USERS)} waiting jobs in {nq} task queues "
+        f"in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
     return int(nq)
 
 
 def show_plans(prep: C.Prepared, engine: str) -> None:
+    """EXPLAIN the statements that TaskQueueDB.claim and TaskQueueDB.loads really send (captured
+    from the driver), on the largest queue; the claim is rolled back."""
     from sqlalchemy import func, select
 
     from ctaprod.db.tables import tq_jobs
 
     ctx = prep.services.ctx
     with ctx.db.read() as conn:
-        tq = conn.execute(select(tq_jobs.c.tq_id, func.count()).group_by(tq_jobs.c.tq_id)
-                          .order_by(func.count().desc()).limit(1)).first()
-        assert tq is not None
-        claim = (select(tq_jobs.c.job_id).where(tq_jobs.c.tq_id == tq[0])
-                 .order_by(tq_jobs.c.priority.desc(), tq_jobs.c.job_id).limit(1))
-        if ctx.db.supports_skip_locked:
-            claim = claim.with_for_update(skip_locked=True)
-        loads = (select(tq_jobs.c.tq_id, func.count(), func.max(tq_jobs.c.priority))
-                 .group_by(tq_jobs.c.tq_id))
-        for label, stmt in (("claim (TaskQueueDB.claim), queue of %d jobs" % tq[1], claim),
-                            ("snapshot (TaskQueueDB.loads)", loads)):
-            sql = C.literal_sql(stmt, conn.dialect)
-            print(f"\n# plan of {label} on {engine}:\n  {sql}\n{C.explain(conn, engine, sql)}")
-            t0 = time.perf_counter()
-            for _ in range(20):
-                conn.execute(stmt).fetchall()
-            print(f"  -> {1000 * (time.perf_counter() - t0) / 20:.2f} ms per execution")
-            conn.rollback()
+        tq = conn.execute(
+            select(tq_jobs.c.tq_id, func.count())
+            .group_by(tq_jobs.c.tq_id)
+            .order_by(func.count().desc())
+            .limit(1)
+        ).first()
+    assert tq is not None
+    for label, call in (
+        (
+            f"claim (TaskQueueDB.claim) on a queue of {tq[1]} jobs",
+            lambda c: ctx.queues.claim(c, tq[0]),
+        ),
+        ("snapshot (TaskQueueDB.loads)", lambda c: ctx.queues.loads(c)),
+    ):
+        conn_cm = ctx.db.engine.connect()
+        with conn_cm as conn:
+            trans = conn.begin()
+            with C.capture_sql(conn) as seen:
+                t0 = time.perf_counter()
+                call(conn)
+                dt = time.perf_counter() - t0
+            print(f"\n# {label} on {engine}: {len(seen)} statement(s), {1000 * dt:.2f} ms")
+            for sql, params in seen:
+                print(f"  {C.one_line(sql)}  {params}")
+                if sql.lstrip().upper().startswith("SELECT"):
+                    print(C.explain(conn, engine, sql, params))
+            trans.rollback()
 
 
 def main() -> None:
@@ -151,13 +182,19 @@ def main() -> None:
         show_plans(prep, env.engine)
         with C.Server(env, prep, args.workers) as server:
             pilots = C.register_pilots(server, prep.pilot_token, 4, SITE)
-            lua_pilots = "{" + ", ".join(
-                f"{{id = {pid}, token = {C.lua_string(tok)}, "
-                f"body = {C.lua_string(json.dumps(resource('el9' if i % 2 else 'el8')))}}}"
-                for i, (pid, tok) in enumerate(pilots)) + "}"
+            lua_pilots = (
+                "{"
+                + ", ".join(
+                    f"{{id = {pid}, token = {C.lua_string(tok)}, "
+                    f"body = {C.lua_string(json.dumps(resource('el9' if i % 2 else 'el8')))}}}"
+                    for i, (pid, tok) in enumerate(pilots)
+                )
+                + "}"
+            )
             ids_file = env.tmp / "matched_ids.txt"
-            lua = LUA.format(pilots=lua_pilots, threads=args.threads,
-                             ids_file=C.lua_string(str(ids_file)))
+            lua = LUA.format(
+                pilots=lua_pilots, threads=args.threads, ids_file=C.lua_string(str(ids_file))
+            )
             kw = {"connections": args.connections, "threads": args.threads, "tmp": env.tmp}
             warm = C.run_wrk(server, lua, seconds=2, **kw)
             results = []
@@ -167,14 +204,20 @@ def main() -> None:
                     print(C.wrk_line(f"  run {i}", r, unit="match/s"), flush=True)
                     results.append(r)
             m = C.median_wrk(results)
-            table.add(f"[{env.kind}, {args.workers} worker(s)] match, {nq} queues, wrk "
-                      f"-t{args.threads} -c{args.connections}, {len(results)}x{secs:.0f}s: "
-                      f"{m.rate_of(200):,.0f} matches/s (median run; {m.rate:,.0f} req/s, "
-                      f"p50 {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms; server CPU "
-                      f"{m.server_cpu / m.seconds:.2f} cores) (target >= 500)")
+            table.add(
+                f"[{env.kind}, {args.workers} worker(s)] match, {nq} queues, wrk "
+                f"-t{args.threads} -c{args.connections}, {len(results)}x{secs:.0f}s: "
+                f"{m.rate_of(200):,.0f} matches/s (median run; {m.rate:,.0f} req/s, "
+                f"p50 {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms; server CPU "
+                f"{m.server_cpu / m.seconds:.2f} cores) (target >= 500)"
+            )
             ok = sum(r.count(200) for r in [warm, *results])
-            bad = {k: v for r in [warm, *results] for k, v in r.statuses.items()
-                   if k not in ("200", "204")}
+            bad = {
+                k: v
+                for r in [warm, *results]
+                for k, v in r.statuses.items()
+                if k not in ("200", "204")
+            }
             seen = [int(x) for x in ids_file.read_text().split()]
             # wrk abandons the requests in flight when a run ends: the server still matches
             # them, so up to `connections` jobs per run are Matched without a 200 seen.
@@ -184,25 +227,44 @@ def main() -> None:
         from ctaprod.db.tables import job_history, jobs
 
         with prep.services.ctx.db.read() as conn:
-            matched = conn.execute(select(func.count()).select_from(jobs)
-                                   .where(jobs.c.status == "Matched")).scalar_one()
-            hist = conn.execute(select(func.count()).select_from(job_history)
-                                .where(job_history.c.status == "Matched")).scalar_one()
-            dup = conn.execute(select(func.count()).select_from(
-                select(job_history.c.job_id).where(job_history.c.status == "Matched")
-                .group_by(job_history.c.job_id).having(func.count() > 1).subquery()))\
-                .scalar_one()
-            seen_matched = conn.execute(select(func.count()).select_from(jobs).where(
-                jobs.c.status == "Matched", jobs.c.job_id.in_(seen[:50_000]))).scalar_one()
-        good = (len(seen) == ok == len(set(seen)) and seen_matched == min(ok, 50_000)
-                and matched == hist and 0 <= matched - ok <= in_flight and dup == 0
-                and not bad)
-        table.add(f"  check: {ok} responses 200 with {len(set(seen))} distinct job IDs "
-                  f"(all Matched in the DB: {seen_matched == min(ok, 50_000)}); {matched} jobs "
-                  f"Matched, {hist} Matched history rows, {dup} jobs matched twice, "
-                  f"{matched - ok} matched by requests cut off at the end of the wrk runs "
-                  f"(<= {in_flight} allowed), other statuses {bad}: "
-                  f"{'OK' if good else 'MISMATCH'}")
+            matched = conn.execute(
+                select(func.count()).select_from(jobs).where(jobs.c.status == "Matched")
+            ).scalar_one()
+            hist = conn.execute(
+                select(func.count())
+                .select_from(job_history)
+                .where(job_history.c.status == "Matched")
+            ).scalar_one()
+            dup = conn.execute(
+                select(func.count()).select_from(
+                    select(job_history.c.job_id)
+                    .where(job_history.c.status == "Matched")
+                    .group_by(job_history.c.job_id)
+                    .having(func.count() > 1)
+                    .subquery()
+                )
+            ).scalar_one()
+            seen_matched = conn.execute(
+                select(func.count())
+                .select_from(jobs)
+                .where(jobs.c.status == "Matched", jobs.c.job_id.in_(seen[:50_000]))
+            ).scalar_one()
+        good = (
+            len(seen) == ok == len(set(seen))
+            and seen_matched == min(ok, 50_000)
+            and matched == hist
+            and 0 <= matched - ok <= in_flight
+            and dup == 0
+            and not bad
+        )
+        table.add(
+            f"  check: {ok} responses 200 with {len(set(seen))} distinct job IDs "
+            f"(all Matched in the DB: {seen_matched == min(ok, 50_000)}); {matched} jobs "
+            f"Matched, {hist} Matched history rows, {dup} jobs matched twice, "
+            f"{matched - ok} matched by requests cut off at the end of the wrk runs "
+            f"(<= {in_flight} allowed), other statuses {bad}: "
+            f"{'OK' if good else 'MISMATCH'}"
+        )
         prep.services.ctx.db.dispose()
     table.show()
 

@@ -31,11 +31,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common as C  # noqa: E402
+import common as C
 
 OLD = [("Done", 80), ("Failed", 10), ("Killed", 5), ("Deleted", 5)]
-NEW = [("Waiting", 40), ("Running", 35), ("Matched", 3), ("Stalled", 1), ("Completing", 1),
-       ("Done", 15), ("Failed", 5)]
+NEW = [
+    ("Waiting", 40),
+    ("Running", 35),
+    ("Matched", 3),
+    ("Stalled", 1),
+    ("Completing", 1),
+    ("Done", 15),
+    ("Failed", 5),
+]
 USERS = {f"user{i:02d}": ("bench_a" if i % 3 else "bench_b") for i in range(50)}
 SITES = [f"CTAO.site{i:02d}.org" for i in range(20)]
 
@@ -66,41 +73,65 @@ def populate(prep: C.Prepared, n: int) -> None:
             owner = users[rng.randrange(len(users))]
             t = start + timedelta(seconds=60 * 86400 * i / n)
             running = status in ("Running", "Matched", "Stalled", "Completing")
-            rows.append({
-                "status": status, "minor_status": "bench", "application_status": "Unknown",
-                "owner": owner, "owner_group": USERS[owner], "job_name": f"job{i}",
-                "job_group": f"prod{i * 200 // n:03d}", "job_type": "MCSimulation",
-                "site": SITES[rng.randrange(len(SITES))] if status != "Waiting" else "ANY",
-                "priority": 1, "cpu_time": 3600, "submission_time": t, "last_update": t,
-                "heartbeat_time": t if running else None, "start_time": t if running else None,
-                "reschedule_count": 0, "kill_requested": False})
+            rows.append(
+                {
+                    "status": status,
+                    "minor_status": "bench",
+                    "application_status": "Unknown",
+                    "owner": owner,
+                    "owner_group": USERS[owner],
+                    "job_name": f"job{i}",
+                    "job_group": f"prod{i * 200 // n:03d}",
+                    "job_type": "MCSimulation",
+                    "site": SITES[rng.randrange(len(SITES))] if status != "Waiting" else "ANY",
+                    "priority": 1,
+                    "cpu_time": 3600,
+                    "submission_time": t,
+                    "last_update": t,
+                    "heartbeat_time": t if running else None,
+                    "start_time": t if running else None,
+                    "reschedule_count": 0,
+                    "kill_requested": False,
+                }
+            )
         with ctx.db.write() as conn:
             conn.execute(insert(jobs), rows)
     load = time.perf_counter() - t0
     with ctx.db.write() as conn:
         engine = ctx.db.dialect
-        conn.exec_driver_sql("ANALYZE TABLE jobs" if engine in ("mysql", "mariadb")
-                             else "ANALYZE jobs" if engine == "postgresql" else "ANALYZE")
-    print(f"# setup: {n:,} jobs inserted in {load:.1f} s ({n / load:,.0f} rows/s), "
-          f"analyzed in {time.perf_counter() - t0 - load:.1f} s", flush=True)
+        conn.exec_driver_sql(
+            "ANALYZE TABLE jobs"
+            if engine in ("mysql", "mariadb")
+            else "ANALYZE jobs"
+            if engine == "postgresql"
+            else "ANALYZE"
+        )
+    print(
+        f"# setup: {n:,} jobs inserted in {load:.1f} s ({n / load:,.0f} rows/s), "
+        f"analyzed in {time.perf_counter() - t0 - load:.1f} s",
+        flush=True,
+    )
 
 
 def plan(prep: C.Prepared, engine: str, ident: Any, params: dict[str, Any]) -> str:
-    """The SQL that JobDB.search runs for these parameters, and its plan."""
-    from sqlalchemy import select
-
+    """The statement(s) that logic.queries.search_jobs sends for these parameters (captured
+    from the driver), with their plans."""
     from ctaprod.core.schemas import JobFilter
-    from ctaprod.db.tables import jobs
-    from ctaprod.logic.queries import _filters
+    from ctaprod.logic.queries import search_jobs
 
+    ctx = prep.services.ctx
     flt = JobFilter(status=[params["status"]] if "status" in params else [])
-    stmt = select(jobs).where(*_filters(ident, flt))
-    if "cursor" in params:
-        stmt = stmt.where(jobs.c.job_id < params["cursor"])
-    stmt = stmt.order_by(jobs.c.job_id.desc()).limit(int(params.get("limit", 100)) + 1)
-    with prep.services.ctx.db.read() as conn:
-        sql = C.literal_sql(stmt, conn.dialect)
-        return "  " + " ".join(sql.split()) + "\n" + C.explain(conn, engine, sql)
+    with C.capture_sql(ctx.db.engine) as seen:
+        search_jobs(
+            ctx, ident, flt, limit=int(params.get("limit", 100)), cursor=params.get("cursor")
+        )
+    out = []
+    with ctx.db.engine.connect() as conn:
+        for sql, p in seen:
+            if sql.lstrip().upper().startswith("SELECT"):
+                out.append(f"  {C.one_line(sql)}  {p}\n{C.explain(conn, engine, sql, p)}")
+        conn.rollback()
+    return "\n".join(out)
 
 
 def timed(http: Any, params: dict[str, Any], n: int) -> tuple[list[float], dict[str, Any]]:
@@ -137,39 +168,50 @@ def main() -> None:
         user_token = tokens.issue("user07", USERS["user07"], TokenKind.USER, td(days=1)).token
         admin = tokens.verify(prep.admin_token)
         user = tokens.verify(user_token)
-        with C.Server(env, prep, args.workers) as server, \
-                C.client(server, prep.admin_token) as http, \
-                C.client(server, user_token) as uhttp:
-            first = http.get("/api/jobs", params={"status": "Running", "limit": 1000,
-                                                  "ascending": True}).json()
+        with (
+            C.Server(env, prep, args.workers) as server,
+            C.client(server, prep.admin_token) as http,
+            C.client(server, user_token) as uhttp,
+        ):
+            first = http.get(
+                "/api/jobs", params={"status": "Running", "limit": 1000, "ascending": True}
+            ).json()
             low = first["jobs"][0]["job_id"]
             top = http.get("/api/jobs", params={"status": "Running", "limit": 1}).json()
             high = top["jobs"][0]["job_id"]
             page1 = http.get("/api/jobs", params={"status": "Running", "limit": 100}).json()
             queries = [
-                ("admin, status=Running, page 1", http,
-                 {"status": "Running", "limit": 100}),
-                ("admin, status=Running, page 2 (cursor)", http,
-                 {"status": "Running", "limit": 100, "cursor": page1["next_cursor"]}),
-                ("admin, status=Running, deep page (cursor mid-range)", http,
-                 {"status": "Running", "limit": 100, "cursor": (low + high) // 2}),
-                ("user (owner filter), status=Running, page 1", uhttp,
-                 {"status": "Running", "limit": 100}),
-                ("admin, status=Stalled (rare), page 1", http,
-                 {"status": "Stalled", "limit": 100}),
+                ("admin, status=Running, page 1", http, {"status": "Running", "limit": 100}),
+                (
+                    "admin, status=Running, page 2 (cursor)",
+                    http,
+                    {"status": "Running", "limit": 100, "cursor": page1["next_cursor"]},
+                ),
+                (
+                    "admin, status=Running, deep page (cursor mid-range)",
+                    http,
+                    {"status": "Running", "limit": 100, "cursor": (low + high) // 2},
+                ),
+                (
+                    "user (owner filter), status=Running, page 1",
+                    uhttp,
+                    {"status": "Running", "limit": 100},
+                ),
+                ("admin, status=Stalled (rare), page 1", http, {"status": "Stalled", "limit": 100}),
                 ("admin, no filter, page 1", http, {"limit": 100}),
             ]
             with C.Profiler(server, args.profile, "search"):
                 for label, h, params in queries:
                     lat, body = timed(h, params, args.requests)
                     ms = [1000 * x for x in lat]
-                    table.add(f"[{env.kind}, {args.workers} worker(s)] {label}: "
-                              f"{len(body['jobs'])} jobs; median {C.med(ms):.1f} ms, "
-                              f"p90 {C.pct(ms, 90):.1f} ms, p99 {C.pct(ms, 99):.1f} ms "
-                              f"({args.requests} sequential requests, httpx)"
-                              + (" (target <= 10 ms)" if "Running, page" in label else ""))
-                    print(plan(prep, env.engine, user if h is uhttp else admin, params),
-                          flush=True)
+                    table.add(
+                        f"[{env.kind}, {args.workers} worker(s)] {label}: "
+                        f"{len(body['jobs'])} jobs; median {C.med(ms):.1f} ms, "
+                        f"p90 {C.pct(ms, 90):.1f} ms, p99 {C.pct(ms, 99):.1f} ms "
+                        f"({args.requests} sequential requests, httpx)"
+                        + (" (target <= 10 ms)" if "Running, page" in label else "")
+                    )
+                    print(plan(prep, env.engine, user if h is uhttp else admin, params), flush=True)
         prep.services.ctx.db.dispose()
     table.show()
 

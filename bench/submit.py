@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common as C  # noqa: E402
+import common as C
 
 JDL = """[
   Executable = "/bin/echo";
@@ -38,8 +38,7 @@ JDL = """[
 def submit_one(url: str, token: str, n: int, tag: str) -> tuple[float, int]:
     import httpx
 
-    with httpx.Client(base_url=url, timeout=600,
-                      headers={"Authorization": f"Bearer {token}"}) as c:
+    with httpx.Client(base_url=url, timeout=600, headers={"Authorization": f"Bearer {token}"}) as c:
         t0 = time.perf_counter()
         r = c.post("/api/jobs", json={"text": JDL.format(n=n, tag=tag), "format": "jdl"})
         dt = time.perf_counter() - t0
@@ -47,19 +46,18 @@ def submit_one(url: str, token: str, n: int, tag: str) -> tuple[float, int]:
     return dt, len(r.json()["job_ids"])
 
 
-def batch_client(url: str, token: str, batches: int, size: int, start: mp.Event,
-                 out: mp.Queue) -> None:
+def batch_client(
+    url: str, token: str, batches: int, size: int, start: mp.Event, out: mp.Queue
+) -> None:
     import httpx
 
-    with httpx.Client(base_url=url, timeout=600,
-                      headers={"Authorization": f"Bearer {token}"}) as c:
+    with httpx.Client(base_url=url, timeout=600, headers={"Authorization": f"Bearer {token}"}) as c:
         c.get("/api/auth/whoami").raise_for_status()
         start.wait()
         latencies, n = [], 0
         for b in range(batches):
             t0 = time.perf_counter()
-            r = c.post("/api/jobs", json={"text": JDL.format(n=size, tag=f"b{b}"),
-                                          "format": "jdl"})
+            r = c.post("/api/jobs", json={"text": JDL.format(n=size, tag=f"b{b}"), "format": "jdl"})
             latencies.append(time.perf_counter() - t0)
             r.raise_for_status()
             n += len(r.json()["job_ids"])
@@ -87,18 +85,27 @@ def main() -> None:
                     cpu = server.cpu_seconds() - cpu0
                     assert got == n, (got, n)
                     times.append(dt)
-                    print(f"  parametric run {i}: {n} jobs in {dt:.2f} s = {n / dt:,.0f} "
-                          f"jobs/s (server CPU {cpu:.2f} s)", flush=True)
+                    print(
+                        f"  parametric run {i}: {n} jobs in {dt:.2f} s = {n / dt:,.0f} "
+                        f"jobs/s (server CPU {cpu:.2f} s)",
+                        flush=True,
+                    )
             t = C.med(times)
-            table.add(f"[{env.kind}, {args.workers} worker(s)] one parametric submit of {n} "
-                      f"jobs (httpx, 1 request): median {t:.2f} s = {n / t:,.0f} jobs/s "
-                      f"(target >= 2,000)")
+            table.add(
+                f"[{env.kind}, {args.workers} worker(s)] one parametric submit of {n} "
+                f"jobs (httpx, 1 request): median {t:.2f} s = {n / t:,.0f} jobs/s "
+                f"(target >= 2,000)"
+            )
 
             ctx = mp.get_context("fork")
             start, out = ctx.Event(), ctx.Queue()
-            procs = [ctx.Process(target=batch_client,
-                                 args=(server.url, prep.admin_token, batches, 100, start, out))
-                     for _ in range(args.procs)]
+            procs = [
+                ctx.Process(
+                    target=batch_client,
+                    args=(server.url, prep.admin_token, batches, 100, start, out),
+                )
+                for _ in range(args.procs)
+            ]
             for pr in procs:
                 pr.start()
             time.sleep(1.0)
@@ -113,11 +120,13 @@ def main() -> None:
                 pr.join()
             total = sum(r[0] for r in results)
             lat = [x for r in results for x in r[1]]
-            table.add(f"[{env.kind}, {args.workers} worker(s)] batches of 100 from "
-                      f"{args.procs} processes (httpx): {total} jobs in {wall:.2f} s = "
-                      f"{total / wall:,.0f} jobs/s; per call p50 {1000 * C.med(lat):.0f} ms, "
-                      f"p99 {1000 * C.pct(lat, 99):.0f} ms; server CPU "
-                      f"{cpu / wall:.2f} cores")
+            table.add(
+                f"[{env.kind}, {args.workers} worker(s)] batches of 100 from "
+                f"{args.procs} processes (httpx): {total} jobs in {wall:.2f} s = "
+                f"{total / wall:,.0f} jobs/s; per call p50 {1000 * C.med(lat):.0f} ms, "
+                f"p99 {1000 * C.pct(lat, 99):.0f} ms; server CPU "
+                f"{cpu / wall:.2f} cores"
+            )
 
         from sqlalchemy import func, select
 
@@ -128,8 +137,10 @@ def main() -> None:
             nhist = conn.execute(select(func.count()).select_from(job_history)).scalar_one()
             nq = conn.execute(select(func.count()).select_from(tq_jobs)).scalar_one()
         expected = 10 + n * args.runs + total
-        print(f"# check: {njobs} jobs in the DB (expected {expected}), {nhist} history rows, "
-              f"{nq} queued")
+        print(
+            f"# check: {njobs} jobs in the DB (expected {expected}), {nhist} history rows, "
+            f"{nq} queued"
+        )
         assert njobs == expected == nq
         prep.services.ctx.db.dispose()
     table.show()

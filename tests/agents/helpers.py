@@ -58,7 +58,7 @@ class World:
 
     # --- jobs -------------------------------------------------------------------------
     def submit(self, count: int = 1, ident: Identity = ALICE, **fields: Any) -> list[int]:
-        doc: dict[str, Any] = {"Executable": "/bin/true", **fields}
+        doc: dict[str, Any] = {"Executable": "/bin/true", "CPUTime": 3600, **fields}
         descs = [d for _ in range(count) for d in expand(doc, self.ctx.limits)]
         ids = job_logic.submit_jobs(self.ctx, ident, descs).job_ids
         self.matcher.invalidate()
@@ -80,18 +80,23 @@ class World:
         from ctaprod.db.tables import tq_jobs
 
         with self.ctx.db.read() as conn:
-            n = conn.execute(select(func.count()).select_from(tq_jobs)
-                             .where(tq_jobs.c.job_id == job_id)).scalar_one()
+            n = conn.execute(
+                select(func.count()).select_from(tq_jobs).where(tq_jobs.c.job_id == job_id)
+            ).scalar_one()
         return bool(n)
 
     # --- pilots -----------------------------------------------------------------------
     def pilot(self, site: str = SITE, queue: str = "q", ce: str = "ce.test") -> Identity:
         """Register a pilot; returns its session identity (with ``pilot_id``)."""
         stamp = f"stamp-{next(self._stamps)}"
-        reg = runtime.register_pilot(self.ctx, self.services.tokens, PILOT, stamp, site, ce,
-                                     queue)
-        return Identity("pilot", "ctao_pilot", TokenKind.PILOT, frozenset({"GenericPilot"}),
-                        pilot_id=reg.pilot_id)
+        reg = runtime.register_pilot(self.ctx, self.services.tokens, PILOT, stamp, site, ce, queue)
+        return Identity(
+            "pilot",
+            "ctao_pilot",
+            TokenKind.PILOT,
+            frozenset({"GenericPilot"}),
+            pilot_id=reg.pilot_id,
+        )
 
     def pilots(self) -> list[Any]:
         with self.ctx.db.read() as conn:
@@ -118,13 +123,20 @@ class World:
 
     @staticmethod
     def job_ident(m: Match, pilot: Identity) -> Identity:
-        return Identity(m.owner, m.owner_group, TokenKind.JOB, job_id=m.job_id,
-                        pilot_id=pilot.pilot_id, attempt=m.attempt)
+        return Identity(
+            m.owner,
+            m.owner_group,
+            TokenKind.JOB,
+            job_id=m.job_id,
+            pilot_id=pilot.pilot_id,
+            attempt=m.attempt,
+        )
 
     def report(self, ident: Identity, status: Any, minor: str = "") -> None:
         assert ident.job_id is not None
-        [res] = runtime.report_statuses(self.ctx, ident, [
-            StatusReport(job_id=ident.job_id, status=status, minor_status=minor)])
+        [res] = runtime.report_statuses(
+            self.ctx, ident, [StatusReport(job_id=ident.job_id, status=status, minor_status=minor)]
+        )
         assert res.error is None, res.error
 
     def heartbeat(self, ident: Identity, *, ok: bool = True) -> Any:
@@ -142,7 +154,8 @@ class World:
         [job_id] = self.submit(**fields)
         pilot = self.pilot()
         m = self.match(pilot)
-        assert m is not None and m.job_id == job_id
+        assert m is not None
+        assert m.job_id == job_id
         ident = self.job_ident(m, pilot)
         self.report(ident, "Running")
         return job_id, pilot, ident

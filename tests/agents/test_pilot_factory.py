@@ -41,13 +41,15 @@ def _until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
 
 
 class Setup:
-    def __init__(self, world: World, queues: dict[str, QueueConfig],
-                 command: list[str] | None = None) -> None:
+    def __init__(
+        self, world: World, queues: dict[str, QueueConfig], command: list[str] | None = None
+    ) -> None:
         self.world = world
         world.ctx.settings.queues = queues
         self.ces = ComputingElements(world.ctx.settings)
-        self.factory = PilotFactory(world.ctx, world.matcher, world.services.tokens, self.ces,
-                                    command=command or SLEEPER)
+        self.factory = PilotFactory(
+            world.ctx, world.matcher, world.services.tokens, self.ces, command=command or SLEEPER
+        )
         self.status = PilotStatusAgent(world.ctx, self.ces)
 
     def rows(self, queue: str | None = None) -> list[Any]:
@@ -91,7 +93,8 @@ def test_submits_what_the_waiting_jobs_call_for(world: World, make: Any) -> None
     assert setup.factory.run_once(ONCE) == 2
     rows = setup.rows()
     assert [(r["status"], r["ce"], r["queue"], r["site"]) for r in rows] == [
-        ("Submitted", "localhost", "local", SITE)] * 2
+        ("Submitted", "localhost", "local", SITE)
+    ] * 2
     work = world.ctx.settings.state_dir / "pilots" / "local"
     for row in rows:
         assert row["ce_ref"] == row["stamp"]
@@ -100,21 +103,32 @@ def test_submits_what_the_waiting_jobs_call_for(world: World, make: Any) -> None
         env = spec["env"]
         assert env["CTAPROD_PILOT_STAMP"] == row["stamp"]
         assert env["CTAPROD_PILOT_URL"] == world.ctx.settings.server_url()
-        assert (env["CTAPROD_PILOT_SITE"], env["CTAPROD_PILOT_CE"],
-                env["CTAPROD_PILOT_QUEUE"]) == (SITE, "localhost", "local")
+        assert (env["CTAPROD_PILOT_SITE"], env["CTAPROD_PILOT_CE"], env["CTAPROD_PILOT_QUEUE"]) == (
+            SITE,
+            "localhost",
+            "local",
+        )
         assert env["CTAPROD_PILOT_WORK_DIR"] == str((work / row["stamp"]).absolute())
         ident = world.services.tokens.verify(env["CTAPROD_PILOT_TOKEN"])
-        assert (ident.user, ident.group, ident.kind) == ("pilot", "ctao_pilot",
-                                                         TokenKind.PILOT)
+        assert (ident.user, ident.group, ident.kind) == ("pilot", "ctao_pilot", TokenKind.PILOT)
     # One token for all the pilots of this factory.
-    assert len({json.loads((work / r["stamp"] / "spec.json").read_text())["env"]
-                ["CTAPROD_PILOT_TOKEN"] for r in rows}) == 1
-    _until(lambda: all("pilot up" in (work / r["stamp"] / "pilot.log").read_text()
-                       for r in rows))
+    assert (
+        len(
+            {
+                json.loads((work / r["stamp"] / "spec.json").read_text())["env"][
+                    "CTAPROD_PILOT_TOKEN"
+                ]
+                for r in rows
+            }
+        )
+        == 1
+    )
+    _until(lambda: all("pilot up" in (work / r["stamp"] / "pilot.log").read_text() for r in rows))
 
     assert setup.factory.run_once(ONCE) == 0  # max_waiting reached
-    runtime.register_pilot(world.ctx, world.services.tokens, PILOT, rows[0]["stamp"], SITE,
-                           "localhost", "local")
+    runtime.register_pilot(
+        world.ctx, world.services.tokens, PILOT, rows[0]["stamp"], SITE, "localhost", "local"
+    )
     assert setup.factory.run_once(ONCE) == 1  # one waiting slot, and max_total allows one
     assert setup.factory.run_once(ONCE) == 0  # max_total reached
     assert len(setup.rows()) == 3
@@ -128,11 +142,13 @@ def test_no_pilots_where_the_jobs_cannot_run(world: World, make: Any) -> None:
     world.submit(4, Platform="EL9")
     with world.ctx.db.write() as conn:
         world.ctx.sites.set_status(conn, "LCG.Banned.org", BANNED, "down", "op", world.clock())
-    setup = make({
-        "banned": _queue(site="LCG.Banned.org", platform="EL9"),
-        "el8": _queue(platform="EL8"),
-        "el9": _queue(platform="EL9", max_waiting=3, max_total=3),
-    })
+    setup = make(
+        {
+            "banned": _queue(site="LCG.Banned.org", platform="EL9"),
+            "el8": _queue(platform="EL8"),
+            "el9": _queue(platform="EL9", max_waiting=3, max_total=3),
+        }
+    )
     assert setup.factory.run_once(ONCE) == 3
     assert [r["queue"] for r in setup.rows()] == ["el9"] * 3
 
@@ -142,23 +158,26 @@ def test_replicas_share_the_queues(world: World, make: Any) -> None:
     names = [f"q{i}" for i in range(6)]
     setup = make({n: _queue(max_waiting=1, max_total=1) for n in names})
     done = [setup.factory.run_once(AgentContext("pilot_factory", r, 2)) for r in (0, 1)]
-    assert sum(done) == 6 and all(done)
+    assert sum(done) == 6
+    assert all(done)
     assert sorted(r["queue"] for r in setup.rows()) == names
 
 
 def test_a_broken_queue_does_not_starve_the_others(world: World, make: Any) -> None:
     world.submit(2)
     setup = make({"broken": _queue(ce_type="nosuchbatch"), "ok": _queue()})
-    with pytest.raises(AgentError, match="broken: InvalidInput: .*unknown CE type"):
+    with pytest.raises(AgentError, match=r"broken: InvalidInput: .*unknown CE type"):
         setup.factory.run_once(ONCE)
     assert [r["queue"] for r in setup.rows()] == ["ok", "ok"]
 
 
-def test_status_agent_fails_a_pilot_that_died_and_keeps_its_output(world: World,
-                                                                   make: Any) -> None:
+def test_status_agent_fails_a_pilot_that_died_and_keeps_its_output(world: World, make: Any) -> None:
     world.submit(2)
-    crash = [sys.executable, "-c",
-             "import sys; print('cannot reach the server', flush=True); sys.exit(2)"]
+    crash = [
+        sys.executable,
+        "-c",
+        "import sys; print('cannot reach the server', flush=True); sys.exit(2)",
+    ]
     setup = make({"crashy": _queue(max_waiting=1, max_total=1)}, crash)
     assert setup.factory.run_once(ONCE) == 1
     [row] = setup.rows()
@@ -166,8 +185,10 @@ def test_status_agent_fails_a_pilot_that_died_and_keeps_its_output(world: World,
     _until(lambda: ce.status([row["ce_ref"]])[row["ce_ref"]].value == "Failed")
     assert setup.status.run_once(AgentContext("pilot_status")) == 2  # status + its log
     [row] = setup.rows()
-    assert (row["status"], row["status_reason"]) == ("Failed",
-                                                     "Batch job failed before registering")
+    assert (row["status"], row["status_reason"]) == (
+        "Failed",
+        "Batch job failed before registering",
+    )
     assert "cannot reach the server" in (setup.log(row["pilot_id"]) or "")
 
 
@@ -180,8 +201,7 @@ def test_status_agent_on_a_killed_pilot(world: World, make: Any) -> None:
     _until(pid_file.exists)
     _until(lambda: "pilot up" in setup.ces.get("local").output(row["ce_ref"]))
     os.killpg(int(pid_file.read_text()), signal.SIGKILL)  # the node died under it
-    _until(lambda: setup.ces.get("local").status([row["ce_ref"]])[row["ce_ref"]].value
-           == "Failed")
+    _until(lambda: setup.ces.get("local").status([row["ce_ref"]])[row["ce_ref"]].value == "Failed")
     setup.status.run_once(AgentContext("pilot_status"))
     [row] = setup.rows()
     assert row["status"] == "Failed"
@@ -193,15 +213,19 @@ def test_real_pilots_run_the_waiting_jobs(live_server: Any) -> None:
     services = live_server.services
     world = World(services, fake_clock=False)
     world.ctx.settings.public_url = live_server.url
-    world.ctx.settings.queues = {"local": _queue(max_waiting=2, max_total=2,
-                                                 max_empty_matches=1)}
+    world.ctx.settings.queues = {"local": _queue(max_waiting=2, max_total=2, max_empty_matches=1)}
     ces = ComputingElements(world.ctx.settings)
-    ids = world.submit(3, Executable="/bin/echo", Arguments="hello from job %j")
-    runner = Runner([
-        AgentSpec("pilot_factory", PilotFactory(world.ctx, world.matcher, services.tokens,
-                                                ces).run_once, 1),
-        AgentSpec("pilot_status", PilotStatusAgent(world.ctx, ces).run_once, 1),
-    ])
+    ids = world.submit(3, Executable="/bin/echo", Arguments="hello from job %j", CPUTime=600)
+    runner = Runner(
+        [
+            AgentSpec(
+                "pilot_factory",
+                PilotFactory(world.ctx, world.matcher, services.tokens, ces).run_once,
+                1,
+            ),
+            AgentSpec("pilot_status", PilotStatusAgent(world.ctx, ces).run_once, 1),
+        ]
+    )
 
     def jobs_done() -> bool:
         runner.run(once=True)

@@ -48,17 +48,26 @@ def test_once_runs_each_agent_once_in_order() -> None:
             order.append(actx.name)
             assert (actx.replica, actx.replicas, actx.cycle) == (1, 3, 0)
             return len(order)
+
         return run
 
-    runner = Runner([AgentSpec("a", body("a"), 60), AgentSpec("b", body("b"), 60)],
-                    replica=1, replicas=3, heartbeat=beats.append, host="h1")
+    runner = Runner(
+        [AgentSpec("a", body("a"), 60), AgentSpec("b", body("b"), 60)],
+        replica=1,
+        replicas=3,
+        heartbeat=beats.append,
+        host="h1",
+    )
     started = time.monotonic()
     runner.run(once=True)
     assert time.monotonic() - started < 1  # no sleeping in once mode
     assert order == ["a", "b"]
     assert [(b.name, b.replica, b.host, b.error, b.result) for b in beats] == [
-        ("a", 1, "h1", "", 1), ("b", 1, "h1", "", 2)]
-    assert runner.stats["b"].cycles == 1 and runner.stats["b"].last_result == 2
+        ("a", 1, "h1", "", 1),
+        ("b", 1, "h1", "", 2),
+    ]
+    assert runner.stats["b"].cycles == 1
+    assert runner.stats["b"].last_result == 2
 
 
 def test_interval_wake_up_and_stop() -> None:
@@ -100,8 +109,10 @@ def test_a_failing_cycle_is_recorded_and_the_loop_goes_on(caplog: Any) -> None:
     runner.stop()
     assert runner.join(5)
     stats = runner.stats["flaky"]
-    assert stats.errors == 1 and stats.last_error == ""
-    assert beats[1].error == "RuntimeError: cycle 2 broke" and beats[1].result is None
+    assert stats.errors == 1
+    assert stats.last_error == ""
+    assert beats[1].error == "RuntimeError: cycle 2 broke"
+    assert beats[1].result is None
     assert beats[0].error == beats[2].error == ""
     assert "cycle 1 failed" in caplog.text  # the cycle number counts from 0
 
@@ -122,8 +133,7 @@ def test_a_failing_heartbeat_sink_does_not_stop_the_agent() -> None:
 def test_external_stop_event_ends_run() -> None:
     stop = threading.Event()
     rec = Recorder()
-    runner = Runner([AgentSpec("x", rec, interval=60), AgentSpec("y", Recorder(), 60)],
-                    stop=stop)
+    runner = Runner([AgentSpec("x", rec, interval=60), AgentSpec("y", Recorder(), 60)], stop=stop)
     thread = threading.Thread(target=runner.run)
     thread.start()
     _until(lambda: len(rec.calls) == 1)
@@ -158,15 +168,20 @@ def test_replicas_split_ids_and_names() -> None:
         Runner([AgentSpec("p", body, 1)], replica=replica, replicas=2).run(once=True)
     assert mine == {0: [0, 2, 4, 6, 8], 1: [1, 3, 5, 7, 9]}
     assert sorted(names[0] + names[1]) == sorted(queues)
-    assert names[0] and names[1] and not set(names[0]) & set(names[1])
+    assert names[0]
+    assert names[1]
+    assert not set(names[0]) & set(names[1])
 
 
-@pytest.mark.parametrize(("kwargs", "specs"), [
-    ({"replica": 2, "replicas": 2}, [AgentSpec("a", lambda c: 0, 1)]),
-    ({"replicas": 0}, [AgentSpec("a", lambda c: 0, 1)]),
-    ({}, [AgentSpec("a", lambda c: 0, 0)]),
-    ({}, [AgentSpec("a", lambda c: 0, 1), AgentSpec("a", lambda c: 0, 1)]),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "specs"),
+    [
+        ({"replica": 2, "replicas": 2}, [AgentSpec("a", lambda c: 0, 1)]),
+        ({"replicas": 0}, [AgentSpec("a", lambda c: 0, 1)]),
+        ({}, [AgentSpec("a", lambda c: 0, 0)]),
+        ({}, [AgentSpec("a", lambda c: 0, 1), AgentSpec("a", lambda c: 0, 1)]),
+    ],
+)
 def test_bad_configuration(kwargs: dict[str, Any], specs: list[AgentSpec]) -> None:
     with pytest.raises(ValueError):
         Runner(specs, **kwargs)
@@ -175,8 +190,13 @@ def test_bad_configuration(kwargs: dict[str, Any], specs: list[AgentSpec]) -> No
 def test_heartbeat_rows_in_the_database(services: Any) -> None:
     ctx = services.ctx
     rec = Recorder(fail_on={2})
-    runner = Runner([AgentSpec("demo", rec, 1), AgentSpec("other", Recorder(), 1)],
-                    replica=1, replicas=2, heartbeat=database_heartbeats(ctx), host="node1")
+    runner = Runner(
+        [AgentSpec("demo", rec, 1), AgentSpec("other", Recorder(), 1)],
+        replica=1,
+        replicas=2,
+        heartbeat=database_heartbeats(ctx),
+        host="node1",
+    )
     runner.run(once=True)
     runner.run(once=True)
     rows = {r["name"]: r for r in agent_heartbeats(ctx)}
@@ -184,7 +204,8 @@ def test_heartbeat_rows_in_the_database(services: Any) -> None:
     assert (demo["replica"], demo["host"], demo["cycles"]) == (1, "node1", 2)
     assert demo["last_error"] == "RuntimeError: cycle 2 broke"
     assert demo["last_cycle"].tzinfo is not None
-    assert rows["other"]["last_error"] == "" and rows["other"]["cycles"] == 2
+    assert rows["other"]["last_error"] == ""
+    assert rows["other"]["cycles"] == 2
     runner.run(once=True)
     demo = {r["name"]: r for r in agent_heartbeats(ctx)}["demo"]
     assert (demo["cycles"], demo["last_error"]) == (3, "")

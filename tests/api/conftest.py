@@ -135,7 +135,8 @@ class Api:
         job_id = self.submit_one(owner, **fields)
         pilot_id, pilot = self.register()
         m = self.match(pilot_id, pilot)
-        assert m is not None and m["job_id"] == job_id
+        assert m is not None
+        assert m["job_id"] == job_id
         return job_id, bearer(m["job_token"]), pilot_id, pilot
 
     def report(self, headers: Headers, job_id: int, **fields: Any) -> Any:

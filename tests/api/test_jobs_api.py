@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from ctaprod.core.archive import make_archive
-from tests.api.conftest import Api, Headers
+from tests.api.conftest import Api, Headers, TestClient
 
 FIXTURES = ["simple.jdl", "lfn_input_data.jdl", "lfn_input_sandbox.jdl", "input_output_sandbox.jdl"]
 
@@ -38,8 +39,7 @@ def upload_script(rest: Api, owner: Headers, tmp_path: Path) -> str:
 def test_submit_simple_jdl(rest: Api, alice: Headers) -> None:
     [job_id] = rest.submit(alice, (dirac_fixtures() / "simple.jdl").read_text())
     job = rest.job(alice, job_id)
-    assert (job["status"], job["owner"], job["owner_group"]) == ("Waiting", "alice",
-                                                                 "ctao_user")
+    assert (job["status"], job["owner"], job["owner_group"]) == ("Waiting", "alice", "ctao_user")
     assert job["job_name"] == "Simple_Job"
     assert job["description"]["Executable"] == "/bin/ls"
     assert job["description"]["Arguments"] == "-ltr"
@@ -50,10 +50,12 @@ def test_submit_simple_jdl(rest: Api, alice: Headers) -> None:
     assert rest.job(alice, again)["description"] == job["description"]
 
 
-@pytest.mark.parametrize("name", ["lfn_input_data.jdl", "lfn_input_sandbox.jdl",
-                                  "input_output_sandbox.jdl"])
-def test_local_input_sandbox_needs_an_upload(rest: Api, alice: Headers, tmp_path: Path,
-                                             name: str) -> None:
+@pytest.mark.parametrize(
+    "name", ["lfn_input_data.jdl", "lfn_input_sandbox.jdl", "input_output_sandbox.jdl"]
+)
+def test_local_input_sandbox_needs_an_upload(
+    rest: Api, alice: Headers, tmp_path: Path, name: str
+) -> None:
     text = (dirac_fixtures() / name).read_text()
     body = rest.submit(alice, text, expect=400)
     assert "testJob.sh" in body["message"]
@@ -61,16 +63,20 @@ def test_local_input_sandbox_needs_an_upload(rest: Api, alice: Headers, tmp_path
     assert rest.count_jobs() == 0
     # The client replaces local files by the reference of their uploaded archive.
     sha = upload_script(rest, alice, tmp_path)
-    [job_id] = rest.submit(alice, text.replace('"testJob.sh",', f'"SB:{sha}",')
-                           .replace('{"testJob.sh"}', f'{{"SB:{sha}"}}'))
+    [job_id] = rest.submit(
+        alice,
+        text.replace('"testJob.sh",', f'"SB:{sha}",').replace('{"testJob.sh"}', f'{{"SB:{sha}"}}'),
+    )
     desc = rest.job(alice, job_id)["description"]
     assert f"SB:{sha}" in desc["InputSandbox"]
     assert desc["Executable"] == "testJob.sh"
 
 
 def test_parametric_submission(rest: Api, alice: Headers) -> None:
-    text = ('JobName = "param_%n"; Executable = "/bin/echo"; Arguments = "%s";\n'
-            "Parameters = 5; ParameterStart = 2; ParameterStep = 1; ParameterFactor = 2;\n")
+    text = (
+        'JobName = "param_%n"; Executable = "/bin/echo"; Arguments = "%s";\n'
+        "Parameters = 5; ParameterStart = 2; ParameterStep = 1; ParameterFactor = 2;\n"
+    )
     ids = rest.submit(alice, text)
     assert len(ids) == 5
     jobs = [rest.job(alice, j) for j in ids]
@@ -104,14 +110,16 @@ def test_too_many_input_data(rest: Api, alice: Headers) -> None:
 
 
 def test_malformed_jdl(rest: Api, alice: Headers) -> None:
-    body = rest.submit(alice, 'Executable = "/bin/ls";\nArguments = "-l" "-t";\nJobName = "x";',
-                       "jdl", expect=400)
+    body = rest.submit(
+        alice, 'Executable = "/bin/ls";\nArguments = "-l" "-t";\nJobName = "x";', "jdl", expect=400
+    )
     assert body["error"] == "invalid_input"
     assert body["detail"] == {"line": 2, "column": 18}
     assert "line 2, column 18" in body["message"]
     # A forgotten ';' is reported where the next attribute starts.
-    body = rest.submit(alice, 'Executable = "/bin/ls";\nArguments = "-l"\nJobName = "x";',
-                       "jdl", expect=400)
+    body = rest.submit(
+        alice, 'Executable = "/bin/ls";\nArguments = "-l"\nJobName = "x";', "jdl", expect=400
+    )
     assert (body["detail"]["line"], body["detail"]["column"]) == (3, 1)
     assert "Arguments" in body["message"]
     assert rest.count_jobs() == 0
@@ -123,15 +131,15 @@ def test_unknown_attribute(rest: Api, alice: Headers) -> None:
 
 
 def test_wrong_type(rest: Api, alice: Headers) -> None:
-    body = rest.submit(alice, documents=[{"Executable": "x", "Priority": "urgent"}],
-                       expect=400)
+    body = rest.submit(alice, documents=[{"Executable": "x", "Priority": "urgent"}], expect=400)
     assert body["detail"]["attribute"] == "Priority"
 
 
 def test_yaml_and_json_texts(rest: Api, alice: Headers) -> None:
-    docs = [{"Executable": "/bin/a", "JobGroup": "y"}, {"Executable": "/bin/b",
-                                                       "Parameters": ["p", "q"],
-                                                       "Arguments": "%s"}]
+    docs = [
+        {"Executable": "/bin/a", "JobGroup": "y"},
+        {"Executable": "/bin/b", "Parameters": ["p", "q"], "Arguments": "%s"},
+    ]
     ids_yaml = rest.submit(alice, yaml.safe_dump(docs), "yaml")
     ids_json = rest.submit(alice, json.dumps(docs, indent=2))  # auto-detected
     ids_docs = rest.submit(alice, documents=docs)
@@ -144,12 +152,13 @@ def test_bulk_submission_stores_nothing_when_one_job_is_bad(rest: Api, alice: He
     rest.submit_one(alice)
     before = rest.count_jobs()
     good = {"Executable": "/bin/true"}
-    rest.submit(alice, documents=[good] * 20 + [{"Executable": "x", "Priority": 99}],
-                expect=400)
-    rest.submit(alice, yaml.safe_dump([good, good, {"Executable": "x", "Bogus": 1}]), "yaml",
-                expect=400)
-    rest.submit(alice, documents=[good, {"Executable": "x", "InputSandbox": ["SB:" + "0" * 64]}],
-                expect=404)
+    rest.submit(alice, documents=[good] * 20 + [{"Executable": "x", "Priority": 99}], expect=400)
+    rest.submit(
+        alice, yaml.safe_dump([good, good, {"Executable": "x", "Bogus": 1}]), "yaml", expect=400
+    )
+    rest.submit(
+        alice, documents=[good, {"Executable": "x", "InputSandbox": ["SB:" + "0" * 64]}], expect=404
+    )
     rest.services.ctx.settings.jobs.max_parametric_jobs = 3
     rest.submit(alice, documents=[good, {"Executable": "x", "Parameters": 4}], expect=413)
     assert rest.count_jobs() == before
@@ -176,8 +185,10 @@ def test_reschedule_of_a_waiting_job_is_409(rest: Api, alice: Headers) -> None:
 
 def test_kill_reschedule_delete(rest: Api, alice: Headers) -> None:
     job_id = rest.submit_one(alice)
-    assert rest.client.post("/api/jobs/kill", headers=alice,
-                            json={"job_ids": [job_id]}).status_code == 204
+    assert (
+        rest.client.post("/api/jobs/kill", headers=alice, json={"job_ids": [job_id]}).status_code
+        == 204
+    )
     again = rest.client.post("/api/jobs/kill", headers=alice, json={"job_ids": [job_id]})
     assert again.status_code == 409
     assert again.json()["detail"]["current"] == "Killed"
@@ -189,8 +200,16 @@ def test_kill_reschedule_delete(rest: Api, alice: Headers) -> None:
     assert rest.client.delete(f"/api/jobs/{job_id}", headers=alice).status_code == 204
     assert rest.job(alice, job_id)["status"] == "Deleted"
     history = rest.client.get(f"/api/jobs/{job_id}/history", headers=alice).json()
-    assert [h["status"] for h in history] == ["Received", "Checking", "Waiting", "Killed",
-                                              "Rescheduled", "Waiting", "Killed", "Deleted"]
+    assert [h["status"] for h in history] == [
+        "Received",
+        "Checking",
+        "Waiting",
+        "Killed",
+        "Rescheduled",
+        "Waiting",
+        "Killed",
+        "Deleted",
+    ]
     assert history[3]["source"] == "user:alice"
     times = [h["time"] for h in history]
     assert times == sorted(times)
@@ -203,8 +222,9 @@ def test_unknown_job(rest: Api, alice: Headers) -> None:
     assert rest.client.get("/api/jobs/424242/history", headers=alice).status_code == 404
     r = rest.client.post("/api/jobs/kill", headers=alice, json={"job_ids": [424242]})
     assert r.status_code == 404
-    assert rest.client.post("/api/jobs/kill", headers=alice,
-                            json={"job_ids": []}).status_code == 422
+    assert (
+        rest.client.post("/api/jobs/kill", headers=alice, json={"job_ids": []}).status_code == 422
+    )
 
 
 def test_output_sandbox_missing(rest: Api, alice: Headers) -> None:
@@ -226,9 +246,14 @@ def population(rest: Api, alice: Headers, bob: Headers) -> dict[str, list[int]]:
         for when, month in (("early", 1), ("late", 3)):
             ctx.clock = lambda m=month: datetime(2031, m, 1, tzinfo=UTC)  # type: ignore[misc]
             for i in range(6):
-                out[when].append(rest.submit_one(alice, JobGroup=f"g{i % 2}",
-                                                 JobType="MC" if i % 3 == 0 else "User",
-                                                 Site="LCG.A.fr" if i < 2 else "ANY"))
+                out[when].append(
+                    rest.submit_one(
+                        alice,
+                        JobGroup=f"g{i % 2}",
+                        JobType="MC" if i % 3 == 0 else "User",
+                        Site="LCG.A.fr" if i < 2 else "ANY",
+                    )
+                )
             out["alice"] += out[when]
             ids = rest.submit(bob, documents=[{"Executable": "x", "JobGroup": "g0"}] * 3)
             out["bob"] += ids
@@ -236,13 +261,17 @@ def population(rest: Api, alice: Headers, bob: Headers) -> dict[str, list[int]]:
     finally:
         ctx.clock = real_clock
     # One of alice's jobs is killed.
-    assert rest.client.post("/api/jobs/kill", headers=alice,
-                            json={"job_ids": [out["alice"][0]]}).status_code == 204
+    assert (
+        rest.client.post(
+            "/api/jobs/kill", headers=alice, json={"job_ids": [out["alice"][0]]}
+        ).status_code
+        == 204
+    )
     return out
 
 
-def _ids(page: dict[str, object]) -> list[int]:
-    return [j["job_id"] for j in page["jobs"]]  # type: ignore[attr-defined]
+def _ids(page: dict[str, Any]) -> list[int]:
+    return [j["job_id"] for j in page["jobs"]]
 
 
 def test_search_filters(rest: Api, alice: Headers, population: dict[str, list[int]]) -> None:
@@ -270,11 +299,13 @@ def test_search_filters(rest: Api, alice: Headers, population: dict[str, list[in
     assert bad.status_code == 422
 
 
-def test_search_by_time_and_ids(rest: Api, alice: Headers,
-                                population: dict[str, list[int]]) -> None:
+def test_search_by_time_and_ids(
+    rest: Api, alice: Headers, population: dict[str, list[int]]
+) -> None:
     def post(flt: dict[str, object]) -> list[int]:
-        r = rest.client.post("/api/jobs/search", headers=rest.admin, json=flt,
-                             params={"limit": 1000})
+        r = rest.client.post(
+            "/api/jobs/search", headers=rest.admin, json=flt, params={"limit": 1000}
+        )
         assert r.status_code == 200, r.text
         return sorted(_ids(r.json()))
 
@@ -282,7 +313,8 @@ def test_search_by_time_and_ids(rest: Api, alice: Headers,
     assert post({"submitted_before": feb}) == sorted(population["early"])
     assert post({"submitted_after": feb}) == sorted(population["late"])
     assert post({"submitted_after": feb, "owner": "bob"}) == sorted(
-        set(population["late"]) & set(population["bob"]))
+        set(population["late"]) & set(population["bob"])
+    )
     some = population["alice"][2:5]
     assert post({"job_ids": some}) == sorted(some)
     r = rest.client.post("/api/jobs/count", headers=alice, json={"status": ["Waiting"]})
@@ -290,8 +322,9 @@ def test_search_by_time_and_ids(rest: Api, alice: Headers,
 
 
 @pytest.mark.parametrize("ascending", [False, True])
-def test_keyset_pagination(rest: Api, alice: Headers, population: dict[str, list[int]],
-                           ascending: bool) -> None:
+def test_keyset_pagination(
+    rest: Api, alice: Headers, population: dict[str, list[int]], ascending: bool
+) -> None:
     seen: list[int] = []
     cursor = None
     pages = 0
@@ -316,8 +349,9 @@ def test_keyset_pagination(rest: Api, alice: Headers, population: dict[str, list
     assert pages == (len(seen) + 3) // 4
 
 
-def test_pagination_with_a_filter(rest: Api, alice: Headers,
-                                  population: dict[str, list[int]]) -> None:
+def test_pagination_with_a_filter(
+    rest: Api, alice: Headers, population: dict[str, list[int]]
+) -> None:
     seen: list[int] = []
     cursor = None
     while True:
@@ -325,8 +359,9 @@ def test_pagination_with_a_filter(rest: Api, alice: Headers,
         params: dict[str, object] = {"limit": 3}
         if cursor is not None:
             params["cursor"] = cursor
-        page = rest.client.post("/api/jobs/search", headers=rest.admin, json=flt,
-                                params=params).json()
+        page = rest.client.post(
+            "/api/jobs/search", headers=rest.admin, json=flt, params=params
+        ).json()
         seen += _ids(page)
         cursor = page["next_cursor"]
         if cursor is None:
@@ -340,20 +375,28 @@ def test_summary(rest: Api, alice: Headers, population: dict[str, list[int]]) ->
     assert r.json() == {"LCG.A.fr": {"Killed": 1, "Waiting": 3}, "ANY": {"Waiting": 14}}
     r = rest.client.post("/api/jobs/summary", headers=alice, json={}, params={"by": "status"})
     assert r.json() == {"Killed": {"Killed": 1}, "Waiting": {"Waiting": 11}}
-    r = rest.client.post("/api/jobs/summary", headers=rest.admin, json={},
-                         params={"by": "owner"})
+    r = rest.client.post("/api/jobs/summary", headers=rest.admin, json={}, params={"by": "owner"})
     assert r.json() == {"alice": {"Killed": 1, "Waiting": 11}, "bob": {"Waiting": 6}}
-    r = rest.client.post("/api/jobs/summary", headers=rest.admin, json={},
-                         params={"by": "secret_column"})
+    r = rest.client.post(
+        "/api/jobs/summary", headers=rest.admin, json={}, params={"by": "secret_column"}
+    )
     assert r.status_code == 400
 
 
-def test_operation_ids_are_stable(client: object) -> None:
-    spec = client.get("/openapi.json").json()  # type: ignore[attr-defined]
+def test_operation_ids_are_stable(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
     ids = {op["operationId"] for path in spec["paths"].values() for op in path.values()}
-    for expected in ("jobs_submit", "jobs_search", "jobs_get_job", "jobs_kill",
-                     "pilots_match", "pilots_heartbeats", "sandboxes_upload", "admin_users",
-                     "health_check"):
+    for expected in (
+        "jobs_submit",
+        "jobs_search",
+        "jobs_get_job",
+        "jobs_kill",
+        "pilots_match",
+        "pilots_heartbeats",
+        "sandboxes_upload",
+        "admin_users",
+        "health_check",
+    ):
         assert expected in ids
     assert all(i for i in ids)
     assert len(ids) == sum(len(p) for p in spec["paths"].values())
@@ -365,3 +408,34 @@ def test_time_filters_are_timezone_aware(rest: Api, alice: Headers) -> None:
     r = rest.client.post("/api/jobs/search", headers=alice, json={"submitted_after": later})
     assert r.status_code == 200
     assert r.json()["jobs"] == []
+
+
+def test_too_many_jobs_in_one_call(rest: Api, alice: Headers) -> None:
+    rest.services.ctx.settings.jobs.max_jobs_per_call = 3
+    for body in (
+        {"documents": [{"Executable": "x"}] * 4},
+        {"text": "- Executable: x\n" * 4},
+        {"text": "Executable = x; Parameters = 4;"},
+        {"documents": [{"Executable": "x", "Parameters": 2}] * 2},
+    ):
+        r = rest.client.post("/api/jobs", headers=alice, json=body)
+        assert r.status_code == 413, (body, r.text)
+        assert "more than 3 jobs in one submission" in r.json()["message"]
+    assert rest.count_jobs() == 0
+    assert len(rest.submit(alice, documents=[{"Executable": "x"}] * 3)) == 3
+
+
+def test_times_without_a_zone_are_utc(rest: Api, alice: Headers) -> None:
+    job_id = rest.submit_one(alice)
+    submitted = datetime.fromisoformat(rest.job(alice, job_id)["submission_time"])
+    naive_before = (submitted - timedelta(minutes=1)).replace(tzinfo=None).isoformat()
+    naive_after = (submitted + timedelta(minutes=1)).replace(tzinfo=None).isoformat()
+    for flt, expected in (
+        ({"submitted_after": naive_before}, [job_id]),
+        ({"submitted_after": naive_after}, []),
+        ({"submitted_before": naive_after}, [job_id]),
+        ({"updated_after": naive_after}, []),
+    ):
+        r = rest.client.post("/api/jobs/search", headers=alice, json=flt)
+        assert r.status_code == 200, r.text
+        assert _ids(r.json()) == expected, flt

@@ -121,8 +121,9 @@ def test_parametric_start_step_factor() -> None:
 
 def test_parametric_step_only_uses_dirac_defaults() -> None:
     # DIRAC: ParameterStart defaults to 1, ParameterFactor to 1.
-    jobs = parse_submission('Executable = "x"; Arguments = "%s"; Parameters = 3; ParameterStep = 1;',
-                            "jdl", LIMITS)
+    jobs = parse_submission(
+        'Executable = "x"; Arguments = "%s"; Parameters = 3; ParameterStep = 1;', "jdl", LIMITS
+    )
     assert [j.arguments for j in jobs] == ["1", "2", "3"]
 
 
@@ -149,10 +150,16 @@ def test_parametric_list() -> None:
         'OutputSandbox = {"out_%s_%n.log"}; InputData = {"LFN:/ctao/%s/file.dat"};'
     )
     jobs = parse_submission(text, "jdl", LIMITS)
-    assert [j.arguments for j in jobs] == ["--particle gamma", "--particle proton",
-                                           "--particle electron"]
-    assert [j.output_sandbox for j in jobs] == [["out_gamma_0.log"], ["out_proton_1.log"],
-                                                ["out_electron_2.log"]]
+    assert [j.arguments for j in jobs] == [
+        "--particle gamma",
+        "--particle proton",
+        "--particle electron",
+    ]
+    assert [j.output_sandbox for j in jobs] == [
+        ["out_gamma_0.log"],
+        ["out_proton_1.log"],
+        ["out_electron_2.log"],
+    ]
     assert jobs[1].input_data == ["/ctao/proton/file.dat"]
 
 
@@ -193,8 +200,10 @@ def test_too_many_jobs_in_one_submission() -> None:
 
 
 def test_job_id_placeholder_is_kept_until_matching() -> None:
-    desc = one('Executable = "x"; Arguments = "--id %j"; OutputSandbox = {"out_%j.txt"};'
-               ' StdOutput = "job%j.out";')
+    desc = one(
+        'Executable = "x"; Arguments = "--id %j"; OutputSandbox = {"out_%j.txt"};'
+        ' StdOutput = "job%j.out";'
+    )
     assert desc.arguments == "--id %j"
     matched = substitute_job_id(desc, 4711)
     assert matched.arguments == "--id 4711"
@@ -204,8 +213,9 @@ def test_job_id_placeholder_is_kept_until_matching() -> None:
 
 
 def test_parametric_and_job_id_placeholders_together() -> None:
-    jobs = parse_submission('Executable = "x"; Arguments = "%s-%n-%j"; Parameters = {a, b};',
-                            "jdl", LIMITS)
+    jobs = parse_submission(
+        'Executable = "x"; Arguments = "%s-%n-%j"; Parameters = {a, b};', "jdl", LIMITS
+    )
     assert [substitute_job_id(j, 10 + i).arguments for i, j in enumerate(jobs)] == [
         "a-0-10",
         "b-1-11",
@@ -216,8 +226,11 @@ def test_parametric_and_job_id_placeholders_together() -> None:
 
 
 def test_unknown_key_with_suggestion() -> None:
-    with pytest.raises(InvalidInput, match=r"unknown job attribute 'Executible' \(did you mean "
-                                           r"'Executable'\?\)") as info:
+    with pytest.raises(
+        InvalidInput,
+        match=r"unknown job attribute 'Executible' \(did you mean "
+        r"'Executable'\?\)",
+    ) as info:
         parse_submission('Executible = "/bin/ls";', "jdl", LIMITS)
     assert info.value.detail["attribute"] == "Executible"
 
@@ -230,8 +243,10 @@ def test_unknown_key_without_a_close_match() -> None:
 
 
 def test_keys_are_case_insensitive_and_dirac_noise_is_ignored() -> None:
-    desc = one('executable = "x"; cputime = 100; OwnerGroup = "other"; JobRequirements = "r";'
-               ' LogLevel = DEBUG;')
+    desc = one(
+        'executable = "x"; cputime = 100; OwnerGroup = "other"; JobRequirements = "r";'
+        " LogLevel = DEBUG;"
+    )
     assert desc.executable == "x"
     assert desc.cpu_time == 100
     assert normalize_keys({"jobname": "a", "SITE": "b"}) == {"JobName": "a", "Site": "b"}
@@ -247,7 +262,7 @@ def test_same_key_twice_in_yaml() -> None:
     [
         ("Priority", '"high"'),
         ("Priority", "11"),
-        ("CPUTime", '{1, 2}'),
+        ("CPUTime", "{1, 2}"),
         ("CPUTime", '"long"'),
         ("NumberOfProcessors", "0"),
         ("NumberOfProcessors", '"many"'),
@@ -297,8 +312,9 @@ def test_too_many_input_data() -> None:
 
 def test_parametric_error_names_the_job() -> None:
     with pytest.raises(InvalidInput, match="parametric job 1: job attribute 'Priority'"):
-        parse_submission('Executable = "x"; Priority = "%s"; Parameters = {3, high};', "jdl",
-                         LIMITS)
+        parse_submission(
+            'Executable = "x"; Priority = "%s"; Parameters = {3, high};', "jdl", LIMITS
+        )
 
 
 def test_malformed_jdl_gives_line_and_column() -> None:
@@ -310,8 +326,9 @@ def test_malformed_jdl_gives_line_and_column() -> None:
 
 
 def test_lists_written_as_strings() -> None:
-    desc = one('Executable = "x"; Site = "LCG.A.fr, LCG.B.de"; BannedSites = "LCG.C.it";'
-               ' Tags = "GPU";')
+    desc = one(
+        'Executable = "x"; Site = "LCG.A.fr, LCG.B.de"; BannedSites = "LCG.C.it"; Tags = "GPU";'
+    )
     assert desc.sites == ["LCG.A.fr", "LCG.B.de"]
     assert desc.banned_sites == ["LCG.C.it"]
     assert desc.tags == ["GPU"]
@@ -332,18 +349,32 @@ def test_environment_from_jdl_list() -> None:
 
 
 def test_yaml_document() -> None:
-    text = yaml.safe_dump({"Executable": "/bin/echo", "Arguments": ["a", "b"], "CPUTime": 600,
-                           "Tags": ["GPU"], "JobGroup": "g"})
+    text = yaml.safe_dump(
+        {
+            "Executable": "/bin/echo",
+            "Arguments": ["a", "b"],
+            "CPUTime": 600,
+            "Tags": ["GPU"],
+            "JobGroup": "g",
+        }
+    )
     desc = one(text)
     assert (desc.executable, desc.arguments, desc.cpu_time, desc.tags) == (
-        "/bin/echo", "a b", 600, ["GPU"])
+        "/bin/echo",
+        "a b",
+        600,
+        ["GPU"],
+    )
 
 
 def test_yaml_list_and_parametric() -> None:
     text = "- Executable: /bin/a\n- Executable: /bin/b\n  Arguments: '%s'\n  Parameters: [x, y]\n"
     jobs = parse_submission(text, "auto", LIMITS)
     assert [(j.executable, j.arguments) for j in jobs] == [
-        ("/bin/a", ""), ("/bin/b", "x"), ("/bin/b", "y")]
+        ("/bin/a", ""),
+        ("/bin/b", "x"),
+        ("/bin/b", "y"),
+    ]
 
 
 def test_json_document_and_list() -> None:

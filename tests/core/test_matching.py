@@ -31,8 +31,16 @@ def fits(r: Requirements, res: Resource, banned: frozenset[str] = frozenset()) -
 
 @pytest.mark.parametrize(
     ("cpu", "segment"),
-    [(1, 360), (360, 360), (361, 1800), (3600, 3600), (3601, 6 * 3600), (86400, 86400),
-     (7 * 86400, 7 * 86400), (7 * 86400 + 1, 7 * 86400 + 1)],
+    [
+        (1, 360),
+        (360, 360),
+        (361, 1800),
+        (3600, 3600),
+        (3601, 6 * 3600),
+        (86400, 86400),
+        (7 * 86400, 7 * 86400),
+        (7 * 86400 + 1, 7 * 86400 + 1),
+    ],
 )
 def test_cpu_segment(cpu: int, segment: int) -> None:
     assert cpu_segment(cpu) == segment
@@ -51,8 +59,16 @@ def test_tags() -> None:
 
 
 def test_requirements_of_job() -> None:
-    r = req(CPUTime=1000, Site=["B", "A", "A"], BannedSites=["C", "A"], Platform="el9",
-            Tags=["GPU"], NumberOfProcessors=4, MaxRAM=3000, JobType="MCSimulation")
+    r = req(
+        CPUTime=1000,
+        Site=["B", "A", "A"],
+        BannedSites=["C", "A"],
+        Platform="el9",
+        Tags=["GPU"],
+        NumberOfProcessors=4,
+        MaxRAM=3000,
+        JobType="MCSimulation",
+    )
     assert r.cpu_segment == 1800
     assert r.sites == ("A", "B")
     assert r.banned_sites == ("C",)  # a site both wanted and banned counts as wanted
@@ -77,8 +93,16 @@ def test_key_identifies_the_requirements() -> None:
 
 def test_resource_tags() -> None:
     res = Resource(site="S", processors=4, memory_mb=2500, tags=["GPU"])
-    assert res.all_tags() == {"GPU", "1Processors", "2Processors", "3Processors", "4Processors",
-                              MULTI_PROCESSOR_TAG, "1GB", "2GB"}
+    assert res.all_tags() == {
+        "GPU",
+        "1Processors",
+        "2Processors",
+        "3Processors",
+        "4Processors",
+        MULTI_PROCESSOR_TAG,
+        "1GB",
+        "2GB",
+    }
     assert MULTI_PROCESSOR_TAG not in Resource(site="S").all_tags()
 
 

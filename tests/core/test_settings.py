@@ -70,7 +70,11 @@ def test_toml_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     )
     s = load_settings(config)
     assert (s.port, s.vo, s.jobs.max_reschedules, s.jobs.heartbeat_interval) == (
-        8800, "cta", 7, 5.0)
+        8800,
+        "cta",
+        7,
+        5.0,
+    )
     assert s.queues["local"].max_waiting == 2
     assert s.storage_element("DiskSE").base_path == "/data"
     assert isinstance(s, Settings)

@@ -26,10 +26,8 @@ JOB_ARROWS: dict[JobStatus, set[JobStatus]] = {
     J.STAGING: {J.WAITING, J.FAILED, J.KILLED, J.DELETED},
     J.WAITING: {J.MATCHED, J.FAILED, J.KILLED, J.DELETED},
     J.MATCHED: {J.RUNNING, J.STALLED, J.FAILED, J.KILLED, J.RESCHEDULED, J.COMPLETING, J.DONE},
-    J.RUNNING: {J.COMPLETING, J.COMPLETED, J.DONE, J.FAILED, J.STALLED, J.KILLED,
-                J.RESCHEDULED},
-    J.STALLED: {J.RUNNING, J.COMPLETING, J.COMPLETED, J.DONE, J.FAILED, J.KILLED,
-                J.RESCHEDULED},
+    J.RUNNING: {J.COMPLETING, J.COMPLETED, J.DONE, J.FAILED, J.STALLED, J.KILLED, J.RESCHEDULED},
+    J.STALLED: {J.RUNNING, J.COMPLETING, J.COMPLETED, J.DONE, J.FAILED, J.KILLED, J.RESCHEDULED},
     J.COMPLETING: {J.COMPLETED, J.DONE, J.FAILED, J.STALLED, J.KILLED, J.RESCHEDULED},
     J.COMPLETED: {J.DONE, J.FAILED, J.KILLED},
     J.RESCHEDULED: {J.WAITING, J.FAILED, J.KILLED, J.DELETED},
@@ -78,8 +76,12 @@ def test_job_transition(current: JobStatus, target: JobStatus) -> None:
     assert err.target == target.value
     assert f"job 17 is {current.value}" in str(err)
     assert target.value in str(err)
-    assert err.detail == {"entity": "job", "id": 17, "current": current.value,
-                          "target": target.value}
+    assert err.detail == {
+        "entity": "job",
+        "id": 17,
+        "current": current.value,
+        "target": target.value,
+    }
 
 
 @pytest.mark.parametrize(("current", "target"), PILOT_PAIRS, ids=_ids(PILOT_PAIRS))
@@ -129,13 +131,13 @@ def test_sources() -> None:
 
 
 def test_named_state_sets() -> None:
-    assert FINAL_STATES == {J.DONE, J.FAILED, J.KILLED, J.DELETED}
+    assert {J.DONE, J.FAILED, J.KILLED, J.DELETED} == FINAL_STATES
     assert JOB_MACHINE.final == FINAL_STATES
     # Every killable state can really go to Killed, every reschedulable one to Rescheduled.
     assert all(JOB_MACHINE.allowed(s, J.KILLED) for s in KILLABLE)
     assert all(JOB_MACHINE.allowed(s, J.RESCHEDULED) for s in RESCHEDULABLE)
     assert not KILLABLE & FINAL_STATES
-    assert PILOT_FINAL | PILOT_ALIVE == set(PilotStatus)
+    assert set(PilotStatus) == PILOT_FINAL | PILOT_ALIVE
     assert not PILOT_FINAL & PILOT_ALIVE
     assert PILOT_MACHINE.final == {P.DONE, P.FAILED, P.ABORTED}
 
@@ -145,8 +147,11 @@ def test_a_state_machine_is_plain_data() -> None:
         RED = "Red"
         GREEN = "Green"
 
-    machine = StateMachine("light", table([(Light.RED, [Light.GREEN]), (Light.GREEN, [])]),
-                           final=frozenset({Light.GREEN}))
+    machine = StateMachine(
+        "light",
+        table([(Light.RED, [Light.GREEN]), (Light.GREEN, [])]),
+        final=frozenset({Light.GREEN}),
+    )
     machine.check("x", Light.RED, Light.GREEN)
     with pytest.raises(InvalidTransition, match="light x is Green: cannot go to Red"):
         machine.check("x", Light.GREEN, Light.RED)

@@ -27,8 +27,9 @@ def empty_db(server_db_url: str, tmp_path: Path) -> Iterator[Database]:
     base, _, _ = server_db_url.rpartition("/")
     name = f"ctaprod_mig_{uuid.uuid4().hex[:10]}"
     postgres = base.startswith("postgresql")
-    admin = create_engine(f"{base}/{'postgres' if postgres else 'mysql'}",
-                          isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        f"{base}/{'postgres' if postgres else 'mysql'}", isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as conn:
         conn.execute(text(f"CREATE DATABASE {name}"))
     db = Database(f"{base}/{name}")

@@ -12,15 +12,15 @@ from ctaprod.core.identity import Identity
 from ctaprod.core.jobdesc import expand
 from ctaprod.core.matching import Resource
 from ctaprod.core.properties import TokenKind
-from ctaprod.logic import auth
+from ctaprod.logic import auth, runtime
 from ctaprod.logic import jobs as job_logic
-from ctaprod.logic import runtime
 
 USER_PROPS = frozenset({"NormalUser"})
 
 
-def user_identity(name: str, group: str = "ctao_user",
-                  properties: frozenset[str] = USER_PROPS) -> Identity:
+def user_identity(
+    name: str, group: str = "ctao_user", properties: frozenset[str] = USER_PROPS
+) -> Identity:
     return Identity(user=name, group=group, kind=TokenKind.USER, properties=properties)
 
 
@@ -43,18 +43,19 @@ class Kit:
         self.tokens = services.tokens
         self.matcher = services.matcher
         auth.bootstrap(self.ctx)
-        self._pilot_token = services.tokens.issue("pilot", "ctao_pilot", TokenKind.PILOT,
-                                                  _days(1))
+        self._pilot_token = services.tokens.issue("pilot", "ctao_pilot", TokenKind.PILOT, _days(1))
         self.pilot_ident = services.tokens.verify(self._pilot_token.token)
         self._stamps = 0
 
-    def group(self, name: str, share: float = 1.0,
-              properties: Sequence[str] = ("NormalUser",)) -> str:
+    def group(
+        self, name: str, share: float = 1.0, properties: Sequence[str] = ("NormalUser",)
+    ) -> str:
         auth.add_group(self.ctx, name, list(properties), share)
         return name
 
-    def user(self, name: str, group: str = "ctao_user",
-             properties: frozenset[str] = USER_PROPS) -> Identity:
+    def user(
+        self, name: str, group: str = "ctao_user", properties: frozenset[str] = USER_PROPS
+    ) -> Identity:
         return user_identity(name, group, properties)
 
     def submit(self, ident: Identity, count: int = 1, **fields: Any) -> list[int]:
@@ -66,8 +67,15 @@ class Kit:
 
     def pilot(self, site: str = "LCG.Test.org") -> Pilot:
         self._stamps += 1
-        reg = runtime.register_pilot(self.ctx, self.tokens, self.pilot_ident,
-                                     f"stamp-{self._stamps}-{site}", site, "ce.test", "q")
+        reg = runtime.register_pilot(
+            self.ctx,
+            self.tokens,
+            self.pilot_ident,
+            f"stamp-{self._stamps}-{site}",
+            site,
+            "ce.test",
+            "q",
+        )
         return Pilot(reg.pilot_id, self.tokens.verify(reg.session_token), site)
 
     def match(self, pilot: Pilot, **resource: Any) -> Any:
@@ -119,4 +127,3 @@ def alice() -> Identity:
 @pytest.fixture
 def bob() -> Identity:
     return user_identity("bob")
-

@@ -27,8 +27,7 @@ def world(services: Any) -> World:
 
 def _count(world: World, table: Any, *where: Any) -> int:
     with world.ctx.db.read() as conn:
-        return int(conn.execute(select(func.count()).select_from(table).where(*where))
-                   .scalar_one())
+        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
 
 
 def _finish(world: World, status: str, **fields: Any) -> int:
@@ -42,8 +41,7 @@ def _stored(world: World, sha: str) -> bool:
     return se.exists(storage_path(sha))
 
 
-def test_retention_per_status_with_sandboxes_and_task_queues(world: World,
-                                                             tmp_path: Path) -> None:
+def test_retention_per_status_with_sandboxes_and_task_queues(world: World, tmp_path: Path) -> None:
     shared, _ = world.sandbox(tmp_path, "shared")
     only_old, _ = world.sandbox(tmp_path, "only-old")
     of_failed, _ = world.sandbox(tmp_path, "of-failed")
@@ -63,24 +61,29 @@ def test_retention_per_status_with_sandboxes_and_task_queues(world: World,
     assert report.jobs == 2
     assert report.sandboxes == 1  # alice's copy of only-old; bob's copy keeps the file
     assert report.task_queues == 1
-    assert world.row(old_done) is None and world.row(old_deleted) is None
+    assert world.row(old_done) is None
+    assert world.row(old_deleted) is None
     assert _count(world, job_history, job_history.c.job_id == old_done) == 0
     assert _count(world, sandbox_refs, sandbox_refs.c.job_id == old_done) == 0
     for kept in (old_failed, old_killed, running, recent_done):
         assert world.row(kept) is not None
     assert _count(world, sandboxes, sandboxes.c.sha256 == shared) == 1
     assert _count(world, sandboxes, sandboxes.c.sha256 == only_old) == 1
-    assert _stored(world, shared) and _stored(world, only_old)
+    assert _stored(world, shared)
+    assert _stored(world, only_old)
     assert _count(world, task_queues) == 0
 
     world.clock.advance(6.2 * DAY)  # day 14.2: Failed and Killed (14 d) are due
     report = clean(world.ctx)
     assert report.jobs == 2
-    assert world.row(old_failed) is None and world.row(old_killed) is None
-    assert world.status(running) == "Running" and world.status(recent_done) == "Done"
+    assert world.row(old_failed) is None
+    assert world.row(old_killed) is None
+    assert world.status(running) == "Running"
+    assert world.status(recent_done) == "Done"
     # of-failed (unused now, stale) goes with its file; bob's only-old is stale too.
     assert report.sandboxes == 2
-    assert not _stored(world, of_failed) and not _stored(world, only_old)
+    assert not _stored(world, of_failed)
+    assert not _stored(world, only_old)
     assert _stored(world, shared)
 
 
@@ -93,7 +96,8 @@ def test_limit_replicas_and_waiting_jobs_stay(world: World) -> None:
     assert remove_old_jobs(world.ctx, limit=1) == 1
     assert remove_old_jobs(world.ctx) == sum(1 for j in done if j % 2 == 0) - 1
     assert all(world.row(j) is None for j in done)
-    assert world.status(waiting) == "Waiting" and world.in_task_queue(waiting)
+    assert world.status(waiting) == "Waiting"
+    assert world.in_task_queue(waiting)
     # Only replica 0 does the global part (sandboxes, task queues).
     assert clean(world.ctx, replica=1, replicas=2).task_queues == 0
     assert _count(world, task_queues) == 1

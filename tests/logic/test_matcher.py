@@ -25,8 +25,7 @@ OPERATOR = user_identity("op", "ctao_admin", frozenset({"Operator"}))
 
 
 def test_match_hands_out_the_job(kit: Kit, alice: Identity) -> None:
-    [job_id] = kit.submit(alice, Arguments="--id %j", OutputSandbox=["out_%j.txt"],
-                          CPUTime=1000)
+    [job_id] = kit.submit(alice, Arguments="--id %j", OutputSandbox=["out_%j.txt"], CPUTime=1000)
     pilot = kit.pilot()
     m = kit.match(pilot)
     assert m.job_id == job_id
@@ -35,18 +34,18 @@ def test_match_hands_out_the_job(kit: Kit, alice: Identity) -> None:
     assert m.description.output_sandbox == [f"out_{job_id}.txt"]
     assert m.heartbeat_interval == kit.ctx.settings.jobs.heartbeat_interval
     row = kit.row(job_id)
-    assert (row["status"], row["pilot_id"], row["site"]) == ("Matched", pilot.pilot_id,
-                                                             pilot.site)
+    assert (row["status"], row["pilot_id"], row["site"]) == ("Matched", pilot.pilot_id, pilot.site)
     history = Q.job_history(kit.ctx, alice, job_id)
-    assert (history[-1].status.value, history[-1].source) == ("Matched",
-                                                              f"Matcher:{pilot.pilot_id}")
+    assert (history[-1].status.value, history[-1].source) == (
+        "Matched",
+        f"Matcher:{pilot.pilot_id}",
+    )
     # The stored description keeps the placeholder; only the pilot's copy is filled in.
     stored = Q.job_detail(kit.ctx, alice, job_id).description
     assert stored.arguments == "--id %j"
     assert substitute_job_id(stored, job_id) == m.description
     job = kit.job_ident(m)
-    assert (job.job_id, job.pilot_id, job.attempt, job.user) == (job_id, pilot.pilot_id, 0,
-                                                                 "alice")
+    assert (job.job_id, job.pilot_id, job.attempt, job.user) == (job_id, pilot.pilot_id, 0, "alice")
     assert kit.match(pilot) is None
 
 
@@ -218,8 +217,9 @@ def _match_all(kit: Kit, n_threads: int, **resource: Any) -> dict[int, list[int]
 
 
 @pytest.mark.parametrize("n_threads", [4, 8])
-def test_threads_match_every_job_exactly_once(kit: Kit, alice: Identity, bob: Identity,
-                                              n_threads: int) -> None:
+def test_threads_match_every_job_exactly_once(
+    kit: Kit, alice: Identity, bob: Identity, n_threads: int
+) -> None:
     ids = kit.submit(alice, count=120) + kit.submit(bob, count=80, Tags=["X"])
     kit.matcher.snapshot_seconds = 0.05
     got = _match_all(kit, n_threads, tags=["X"])  # resources that accept both queues
@@ -290,16 +290,28 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_two_processes_match_every_job_exactly_once(kit: Kit, alice: Identity,
-                                                    tmp_path: Path) -> None:
+def test_two_processes_match_every_job_exactly_once(
+    kit: Kit, alice: Identity, tmp_path: Path
+) -> None:
     ids = kit.submit(alice, count=200)
     settings = kit.ctx.settings
     token = kit._pilot_token.token
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, settings.db_url(), settings.secret_key,
-             str(tmp_path / f"state{i}"), token, f"LCG.Proc{i}.org"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                settings.db_url(),
+                settings.secret_key,
+                str(tmp_path / f"state{i}"),
+                token,
+                f"LCG.Proc{i}.org",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(2)
     ]
@@ -327,3 +339,67 @@ def test_two_processes_match_every_job_exactly_once(kit: Kit, alice: Identity,
     for r in results:
         for job_id in r["jobs"]:
             assert kit.row(job_id)["pilot_id"] == r["pilot_id"]
+
+
+def test_matching_races_with_kills_without_deadlocks(kit: Kit, alice: Identity) -> None:
+    """Kills lock the job row then the queue row; matching must not take them the other way
+    round and wait (a deadlock on MariaDB/PostgreSQL) nor hand out a killed job."""
+    import random
+
+    from ctaprod.core.errors import InvalidTransition
+    from ctaprod.logic import jobs as job_logic
+
+    ids = kit.submit(alice, count=240)
+    kit.matcher.snapshot_seconds = 0.05
+    pilots = [kit.pilot(f"LCG.R{i}.org") for i in range(4)]
+    errors: list[str] = []
+    matched: list[int] = []
+    killed: list[int] = []
+    done = threading.Event()
+
+    def match(pilot: Any) -> None:
+        try:
+            while (m := kit.match(pilot)) is not None:
+                matched.append(m.job_id)
+        except BaseException as exc:
+            errors.append(f"match: {exc!r}")
+        finally:
+            done.set()
+
+    def kill(seed: int) -> None:
+        order = ids[:]
+        random.Random(seed).shuffle(order)
+        for job_id in order:
+            if done.is_set():
+                return
+            try:
+                job_logic.kill_jobs(kit.ctx, alice, [job_id])
+                killed.append(job_id)
+            except InvalidTransition:
+                pass  # killed by the other killer already
+            except BaseException as exc:
+                errors.append(f"kill: {exc!r}")
+
+    threads = [threading.Thread(target=match, args=(p,)) for p in pilots]
+    threads += [threading.Thread(target=kill, args=(seed,)) for seed in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert len(matched) == len(set(matched))
+    history = {j: [h.status.value for h in Q.job_history(kit.ctx, alice, j)] for j in ids}
+    for job_id in ids:
+        statuses = history[job_id]
+        assert statuses.count("Matched") == (1 if job_id in matched else 0), statuses
+        if "Killed" in statuses and "Matched" in statuses:
+            assert statuses.index("Matched") < statuses.index("Killed")  # killed while running
+    # Whatever is still waiting is still in its queue, and nothing else is.
+    with kit.ctx.db.read() as conn:
+        from sqlalchemy import select
+
+        from ctaprod.db.tables import tq_jobs
+
+        queued = {r[0] for r in conn.execute(select(tq_jobs.c.job_id))}
+    waiting = {j for j in ids if kit.row(j)["status"] == "Waiting"}
+    assert queued == waiting

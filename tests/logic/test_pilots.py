@@ -44,9 +44,11 @@ def _log(world: World, pilot_id: int) -> str | None:
         return world.ctx.pilots.log(conn, pilot_id)
 
 
-def _submit(world: World, ce: ComputingElement, codes: dict[str, str],
-            queue: QueueConfig = QUEUE) -> dict[str, int]:
+def _submit(
+    world: World, ce: ComputingElement, codes: dict[str, str], queue: QueueConfig = QUEUE
+) -> dict[str, int]:
     """Submit one pilot per stamp running ``python -c code``; stamp -> pilot_id."""
+
     def spec(stamp: str) -> PilotSpec:
         return PilotSpec(stamp, [sys.executable, "-c", codes[stamp]])
 
@@ -56,8 +58,10 @@ def _submit(world: World, ce: ComputingElement, codes: dict[str, str],
 
 def _wait_final(ce: ComputingElement, refs: Sequence[str], timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
-    while not all(s in (PilotJobStatus.DONE, PilotJobStatus.FAILED, PilotJobStatus.ABORTED)
-                  for s in ce.status(refs).values()):
+    while not all(
+        s in (PilotJobStatus.DONE, PilotJobStatus.FAILED, PilotJobStatus.ABORTED)
+        for s in ce.status(refs).values()
+    ):
         assert time.monotonic() < deadline, ce.status(refs)
         time.sleep(0.05)
 
@@ -70,12 +74,35 @@ def test_demand_counts_jobs_and_pilots(world: World) -> None:
     assert (d.jobs_waiting, d.pilots_waiting, d.pilots_total, d.to_submit) == (5, 0, 0, 2)
     now = world.clock()
     with ctx.db.write() as conn:
-        ctx.pilots.add(conn, [{"stamp": f"s{i}", "ce": "localhost", "queue": "q", "site": SITE,
-                               "status": "Submitted", "submission_time": now,
-                               "last_update": now} for i in range(2)])
-        ctx.pilots.add(conn, [{"stamp": "other-queue", "ce": "localhost", "queue": "q2",
-                               "site": SITE, "status": "Submitted", "submission_time": now,
-                               "last_update": now}])
+        ctx.pilots.add(
+            conn,
+            [
+                {
+                    "stamp": f"s{i}",
+                    "ce": "localhost",
+                    "queue": "q",
+                    "site": SITE,
+                    "status": "Submitted",
+                    "submission_time": now,
+                    "last_update": now,
+                }
+                for i in range(2)
+            ],
+        )
+        ctx.pilots.add(
+            conn,
+            [
+                {
+                    "stamp": "other-queue",
+                    "ce": "localhost",
+                    "queue": "q2",
+                    "site": SITE,
+                    "status": "Submitted",
+                    "submission_time": now,
+                    "last_update": now,
+                }
+            ],
+        )
     assert P.queue_demand(ctx, matcher, "q", QUEUE).to_submit == 0  # max_waiting reached
     # One registers (Running): one waiting slot opens, and max_total allows one more.
     from ctaprod.logic import runtime
@@ -87,23 +114,28 @@ def test_demand_counts_jobs_and_pilots(world: World) -> None:
     assert P.queue_demand(ctx, matcher, "q", wide).to_submit == 4  # 5 jobs - 1 waiting
 
 
-@pytest.mark.parametrize(("queue", "jobs"), [
-    ({}, 3),
-    ({"site": "LCG.Banned.org"}, 0),  # site mask
-    ({"platform": "EL8"}, 0),
-    ({"platform": ""}, 0),  # the jobs ask for a platform the queue does not name
-    ({"cpu_time": 600}, 0),  # too short for the jobs' CPU time
-    ({"tags": ["GPU"]}, 3),
-])
-def test_demand_applies_the_matching_rules(world: World, queue: dict[str, Any],
-                                           jobs: int) -> None:
+@pytest.mark.parametrize(
+    ("queue", "jobs"),
+    [
+        ({}, 3),
+        ({"site": "LCG.Banned.org"}, 0),  # site mask
+        ({"platform": "EL8"}, 0),
+        ({"platform": ""}, 0),  # the jobs ask for a platform the queue does not name
+        ({"cpu_time": 600}, 0),  # too short for the jobs' CPU time
+        ({"cpu_time": 3600}, 0),  # the jobs need all of it: a pilot has less left when it asks
+        ({"cpu_time": 3660}, 3),
+        ({"tags": ["GPU"]}, 3),
+    ],
+)
+def test_demand_applies_the_matching_rules(world: World, queue: dict[str, Any], jobs: int) -> None:
     world.submit(3, Platform="EL9", CPUTime=3600)
     world.submit(2, Platform="EL9", Tags=["GPU"], CPUTime=3600)
     with world.ctx.db.write() as conn:
         world.ctx.sites.set_status(conn, "LCG.Banned.org", BANNED, "test", "op", world.clock())
     world.matcher.invalidate()
-    config = QueueConfig(**{"site": SITE, "platform": "EL9", "max_waiting": 10,
-                            "max_total": 10, **queue})
+    config = QueueConfig(
+        **{"site": SITE, "platform": "EL9", "max_waiting": 10, "max_total": 10, **queue}
+    )
     d = P.queue_demand(world.ctx, world.matcher, "q", config)
     expected = jobs + (2 if queue.get("tags") else 0)
     assert (d.jobs_waiting, d.to_submit) == (expected, expected)
@@ -144,29 +176,48 @@ def test_rows_are_written_before_submission_and_get_the_ce_refs(world: World) ->
     assert {s: rows[s]["pilot_id"] for s in rows} == ids
     for stamp, row in rows.items():
         assert (row["ce_ref"], row["ce"], row["queue"], row["site"]) == (
-            f"job.{stamp}", "localhost", "q", SITE)
+            f"job.{stamp}",
+            "localhost",
+            "q",
+            SITE,
+        )
 
 
 def test_refused_submission_aborts_the_rows(world: World) -> None:
     with pytest.raises(Unavailable):
         _submit(world, _RecordingCE(world, fail=True), {"b1": ""})
     [row] = _rows(world)
-    assert (row["status"], row["status_reason"]) == ("Aborted",
-                                                     "Submission failed: batch system down")
+    assert (row["status"], row["status_reason"]) == (
+        "Aborted",
+        "Submission failed: batch system down",
+    )
 
 
 def test_pilot_environment(world: World) -> None:
-    queue = QueueConfig(ce="ce.example.org", site="LCG.X.org", platform="EL9",
-                        tags=["GPU", "SSD"], cpu_time=7200, memory_mb=4096, processors=4,
-                        max_empty_matches=2)
+    queue = QueueConfig(
+        ce="ce.example.org",
+        site="LCG.X.org",
+        platform="EL9",
+        tags=["GPU", "SSD"],
+        cpu_time=7200,
+        memory_mb=4096,
+        processors=4,
+        max_empty_matches=2,
+    )
     env = P.pilot_environment(world.ctx, "long", queue, "abc", "tok", "/scratch/abc")
     assert env == {
-        "CTAPROD_PILOT_URL": world.ctx.settings.server_url(), "CTAPROD_PILOT_TOKEN": "tok",
-        "CTAPROD_PILOT_STAMP": "abc", "CTAPROD_PILOT_SITE": "LCG.X.org",
-        "CTAPROD_PILOT_CE": "ce.example.org", "CTAPROD_PILOT_QUEUE": "long",
-        "CTAPROD_PILOT_CPU_TIME": "7200", "CTAPROD_PILOT_MEMORY_MB": "4096",
-        "CTAPROD_PILOT_PROCESSORS": "4", "CTAPROD_PILOT_PLATFORM": "EL9",
-        "CTAPROD_PILOT_TAGS": "GPU,SSD", "CTAPROD_PILOT_MAX_EMPTY_MATCHES": "2",
+        "CTAPROD_PILOT_URL": world.ctx.settings.server_url(),
+        "CTAPROD_PILOT_TOKEN": "tok",
+        "CTAPROD_PILOT_STAMP": "abc",
+        "CTAPROD_PILOT_SITE": "LCG.X.org",
+        "CTAPROD_PILOT_CE": "ce.example.org",
+        "CTAPROD_PILOT_QUEUE": "long",
+        "CTAPROD_PILOT_CPU_TIME": "7200",
+        "CTAPROD_PILOT_MEMORY_MB": "4096",
+        "CTAPROD_PILOT_PROCESSORS": "4",
+        "CTAPROD_PILOT_PLATFORM": "EL9",
+        "CTAPROD_PILOT_TAGS": "GPU,SSD",
+        "CTAPROD_PILOT_MAX_EMPTY_MATCHES": "2",
         "CTAPROD_PILOT_WORK_DIR": "/scratch/abc",
     }
     assert "CTAPROD_PILOT_WORK_DIR" not in P.pilot_environment(world.ctx, "q", queue, "a", "t")
@@ -174,17 +225,22 @@ def test_pilot_environment(world: World) -> None:
 
 def test_poll_follows_pilots_in_the_local_ce(world: World, tmp_path: Path) -> None:
     ce = LocalComputingElement("q", tmp_path / "ce", max_slots=10)
-    ids = _submit(world, ce, {
-        "fails": "import sys; print('boom: no server'); sys.exit(3)",
-        "quiet": "print('nothing to do')",
-        "sleeps": "import time; time.sleep(60)",
-        "reports": "print('registered and reported')",
-    })
+    ids = _submit(
+        world,
+        ce,
+        {
+            "fails": "import sys; print('boom: no server'); sys.exit(3)",
+            "quiet": "print('nothing to do')",
+            "sleeps": "import time; time.sleep(60)",
+            "reports": "print('registered and reported')",
+        },
+    )
     # "reports" behaves like a real pilot: it registers, then reports its end with a log.
     from ctaprod.logic import runtime
 
-    reg = runtime.register_pilot(world.ctx, world.services.tokens, PILOT, "reports", SITE,
-                                 "localhost", "q")
+    reg = runtime.register_pilot(
+        world.ctx, world.services.tokens, PILOT, "reports", SITE, "localhost", "q"
+    )
     session = replace(PILOT, pilot_id=reg.pilot_id)
     _wait_final(ce, ["fails", "quiet", "reports"])
     runtime.pilot_finished(world.ctx, session, reg.pilot_id, True, "no more jobs", "own log", 0)
@@ -215,9 +271,21 @@ def test_a_pilot_unknown_to_its_ce_for_long_is_lost(world: World, tmp_path: Path
     ce = LocalComputingElement("q", tmp_path / "ce", max_slots=1)
     now = world.clock()
     with world.ctx.db.write() as conn:
-        [pid] = world.ctx.pilots.add(conn, [{
-            "stamp": "forgotten", "ce_ref": "forgotten", "ce": "localhost", "queue": "q",
-            "site": SITE, "status": "Waiting", "submission_time": now, "last_update": now}])
+        [pid] = world.ctx.pilots.add(
+            conn,
+            [
+                {
+                    "stamp": "forgotten",
+                    "ce_ref": "forgotten",
+                    "ce": "localhost",
+                    "queue": "q",
+                    "site": SITE,
+                    "status": "Waiting",
+                    "submission_time": now,
+                    "last_update": now,
+                }
+            ],
+        )
     unknown: dict[int, Any] = {}
     assert P.poll_pilots(world.ctx, "q", QUEUE, ce, unknown, lost_after=300).changed == 0
     assert pid in unknown
@@ -234,5 +302,6 @@ def test_log_tail() -> None:
     assert P.log_tail("short") == "short"
     text = "é" * 50 + "end"
     cut = P.log_tail(text, max_bytes=20)
-    assert cut.endswith("end") and cut.startswith("[... ")
+    assert cut.endswith("end")
+    assert cut.startswith("[... ")
     assert len(cut.split("\n", 1)[1].encode()) <= 20

@@ -43,8 +43,9 @@ def _beat(kit: Kit, ident: Identity, job_id: int, **fields: Any) -> Any:
 
 def _stall(kit: Kit, job_id: int) -> None:
     with kit.ctx.db.write() as conn:
-        transition_jobs(kit.ctx, conn, [job_id], lambda s: [Step(J.STALLED, "No heartbeat")],
-                        "StalledJobAgent")
+        transition_jobs(
+            kit.ctx, conn, [job_id], lambda s: [Step(J.STALLED, "No heartbeat")], "StalledJobAgent"
+        )
 
 
 # -- pilots ---------------------------------------------------------------------------------
@@ -54,8 +55,12 @@ def test_register_creates_a_running_pilot(kit: Kit) -> None:
     pilot = kit.pilot("LCG.Reg.org")
     with kit.ctx.db.read() as conn:
         row = kit.ctx.pilots.get(conn, pilot.pilot_id)
-    assert (row["status"], row["site"], row["ce"], row["queue"]) == ("Running", "LCG.Reg.org",
-                                                                     "ce.test", "q")
+    assert (row["status"], row["site"], row["ce"], row["queue"]) == (
+        "Running",
+        "LCG.Reg.org",
+        "ce.test",
+        "q",
+    )
     assert pilot.ident.kind is TokenKind.PILOT
     assert pilot.ident.pilot_id == pilot.pilot_id
 
@@ -63,19 +68,30 @@ def test_register_creates_a_running_pilot(kit: Kit) -> None:
 def test_register_a_pilot_the_factory_submitted(kit: Kit) -> None:
     now = kit.ctx.clock()
     with kit.ctx.db.write() as conn:
-        [pilot_id] = kit.ctx.pilots.add(conn, [{
-            "stamp": "factory-1", "ce_ref": "local://1", "ce": "ce1", "queue": "q1",
-            "site": "LCG.F.org", "status": "Submitted", "submission_time": now,
-            "last_update": now}])
-    reg = R.register_pilot(kit.ctx, kit.tokens, kit.pilot_ident, "factory-1", "LCG.F.org",
-                           "ce1", "q1")
+        [pilot_id] = kit.ctx.pilots.add(
+            conn,
+            [
+                {
+                    "stamp": "factory-1",
+                    "ce_ref": "local://1",
+                    "ce": "ce1",
+                    "queue": "q1",
+                    "site": "LCG.F.org",
+                    "status": "Submitted",
+                    "submission_time": now,
+                    "last_update": now,
+                }
+            ],
+        )
+    reg = R.register_pilot(
+        kit.ctx, kit.tokens, kit.pilot_ident, "factory-1", "LCG.F.org", "ce1", "q1"
+    )
     assert reg.pilot_id == pilot_id
     with kit.ctx.db.read() as conn:
         assert kit.ctx.pilots.get(conn, pilot_id)["status"] == "Running"
     # Registering again (a restarted pilot with the same stamp) is an illegal transition.
     with pytest.raises(InvalidTransition, match=f"pilot {pilot_id} is Running"):
-        R.register_pilot(kit.ctx, kit.tokens, kit.pilot_ident, "factory-1", "LCG.F.org", "",
-                         "")
+        R.register_pilot(kit.ctx, kit.tokens, kit.pilot_ident, "factory-1", "LCG.F.org", "", "")
 
 
 def test_only_pilot_tokens_register(kit: Kit, alice: Identity) -> None:
@@ -97,8 +113,7 @@ def test_pilot_finished_and_log(kit: Kit) -> None:
     with kit.ctx.db.read() as conn:
         row = kit.ctx.pilots.get(conn, a.pilot_id)
         log = kit.ctx.pilots.log(conn, a.pilot_id)
-    assert (row["status"], row["status_reason"], row["jobs_done"]) == ("Failed", "no more time",
-                                                                      3)
+    assert (row["status"], row["status_reason"], row["jobs_done"]) == ("Failed", "no more time", 3)
     assert log == "final log"
     with pytest.raises(InvalidTransition, match=f"pilot {a.pilot_id} is Failed"):
         R.pilot_finished(kit.ctx, a.ident, a.pilot_id, True, "", None, 3)
@@ -111,12 +126,22 @@ def test_pilot_finished_and_log(kit: Kit) -> None:
 def test_heartbeat_records_usage(kit: Kit, alice: Identity) -> None:
     job_id, job, _ = _matched(kit, alice)
     before = kit.row(job_id)["heartbeat_time"]
-    res = _beat(kit, job, job_id, cpu_seconds=12.5, wall_seconds=20, rss_bytes=10**6,
-                peak_rss_bytes=2 * 10**6)
+    res = _beat(
+        kit,
+        job,
+        job_id,
+        cpu_seconds=12.5,
+        wall_seconds=20,
+        rss_bytes=10**6,
+        peak_rss_bytes=2 * 10**6,
+    )
     assert (res.status, res.error, res.commands) == (200, None, [])
     row = kit.row(job_id)
-    assert (row["cpu_seconds"], row["wall_seconds"], row["peak_rss_bytes"]) == (12.5, 20.0,
-                                                                                2 * 10**6)
+    assert (row["cpu_seconds"], row["wall_seconds"], row["peak_rss_bytes"]) == (
+        12.5,
+        20.0,
+        2 * 10**6,
+    )
     assert row["heartbeat_time"] >= before
     _beat(kit, job, job_id, cpu_seconds=30, wall_seconds=40, peak_rss_bytes=3 * 10**6)
     assert kit.row(job_id)["cpu_seconds"] == 30.0
@@ -132,7 +157,9 @@ def test_heartbeat_brings_a_stalled_job_back(kit: Kit, alice: Identity) -> None:
     assert kit.row(job_id)["status"] == "Running"
     history = Q.job_history(kit.ctx, alice, job_id)
     assert [(h.status.value, h.source) for h in history[-2:]] == [
-        ("Stalled", "StalledJobAgent"), ("Running", "JobWrapper")]
+        ("Stalled", "StalledJobAgent"),
+        ("Running", "JobWrapper"),
+    ]
     assert history[-1].minor_status == "Heartbeat resumed"
 
 
@@ -159,13 +186,21 @@ def test_bulk_heartbeats_have_per_item_results(kit: Kit, alice: Identity) -> Non
     assert [kit.match(pilot).job_id for _ in range(3)] == [a, b, killed]
     assert kit.match(other).job_id == elsewhere
     L.kill_jobs(kit.ctx, alice, [killed])
-    items = [HeartbeatItem(job_id=a, cpu_seconds=1), HeartbeatItem(job_id=b, cpu_seconds=2),
-             HeartbeatItem(job_id=killed), HeartbeatItem(job_id=elsewhere),
-             HeartbeatItem(job_id=999_999)]
+    items = [
+        HeartbeatItem(job_id=a, cpu_seconds=1),
+        HeartbeatItem(job_id=b, cpu_seconds=2),
+        HeartbeatItem(job_id=killed),
+        HeartbeatItem(job_id=elsewhere),
+        HeartbeatItem(job_id=999_999),
+    ]
     results = R.heartbeats(kit.ctx, pilot.ident, items)
     assert [(r.job_id, r.status, r.commands) for r in results] == [
-        (a, 200, []), (b, 200, []), (killed, 200, [R.KILL]), (elsewhere, 403, []),
-        (999_999, 404, [])]
+        (a, 200, []),
+        (b, 200, []),
+        (killed, 200, [R.KILL]),
+        (elsewhere, 403, []),
+        (999_999, 404, []),
+    ]
     assert all(r.error for r in results[3:])
     assert (kit.row(a)["cpu_seconds"], kit.row(b)["cpu_seconds"]) == (1.0, 2.0)
     assert kit.row(elsewhere)["cpu_seconds"] is None
@@ -176,33 +211,78 @@ def test_bulk_heartbeats_have_per_item_results(kit: Kit, alice: Identity) -> Non
 
 def test_wrapper_reports_the_lifecycle(kit: Kit, alice: Identity) -> None:
     job_id, job, pilot = _matched(kit, alice)
-    assert _report(kit, job, job_id, status="Running", minor_status="Application",
-                   application_status="Starting").status == 200
+    assert (
+        _report(
+            kit,
+            job,
+            job_id,
+            status="Running",
+            minor_status="Application",
+            application_status="Starting",
+        ).status
+        == 200
+    )
     row = kit.row(job_id)
     assert row["start_time"] is not None
     assert (row["status"], row["minor_status"], row["application_status"]) == (
-        "Running", "Application", "Starting")
-    _report(kit, job, job_id, application_status="Event 100 of 200",
-            parameters={"HostName": "wn01", "CPUModel": "x86"})
-    _report(kit, job, job_id, application_status="Event 200 of 200",
-            parameters={"HostName": "wn02"})
+        "Running",
+        "Application",
+        "Starting",
+    )
+    _report(
+        kit,
+        job,
+        job_id,
+        application_status="Event 100 of 200",
+        parameters={"HostName": "wn01", "CPUModel": "x86"},
+    )
+    _report(
+        kit, job, job_id, application_status="Event 200 of 200", parameters={"HostName": "wn02"}
+    )
     assert kit.row(job_id)["application_status"] == "Event 200 of 200"
     _report(kit, job, job_id, status="Completing", minor_status="Uploading outputs")
-    _report(kit, job, job_id, status="Done", minor_status="Execution Complete", exit_code=0,
-            cpu_seconds=99.0, wall_seconds=120.0, peak_rss_bytes=5000)
+    _report(
+        kit,
+        job,
+        job_id,
+        status="Done",
+        minor_status="Execution Complete",
+        exit_code=0,
+        cpu_seconds=99.0,
+        wall_seconds=120.0,
+        peak_rss_bytes=5000,
+    )
     row = kit.row(job_id)
-    assert (row["status"], row["exit_code"], row["cpu_seconds"], row["wall_seconds"],
-            row["peak_rss_bytes"]) == ("Done", 0, 99.0, 120.0, 5000)
+    assert (
+        row["status"],
+        row["exit_code"],
+        row["cpu_seconds"],
+        row["wall_seconds"],
+        row["peak_rss_bytes"],
+    ) == ("Done", 0, 99.0, 120.0, 5000)
     assert row["end_time"] is not None
     detail = Q.job_detail(kit.ctx, alice, job_id)
     assert detail.parameters == {"HostName": "wn02", "CPUModel": "x86"}
     history = Q.job_history(kit.ctx, alice, job_id)
     assert [(h.status.value, h.source) for h in history] == [
-        ("Received", "JobManager"), ("Checking", "JobManager"), ("Waiting", "JobManager"),
-        ("Matched", f"Matcher:{pilot.pilot_id}"), ("Running", "JobWrapper"),
-        ("Completing", "JobWrapper"), ("Done", "JobWrapper")]
+        ("Received", "JobManager"),
+        ("Checking", "JobManager"),
+        ("Waiting", "JobManager"),
+        ("Matched", f"Matcher:{pilot.pilot_id}"),
+        ("Running", "JobWrapper"),
+        ("Running", "JobWrapper"),
+        ("Running", "JobWrapper"),
+        ("Completing", "JobWrapper"),
+        ("Done", "JobWrapper"),
+    ]
     assert [h.time for h in history] == sorted(h.time for h in history)
-    assert history[4].application_status == "Starting"
+    # Application status changes are in the history too, in the order they happened.
+    assert [h.application_status for h in history[4:7]] == [
+        "Starting",
+        "Event 100 of 200",
+        "Event 200 of 200",
+    ]
+    assert history[7].minor_status == "Uploading outputs"
     assert history[-1].minor_status == "Execution Complete"
     # A finished job takes no more updates.
     late = _report(kit, job, job_id, application_status="again")
@@ -243,11 +323,13 @@ def test_bulk_status_reports(kit: Kit, alice: Identity) -> None:
     pilot = kit.pilot()
     for _ in range(3):
         kit.match(pilot)
-    reports = [StatusReport(job_id=a, status=J.RUNNING),
-               StatusReport(job_id=b, status=J.DONE),
-               StatusReport(job_id=b, status=J.RUNNING),  # after Done: refused
-               StatusReport(job_id=c, application_status="busy"),
-               StatusReport(job_id=123_456, status=J.RUNNING)]
+    reports = [
+        StatusReport(job_id=a, status=J.RUNNING),
+        StatusReport(job_id=b, status=J.DONE),
+        StatusReport(job_id=b, status=J.RUNNING),  # after Done: refused
+        StatusReport(job_id=c, application_status="busy"),
+        StatusReport(job_id=123_456, status=J.RUNNING),
+    ]
     results = R.report_statuses(kit.ctx, pilot.ident, reports)
     assert [r.status for r in results] == [200, 200, 409, 200, 404]
     assert [kit.row(j)["status"] for j in (a, b, c)] == ["Running", "Done", "Matched"]

@@ -52,7 +52,8 @@ def test_pilot_gone_reschedules_and_the_job_is_matched_again(world: World) -> No
     assert (report.stalled, report.rescheduled, report.failed) == (1, 1, 0)
     row = world.row(job_id)
     assert (row["status"], row["reschedule_count"], row["pilot_id"]) == ("Waiting", 1, None)
-    assert row["heartbeat_time"] is None and row["start_time"] is None
+    assert row["heartbeat_time"] is None
+    assert row["start_time"] is None
     assert world.in_task_queue(job_id)
     statuses = [(h["status"], h["minor_status"]) for h in world.history(job_id)][-3:]
     assert statuses[0][0] == "Stalled"
@@ -62,7 +63,8 @@ def test_pilot_gone_reschedules_and_the_job_is_matched_again(world: World) -> No
     # The old wrapper's token is for attempt 0: refused. A new pilot gets attempt 1.
     assert world.heartbeat(ident, ok=False).status == 403
     again = world.match(world.pilot())
-    assert again is not None and (again.job_id, again.attempt) == (job_id, 1)
+    assert again is not None
+    assert (again.job_id, again.attempt) == (job_id, 1)
 
 
 def test_reschedule_limit_fails_the_job(world: World) -> None:
@@ -76,7 +78,8 @@ def test_reschedule_limit_fails_the_job(world: World) -> None:
         if expected == "Waiting":
             pilot = world.pilot()
             m = world.match(pilot)
-            assert m is not None and m.job_id == job_id
+            assert m is not None
+            assert m.job_id == job_id
             world.report(world.job_ident(m, pilot), "Running")
     row = world.row(job_id)
     assert row["minor_status"].startswith("Maximum of 1 reschedulings reached")
@@ -93,7 +96,10 @@ def test_fail_policy(world: World) -> None:
     assert (report.stalled, report.rescheduled, report.failed) == (1, 0, 1)
     row = world.row(job_id)
     assert (row["status"], row["minor_status"], row["reschedule_count"]) == (
-        "Failed", "Stalled: pilot gone", 0)
+        "Failed",
+        "Stalled: pilot gone",
+        0,
+    )
 
 
 def test_live_pilot_but_silent_past_failed_after(world: World) -> None:
@@ -123,7 +129,8 @@ def test_matched_but_never_started(world: World) -> None:
     assert (row["status"], row["reschedule_count"]) == ("Waiting", 1)
     assert world.in_task_queue(job_id)
     assert [h["minor_status"] for h in world.history(job_id)][-2] == (
-        f"Matched but not started within {s.matched_timeout:g} s")
+        f"Matched but not started within {s.matched_timeout:g} s"
+    )
 
 
 def test_matched_with_heartbeats_stalls_instead(world: World) -> None:
@@ -169,3 +176,37 @@ def test_replicas_split_the_jobs_and_limit_bounds_a_pass(world: World) -> None:
     rest = check_stalled_jobs(world.ctx, replica=0, replicas=2, limit=100)
     assert rest.stalled == len(ids) - len(odd) - 2
     assert all(world.status(j) == "Stalled" for j in ids)
+
+
+def test_concurrent_passes_settle_each_job_once(world: World) -> None:
+    """Several agents at once (SKIP LOCKED on MariaDB/PostgreSQL, one writer on SQLite)."""
+    import threading
+
+    ids = []
+    for _ in range(24):
+        job_id, pilot, _ = world.running_job()
+        world.end_pilot(pilot)
+        ids.append(job_id)
+    world.clock.advance(world.ctx.settings.jobs.stalled_after + 1)
+    errors: list[BaseException] = []
+
+    def agent() -> None:
+        try:
+            while check_stalled_jobs(world.ctx, limit=4).total:
+                pass
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=agent) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    for job_id in ids:
+        row = world.row(job_id)
+        assert (row["status"], row["reschedule_count"]) == ("Waiting", 1)
+        statuses = [h["status"] for h in world.history(job_id)]
+        assert statuses.count("Stalled") == 1
+        assert statuses.count("Rescheduled") == 1
+        assert world.in_task_queue(job_id)

@@ -39,16 +39,28 @@ def _sandbox(kit: Kit, ident: Identity, tmp_path: Path, content: str) -> str:
 
 
 def test_submit_stores_waiting_jobs(kit: Kit, alice: Identity) -> None:
-    ids = kit.submit(alice, JobName="j%s", Parameters=3, ParameterStep=1, Site="LCG.A.fr", Priority=4,
-                     JobGroup="grp", JobType="MCSimulation", CPUTime=500)
+    ids = kit.submit(
+        alice,
+        JobName="j%s",
+        Parameters=3,
+        ParameterStep=1,
+        Site="LCG.A.fr",
+        Priority=4,
+        JobGroup="grp",
+        JobType="MCSimulation",
+        CPUTime=500,
+    )
     assert len(ids) == 3
     assert ids == sorted(ids)
     for n, job_id in enumerate(ids, start=1):
         row = kit.row(job_id)
         assert row["status"] == "Waiting"
         assert (row["owner"], row["owner_group"]) == ("alice", "ctao_user")
-        assert (row["job_name"], row["job_group"], row["job_type"]) == (f"j{n}", "grp",
-                                                                        "MCSimulation")
+        assert (row["job_name"], row["job_group"], row["job_type"]) == (
+            f"j{n}",
+            "grp",
+            "MCSimulation",
+        )
         assert (row["site"], row["priority"], row["cpu_time"]) == ("LCG.A.fr", 4, 500)
         assert row["reschedule_count"] == 0
         detail = Q.job_detail(kit.ctx, alice, job_id)
@@ -69,8 +81,9 @@ def test_site_column(kit: Kit, alice: Identity) -> None:
     assert [kit.row(j)["site"] for j in (one, two, anywhere)] == ["A", "ANY", "ANY"]
 
 
-def test_different_requirements_make_different_queues(kit: Kit, alice: Identity,
-                                                      bob: Identity) -> None:
+def test_different_requirements_make_different_queues(
+    kit: Kit, alice: Identity, bob: Identity
+) -> None:
     kit.submit(alice)
     kit.submit(alice, Tags=["GPU"])
     kit.submit(bob)
@@ -93,15 +106,19 @@ def test_submission_needs_a_user_property(kit: Kit) -> None:
     with pytest.raises(Forbidden, match="NormalUser or ProductionManagement"):
         L.submit_jobs(kit.ctx, ident, expand({"Executable": "x"}, kit.ctx.limits))
     prod = user_identity("prod", "ctao_prod", frozenset({"ProductionManagement"}))
-    assert len(L.submit_jobs(kit.ctx, prod, expand({"Executable": "x"}, kit.ctx.limits))
-               .job_ids) == 1
+    assert (
+        len(L.submit_jobs(kit.ctx, prod, expand({"Executable": "x"}, kit.ctx.limits)).job_ids) == 1
+    )
 
 
 def test_local_input_sandbox_files_are_refused(kit: Kit, alice: Identity) -> None:
-    descs = [JobDescription(Executable="x"), JobDescription(Executable="x",
-                                                            InputSandbox=["testJob.sh"])]
-    with pytest.raises(InvalidInput, match="job 1: InputSandbox file 'testJob.sh' was not "
-                                           "uploaded"):
+    descs = [
+        JobDescription(Executable="x"),
+        JobDescription(Executable="x", InputSandbox=["testJob.sh"]),
+    ]
+    with pytest.raises(
+        InvalidInput, match=r"job 1: InputSandbox file 'testJob\.sh' was not uploaded"
+    ):
         L.submit_jobs(kit.ctx, alice, descs)
     assert kit.count_jobs() == 0
 
@@ -114,29 +131,37 @@ def test_input_sandboxes_are_attached(kit: Kit, alice: Identity, tmp_path: Path)
     assert [r["sha256"] for r in rows] == [sha]
 
 
-def test_another_users_sandbox_is_refused(kit: Kit, alice: Identity, bob: Identity,
-                                          tmp_path: Path) -> None:
+def test_another_users_sandbox_is_refused(
+    kit: Kit, alice: Identity, bob: Identity, tmp_path: Path
+) -> None:
     sha = _sandbox(kit, alice, tmp_path, "secret")
     with pytest.raises(NotFound, match=f"SB:{sha} is not among your uploads"):
         kit.submit(bob, InputSandbox=[f"SB:{sha}"])
     assert kit.count_jobs() == 0
     # Once bob uploads the same content himself, he may use it.
-    _sandbox(kit, bob, tmp_path / "b" if (tmp_path / "b").mkdir() is None else tmp_path,
-             "secret")
+    _sandbox(kit, bob, tmp_path / "b" if (tmp_path / "b").mkdir() is None else tmp_path, "secret")
     assert len(kit.submit(bob, InputSandbox=[f"SB:{sha}"])) == 1
 
 
 def test_bulk_submission_is_all_or_nothing(kit: Kit, alice: Identity, tmp_path: Path) -> None:
     kit.submit(alice)
-    before = (kit.count_jobs(), _count(kit, job_history), _count(kit, tq_jobs),
-              _count(kit, sandbox_refs))
+    before = (
+        kit.count_jobs(),
+        _count(kit, job_history),
+        _count(kit, tq_jobs),
+        _count(kit, sandbox_refs),
+    )
     good = _sandbox(kit, alice, tmp_path, "good")
     descs = [JobDescription(Executable="x", InputSandbox=[f"SB:{good}"])] * 5
     descs.append(JobDescription(Executable="x", InputSandbox=["SB:" + "0" * 64]))
     with pytest.raises(NotFound):
         L.submit_jobs(kit.ctx, alice, descs)
-    after = (kit.count_jobs(), _count(kit, job_history), _count(kit, tq_jobs),
-             _count(kit, sandbox_refs))
+    after = (
+        kit.count_jobs(),
+        _count(kit, job_history),
+        _count(kit, tq_jobs),
+        _count(kit, sandbox_refs),
+    )
     assert after == before
 
 
@@ -149,8 +174,7 @@ def test_concurrent_submissions_with_new_requirements(kit: Kit, alice: Identity)
         try:
             barrier.wait()
             for k in range(5):
-                L.submit_jobs(kit.ctx, alice,
-                              [JobDescription(Executable="x", Tags=[f"T{k}"])] * 2)
+                L.submit_jobs(kit.ctx, alice, [JobDescription(Executable="x", Tags=[f"T{k}"])] * 2)
         except BaseException as exc:
             errors.append(exc)
 
@@ -223,8 +247,9 @@ def test_users_act_on_their_own_jobs_only(kit: Kit, alice: Identity, bob: Identi
 
 def test_reschedule_of_a_waiting_job_is_refused(kit: Kit, alice: Identity) -> None:
     [job_id] = kit.submit(alice)
-    with pytest.raises(InvalidTransition, match=f"job {job_id} is Waiting: cannot go to "
-                                                "Rescheduled"):
+    with pytest.raises(
+        InvalidTransition, match=f"job {job_id} is Waiting: cannot go to Rescheduled"
+    ):
         L.reschedule_jobs(kit.ctx, alice, [job_id])
 
 
@@ -277,3 +302,20 @@ def test_delete(kit: Kit, alice: Identity) -> None:
     with pytest.raises(InvalidTransition, match="is Deleted"):
         L.delete_jobs(kit.ctx, alice, [waiting])
     assert _count(kit, tq_jobs) == 0
+
+
+def test_reschedule_of_a_finished_job_past_the_limit(kit: Kit, alice: Identity) -> None:
+    kit.ctx.settings.jobs.max_reschedules = 1
+    [job_id] = kit.submit(alice)
+    L.kill_jobs(kit.ctx, alice, [job_id])
+    assert L.reschedule_jobs(kit.ctx, alice, [job_id]) == {job_id: L.J.WAITING}
+    L.kill_jobs(kit.ctx, alice, [job_id])
+    with pytest.raises(
+        InvalidTransition,
+        match=f"job {job_id} is Killed: cannot go to Rescheduled .the limit of 1 reschedulings",
+    ):
+        L.reschedule_jobs(kit.ctx, alice, [job_id])
+    assert kit.state(job_id).status.value == "Killed"
+    # The agents' lenient form leaves it alone.
+    assert L.reschedule_jobs(kit.ctx, None, [job_id], "stalled", strict=False) == {}
+    assert kit.state(job_id).status.value == "Killed"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from ctaprod.core.job_states import JobStatus
 from ctaprod.core.jobs import JobDescription, JobSummary
@@ -47,6 +47,14 @@ class JobFilter(BaseModel):
     submitted_before: datetime | None = None
     updated_after: datetime | None = None
     job_ids: list[int] = Field(default_factory=list, max_length=MAX_PAGE)
+
+    @field_validator("submitted_after", "submitted_before", "updated_after")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # The server keeps UTC; a time without a zone is read as UTC, not refused later.
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class JobPage(BaseModel):

@@ -67,13 +67,17 @@ class JobDB:
         if rows:
             conn.execute(insert(job_history), rows)
 
-    def states(self, conn: Connection, job_ids: Sequence[int]) -> dict[int, JobState]:
-        """The current state of each existing job among ``job_ids`` (row-locked where needed)."""
+    def states(self, conn: Connection, job_ids: Sequence[int], *,
+               skip_locked: bool = False) -> dict[int, JobState]:
+        """The current state of each existing job among ``job_ids`` (row-locked where needed).
+
+        With ``skip_locked``, rows another transaction holds are left out, not waited for.
+        """
         out: dict[int, JobState] = {}
         for chunk in _chunks(job_ids, 900):
             stmt = select(*STATE_COLUMNS).where(jobs.c.job_id.in_(chunk))
             if self.for_update:
-                stmt = stmt.with_for_update()
+                stmt = stmt.with_for_update(skip_locked=skip_locked)
             for r in conn.execute(stmt):
                 out[r.job_id] = JobState(r.job_id, JobStatus(r.status), r.owner, r.owner_group,
                                          r.pilot_id, r.reschedule_count, bool(r.kill_requested))

@@ -10,11 +10,15 @@ archive too when no other owner has the same content), and empty task queues are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
+
+from sqlalchemy import Connection
 
 from ctaprod.core.job_states import JobStatus
 from ctaprod.logic.context import Context
 from ctaprod.logic.sandboxes import remove_unused
+from ctaprod.logic.stalled import in_transaction
 
 J = JobStatus
 
@@ -44,17 +48,26 @@ def remove_old_jobs(ctx: Context, *, limit: int = 1000, replica: int = 0, replic
     """Delete up to ``limit`` jobs per retention rule that are past it; returns how many."""
     removed = 0
     for statuses, retention in retention_rules(ctx):
-        cutoff = ctx.clock() - retention
-        with ctx.db.write() as conn:
-            ids = ctx.jobs.finished_before(
-                conn, statuses, cutoff, limit=limit, replica=replica, replicas=replicas, lock=True
-            )
-            if not ids:
-                continue
-            ctx.sandboxes.unassign_jobs(conn, ids)
-            ctx.queues.dequeue(conn, ids)
-            removed += ctx.jobs.delete_jobs(conn, ids)
+        part = {"limit": limit, "replica": replica, "replicas": replicas}
+        removed += in_transaction(
+            ctx, partial(_remove, ctx, statuses, ctx.clock() - retention, part)
+        )
     return removed
+
+
+def _remove(
+    ctx: Context,
+    statuses: tuple[JobStatus, ...],
+    cutoff: datetime,
+    part: dict[str, int],
+    conn: Connection,
+) -> int:
+    ids = ctx.jobs.finished_before(conn, statuses, cutoff, lock=True, **part)
+    if not ids:
+        return 0
+    ctx.sandboxes.unassign_jobs(conn, ids)
+    ctx.queues.dequeue(conn, ids)
+    return ctx.jobs.delete_jobs(conn, ids)
 
 
 def clean(

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from ctaprod.core.errors import Forbidden, InvalidInput, NotFound
+from ctaprod.core.errors import (
+    Forbidden,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    TooLarge,
+)
 from ctaprod.core.identity import Identity
 from ctaprod.core.jdl import format_jdl
 from ctaprod.core.job_states import ACTIVE_STATES, KILLABLE, RESCHEDULABLE, JobStatus
@@ -41,7 +47,7 @@ def parse_descriptions(ctx: Context, text: str | None, fmt: str,
     for raw in docs:
         out.extend(expand(raw, ctx.limits))
         if len(out) > ctx.limits.max_jobs_per_call:
-            raise InvalidInput(f"more than {ctx.limits.max_jobs_per_call} jobs in one call")
+            raise TooLarge(f"more than {ctx.limits.max_jobs_per_call} jobs in one submission")
     return out
 
 
@@ -187,6 +193,12 @@ def reschedule_jobs(ctx: Context, ident: Identity | None, job_ids: Sequence[int]
         if not strict and s.status not in RESCHEDULABLE:
             return None
         if s.reschedule_count >= limit:
+            if s.status in (J.FAILED, J.KILLED):
+                if not strict:
+                    return None
+                # Already finished: say why it stays so (not "cannot go to Failed").
+                raise InvalidTransition("job", s.job_id, s.status.value, J.RESCHEDULED.value,
+                                        f"the limit of {limit} reschedulings is reached")
             outcome[s.job_id] = J.FAILED
             return [Step(J.FAILED, f"Maximum of {limit} reschedulings reached ({reason})",
                          values={"end_time": ctx.clock()})]

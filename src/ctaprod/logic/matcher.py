@@ -16,6 +16,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from sqlalchemy import Connection
+
 from ctaprod.core.errors import Forbidden, NotFound
 from ctaprod.core.identity import Identity
 from ctaprod.core.job_states import JobStatus
@@ -122,8 +124,10 @@ class Matcher:
                 return None
             tq_id = self.choose(candidates, snap)
             found = self._claim(tq_id, pilot_id, res)
-            if found is not None:
+            if isinstance(found, Match):
                 return found
+            if found is _TAKEN:
+                continue  # that job was being killed or deleted: the queue may hold more
             candidates.remove(tq_id)  # empty meanwhile: the snapshot was stale
             with self._lock:
                 if self._snap is snap:
@@ -138,26 +142,54 @@ class Matcher:
         if row["status"] != PilotStatus.RUNNING.value:
             raise Forbidden(f"pilot {pilot_id} is {row['status']}, not Running: no more jobs")
 
-    def _claim(self, tq_id: int, pilot_id: int, res: Resource) -> Match | None:
+    def _claim(self, tq_id: int, pilot_id: int, res: Resource) -> Match | _Taken | None:
+        """Claim a job of the queue: the match, None if the queue is empty, or _TAKEN if the
+        job found was being changed by someone else (try again)."""
         ctx = self.ctx
-        with ctx.db.write() as conn:
-            job_id = ctx.queues.claim(conn, tq_id)
-            if job_id is None:
-                return None
-            now = ctx.clock()
+        try:
+            with ctx.db.write() as conn:
+                job_id = ctx.queues.claim(conn, tq_id)
+                if job_id is None:
+                    return None
+                # Kill, delete and reschedule lock the job row, then the queue row. Holding
+                # the queue row, never wait for the job row (a deadlock): give the claim back.
+                state = ctx.jobs.states(conn, [job_id], skip_locked=True).get(job_id)
+                if state is None and ctx.jobs.get(conn, job_id) is not None:
+                    raise _RowBusy
+                if state is None or state.status is not J.WAITING:
+                    return _TAKEN  # a stale queue entry: its removal is committed
+                return self._assign(conn, job_id, tq_id, pilot_id, res)
+        except _RowBusy:
+            return _TAKEN
 
-            def decide(s: JobState) -> list[Step]:
-                return [Step(J.MATCHED, "Assigned to pilot",
-                             values={"pilot_id": pilot_id, "site": res.site,
-                                     "heartbeat_time": now, "tq_id": tq_id})]
+    def _assign(self, conn: Connection, job_id: int, tq_id: int, pilot_id: int,
+                res: Resource) -> Match:
+        """Move the claimed (row-locked, Waiting) job to Matched and build the pilot's reply."""
+        ctx = self.ctx
+        now = ctx.clock()
 
-            states = transition_jobs(ctx, conn, [job_id], decide, f"Matcher:{pilot_id}")
-            state = states[job_id]
-            desc = load_description(ctx, conn, job_id)
-            sbs = [r["sha256"] for r in ctx.sandboxes.of_job(conn, job_id, "input")]
+        def decide(s: JobState) -> list[Step]:
+            return [Step(J.MATCHED, "Assigned to pilot",
+                         values={"pilot_id": pilot_id, "site": res.site,
+                                 "heartbeat_time": now, "tq_id": tq_id})]
+
+        state = transition_jobs(ctx, conn, [job_id], decide, f"Matcher:{pilot_id}")[job_id]
+        desc = load_description(ctx, conn, job_id)
+        sbs = [r["sha256"] for r in ctx.sandboxes.of_job(conn, job_id, "input")]
         lifetime = timedelta(seconds=desc.cpu_time * 2) + timedelta(
             hours=ctx.settings.jobs.job_token_hours)
         token = self.tokens.issue_job_token(state.owner, state.owner_group, job_id, pilot_id,
                                             state.reschedule_count, lifetime)
         return Match(job_id, state.owner, state.owner_group, substitute_job_id(desc, job_id),
                      token, state.reschedule_count, ctx.settings.jobs.heartbeat_interval, sbs)
+
+
+class _RowBusy(Exception):
+    """The claimed job's row is held by another transaction: roll the claim back."""
+
+
+class _Taken:
+    """The outcome of a claim whose job was gone or busy: the queue may still hold others."""
+
+
+_TAKEN = _Taken()

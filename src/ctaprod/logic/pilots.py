@@ -32,6 +32,9 @@ C = PilotJobStatus
 WAITING = (P.SUBMITTED, P.WAITING)
 ALIVE = (P.SUBMITTED, P.WAITING, P.RUNNING)
 ENDED = (P.DONE, P.FAILED, P.ABORTED)
+# A pilot offers its time *left*: by its first match a little of ``cpu_time`` is gone, so
+# jobs needing all of it are not counted (a pilot sent for them would find nothing).
+PILOT_STARTUP_SECONDS = 60
 LOST_AFTER = 600.0  # seconds a pilot may be unknown to its CE before it is Lost
 LOG_WINDOW = timedelta(days=1)  # how long after its end a pilot's CE output is looked for
 # The end of a batch output is what explains a failure; MySQL's TEXT holds 64 KiB.
@@ -48,14 +51,14 @@ class QueueDemand:
 
 
 def queue_resource(name: str, queue: QueueConfig) -> Resource:
-    """The resource a pilot of this queue will offer to the matcher."""
+    """The resource a pilot of this queue will offer to the matcher when it first asks."""
     return Resource(
         site=queue.site,
         ce=queue.ce,
         queue=name,
         platform=queue.platform,
         tags=list(queue.tags),
-        cpu_time_left=queue.cpu_time,
+        cpu_time_left=max(0, queue.cpu_time - PILOT_STARTUP_SECONDS),
         memory_mb=queue.memory_mb,
         processors=queue.processors,
     )

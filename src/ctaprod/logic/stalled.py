@@ -13,17 +13,22 @@ One pass, each step in its own transaction and bounded to ``limit`` jobs:
 
 Candidates are selected inside the write transaction (row-locked, skipping locked rows, on
 engines with concurrent writers), so a heartbeat racing with the agent either lands first
-and keeps the job out of the batch, or waits and then sees the new status.
+and keeps the job out of the batch, or waits and then sees the new status. A transaction
+the database aborts to break a deadlock (agents of one partition running twice) is retried.
 """
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, RowMapping
+from sqlalchemy.exc import DBAPIError
 
 from ctaprod.core.job_states import JobStatus
 from ctaprod.core.pilot_states import PILOT_ALIVE
@@ -33,6 +38,7 @@ from ctaprod.logic.job_status import Step, transition_jobs
 from ctaprod.logic.jobs import reschedule_jobs
 
 J = JobStatus
+T = TypeVar("T")
 SOURCE = "StalledJobAgent"
 PILOT_GONE = "Stalled: pilot gone"
 
@@ -58,94 +64,139 @@ class StalledReport:
         )
 
 
+Part = dict[str, Any]
+
+
 def check_stalled_jobs(
     ctx: Context, *, limit: int = 1000, replica: int = 0, replicas: int = 1
 ) -> StalledReport:
     """One pass of stalled-job detection over this replica's share of the jobs."""
-    part: dict[str, Any] = {"limit": limit, "replica": replica, "replicas": replicas, "lock": True}
-    s = ctx.settings.jobs
+    part: Part = {"limit": limit, "replica": replica, "replicas": replicas, "lock": True}
     report = StalledReport()
-
-    now = ctx.clock()
-    with ctx.db.write() as conn:
-        rows = ctx.jobs.matched_unstarted(conn, now - timedelta(seconds=s.matched_timeout), **part)
-        outcome = reschedule_jobs(
-            ctx,
-            None,
-            _ids(rows),
-            f"Matched but not started within {s.matched_timeout:g} s",
-            strict=False,
-            conn=conn,
-        )
-        report.matched_rescheduled = sum(1 for st in outcome.values() if st is J.WAITING)
-        report.failed += sum(1 for st in outcome.values() if st is J.FAILED)
-
-    now = ctx.clock()
-    with ctx.db.write() as conn:
-        cutoff = now - timedelta(seconds=s.stalled_after)
-        rows = ctx.jobs.silent_jobs(conn, J.RUNNING, cutoff, **part) + ctx.jobs.matched_silent(
-            conn, cutoff, **part
-        )
-        silence = {int(r["job_id"]): _silent_for(r, now) for r in rows}
-        report.stalled = _move(
-            ctx,
-            conn,
-            silence,
-            (J.RUNNING, J.MATCHED),
-            lambda jid: Step(J.STALLED, f"No heartbeat for {silence[jid]} s"),
-        )
-
-    now = ctx.clock()
-    with ctx.db.write() as conn:
-        rows = ctx.jobs.stalled_to_settle(
-            conn, now - timedelta(seconds=s.failed_after), [p.value for p in PILOT_ALIVE], **part
-        )
-        gone = [int(r["job_id"]) for r in rows if not r["pilot_alive"]]
-        silent = {int(r["job_id"]): _silent_for(r, now) for r in rows if r["pilot_alive"]}
-        if s.stalled_policy == "reschedule":
-            for ids, reason in (
-                (gone, PILOT_GONE),
-                (list(silent), f"Stalled: no heartbeat for more than {s.failed_after:g} s"),
-            ):
-                outcome = reschedule_jobs(ctx, None, ids, reason, strict=False, conn=conn)
-                report.rescheduled += sum(1 for st in outcome.values() if st is J.WAITING)
-                report.failed += sum(1 for st in outcome.values() if st is J.FAILED)
-        else:
-            report.failed += _move(
-                ctx,
-                conn,
-                dict.fromkeys(gone, 0),
-                (J.STALLED,),
-                lambda jid: Step(J.FAILED, PILOT_GONE, values={"end_time": now}),
-            )
-            report.failed += _move(
-                ctx,
-                conn,
-                silent,
-                (J.STALLED,),
-                lambda jid: Step(
-                    J.FAILED, f"Stalled: no heartbeat for {silent[jid]} s", values={"end_time": now}
-                ),
-            )
-
-    now = ctx.clock()
-    with ctx.db.write() as conn:
-        rows = ctx.jobs.silent_jobs(
-            conn, J.COMPLETING, now - timedelta(seconds=s.failed_after), **part
-        )
-        silence = {int(r["job_id"]): _silent_for(r, now) for r in rows}
-        report.completing_failed = _move(
-            ctx,
-            conn,
-            silence,
-            (J.COMPLETING,),
-            lambda jid: Step(
-                J.FAILED,
-                f"Stuck in Completing: no news for {silence[jid]} s",
-                values={"end_time": now},
-            ),
-        )
+    for step in (_matched_timeouts, _mark_stalled, _settle_stalled, _fail_completing):
+        done = in_transaction(ctx, partial(step, ctx, part))
+        for name, value in vars(done).items():
+            setattr(report, name, getattr(report, name) + value)
     return report
+
+
+def _matched_timeouts(ctx: Context, part: Part, conn: Connection) -> StalledReport:
+    timeout = ctx.settings.jobs.matched_timeout
+    rows = ctx.jobs.matched_unstarted(conn, ctx.clock() - timedelta(seconds=timeout), **part)
+    outcome = reschedule_jobs(
+        ctx,
+        None,
+        _ids(rows),
+        f"Matched but not started within {timeout:g} s",
+        strict=False,
+        conn=conn,
+    )
+    return StalledReport(
+        matched_rescheduled=_count(outcome, J.WAITING), failed=_count(outcome, J.FAILED)
+    )
+
+
+def _mark_stalled(ctx: Context, part: Part, conn: Connection) -> StalledReport:
+    now = ctx.clock()
+    cutoff = now - timedelta(seconds=ctx.settings.jobs.stalled_after)
+    rows = [
+        *ctx.jobs.silent_jobs(conn, J.RUNNING, cutoff, **part),
+        *ctx.jobs.matched_silent(conn, cutoff, **part),
+    ]
+    silence = {int(r["job_id"]): _silent_for(r, now) for r in rows}
+    stalled = _move(
+        ctx,
+        conn,
+        silence,
+        (J.RUNNING, J.MATCHED),
+        lambda jid: Step(J.STALLED, f"No heartbeat for {silence[jid]} s"),
+    )
+    return StalledReport(stalled=stalled)
+
+
+def _settle_stalled(ctx: Context, part: Part, conn: Connection) -> StalledReport:
+    s = ctx.settings.jobs
+    now = ctx.clock()
+    rows = ctx.jobs.stalled_to_settle(
+        conn, now - timedelta(seconds=s.failed_after), [p.value for p in PILOT_ALIVE], **part
+    )
+    gone = [int(r["job_id"]) for r in rows if not r["pilot_alive"]]
+    silent = {int(r["job_id"]): _silent_for(r, now) for r in rows if r["pilot_alive"]}
+    report = StalledReport()
+    if s.stalled_policy == "reschedule":
+        for ids, reason in (
+            (gone, PILOT_GONE),
+            (list(silent), f"Stalled: no heartbeat for more than {s.failed_after:g} s"),
+        ):
+            outcome = reschedule_jobs(ctx, None, ids, reason, strict=False, conn=conn)
+            report.rescheduled += _count(outcome, J.WAITING)
+            report.failed += _count(outcome, J.FAILED)
+        return report
+    report.failed += _move(
+        ctx,
+        conn,
+        dict.fromkeys(gone, 0),
+        (J.STALLED,),
+        lambda jid: Step(J.FAILED, PILOT_GONE, values={"end_time": now}),
+    )
+    report.failed += _move(
+        ctx,
+        conn,
+        silent,
+        (J.STALLED,),
+        lambda jid: Step(
+            J.FAILED, f"Stalled: no heartbeat for {silent[jid]} s", values={"end_time": now}
+        ),
+    )
+    return report
+
+
+def _fail_completing(ctx: Context, part: Part, conn: Connection) -> StalledReport:
+    now = ctx.clock()
+    cutoff = now - timedelta(seconds=ctx.settings.jobs.failed_after)
+    silence = {
+        int(r["job_id"]): _silent_for(r, now)
+        for r in ctx.jobs.silent_jobs(conn, J.COMPLETING, cutoff, **part)
+    }
+    failed = _move(
+        ctx,
+        conn,
+        silence,
+        (J.COMPLETING,),
+        lambda jid: Step(
+            J.FAILED, f"Stuck in Completing: no news for {silence[jid]} s", values={"end_time": now}
+        ),
+    )
+    return StalledReport(completing_failed=failed)
+
+
+def in_transaction(ctx: Context, work: Callable[[Connection], T], attempts: int = 4) -> T:
+    """``work(conn)`` in a write transaction, run again if the engine chose it as a deadlock
+    victim (two agents locking overlapping rows on MariaDB/PostgreSQL)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with ctx.db.write() as conn:
+                return work(conn)
+        except DBAPIError as exc:
+            if attempt == attempts or not is_deadlock(exc):
+                raise
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
+    raise AssertionError("unreachable")
+
+
+def is_deadlock(exc: DBAPIError) -> bool:
+    """Whether the database aborted the transaction to break a deadlock (safe to retry)."""
+    if exc.connection_invalidated:
+        return False
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in ("40P01", "40001"):  # PostgreSQL (psycopg)
+        return True
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    return bool(args) and args[0] in (1213, 1205)  # MySQL/MariaDB: deadlock, lock wait
+
+
+def _count(outcome: Mapping[int, JobStatus], status: JobStatus) -> int:
+    return sum(1 for st in outcome.values() if st is status)
 
 
 def _ids(rows: Sequence[RowMapping]) -> list[int]:
