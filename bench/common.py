@@ -658,9 +658,9 @@ def explain(conn: Any, engine: str, sql: str, params: Any = None) -> str:
         block = json.loads(analyzed)["query_block"]
         tbl = _find_table(block)
         lines.append(
-            f"  ANALYZE: r_rows={tbl.get('r_rows')} r_total_time_ms="
-            f"{tbl.get('r_total_time_ms')} key={tbl.get('key')} "
-            f"filesort={'filesort' in json.dumps(block)}"
+            f"  ANALYZE: query {block.get('r_total_time_ms')} ms; table {tbl.get('table_name')}"
+            f" key={tbl.get('key')} r_rows={tbl.get('r_rows')} r_filtered="
+            f"{tbl.get('r_filtered')} filesort={'filesort' in json.dumps(block)}"
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         pass

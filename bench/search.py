@@ -9,8 +9,8 @@ Measure: for each query, 10 warm-up then ``--requests`` (200) sequential request
 (one connection; the client adds ~0.3 ms); median, p90 and p99 latency:
 
 - admin (sees all jobs): ``GET /api/jobs?status=Running&limit=100`` (first page), the second
-  page (``cursor`` = ``next_cursor`` of the first), and a deep page (cursor in the middle of
-  the Running jobs);
+  page (``cursor`` = ``next_cursor`` of the first), page 20 (cursor followed 19 times) and a
+  deep page (cursor in the middle of the Running jobs);
 - a normal user (owner filter added by the server): first page of their Running jobs;
 - admin, a rare status (Stalled), and no filter at all.
 
@@ -180,12 +180,22 @@ def main() -> None:
             top = http.get("/api/jobs", params={"status": "Running", "limit": 1}).json()
             high = top["jobs"][0]["job_id"]
             page1 = http.get("/api/jobs", params={"status": "Running", "limit": 100}).json()
+            cursor20 = page1["next_cursor"]
+            for _ in range(18):  # follow the cursor: the cursor of page 20
+                cursor20 = http.get(
+                    "/api/jobs", params={"status": "Running", "limit": 100, "cursor": cursor20}
+                ).json()["next_cursor"]
             queries = [
                 ("admin, status=Running, page 1", http, {"status": "Running", "limit": 100}),
                 (
                     "admin, status=Running, page 2 (cursor)",
                     http,
                     {"status": "Running", "limit": 100, "cursor": page1["next_cursor"]},
+                ),
+                (
+                    "admin, status=Running, page 20 (cursor followed from page 1)",
+                    http,
+                    {"status": "Running", "limit": 100, "cursor": cursor20},
                 ),
                 (
                     "admin, status=Running, deep page (cursor mid-range)",

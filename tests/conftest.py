@@ -83,8 +83,9 @@ def db_url(_migrated: str) -> Iterator[str]:
 def settings(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     from ctaprod.core.settings import Settings
 
-    return Settings(state_dir=tmp_path / "state", database_url=db_url,
-                    secret_key="test-secret-" + "x" * 40)
+    return Settings(
+        state_dir=tmp_path / "state", database_url=db_url, secret_key="test-secret-" + "x" * 40
+    )
 
 
 @pytest.fixture
@@ -135,8 +136,7 @@ def live_server(api, tokens):  # type: ignore[no-untyped-def]
     import uvicorn
 
     port = free_port()
-    config = uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off")
+    config = uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -149,7 +149,8 @@ def live_server(api, tokens):  # type: ignore[no-untyped-def]
             time.sleep(0.05)
     else:
         raise RuntimeError("live server did not start")
-    yield SimpleNamespace(url=url, admin_token=tokens[0], pilot_token=tokens[1],
-                          services=api.state.services)
+    yield SimpleNamespace(
+        url=url, admin_token=tokens[0], pilot_token=tokens[1], services=api.state.services
+    )
     server.should_exit = True
     thread.join(timeout=10)

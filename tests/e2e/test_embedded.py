@@ -66,8 +66,12 @@ def embedded(tmp_path: Path, server_db_url: str) -> Iterator[SimpleNamespace]:
     else:
         env.pop("CTAPROD_DATABASE_URL", None)
     log = (tmp_path / "up.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "ctaprod.cli.main", "up", "--slots", "4"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ctaprod.cli.main", "up", "--slots", "4"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -83,8 +87,9 @@ def embedded(tmp_path: Path, server_db_url: str) -> Iterator[SimpleNamespace]:
     assert token_file.stat().st_mode & 0o777 == 0o600
     client = Client(url, token_file.read_text().strip())
     try:
-        yield SimpleNamespace(url=url, client=client, state=state, proc=proc,
-                              log=tmp_path / "up.log")
+        yield SimpleNamespace(
+            url=url, client=client, state=state, proc=proc, log=tmp_path / "up.log"
+        )
     finally:
         client.close()
         proc.send_signal(signal.SIGTERM)
@@ -96,8 +101,10 @@ def embedded(tmp_path: Path, server_db_url: str) -> Iterator[SimpleNamespace]:
         for p in psutil.process_iter(["cmdline", "environ"]):
             try:
                 if str(state) in " ".join(p.info["cmdline"] or []) or (
-                        (p.info["environ"] or {}).get("CTAPROD_PILOT_WORK_DIR", "")
-                        .startswith(str(state))):
+                    (p.info["environ"] or {})
+                    .get("CTAPROD_PILOT_WORK_DIR", "")
+                    .startswith(str(state))
+                ):
                     p.kill()
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
@@ -124,7 +131,8 @@ def test_200_jobs_from_a_jdl_run_to_done(embedded: SimpleNamespace, tmp_path: Pa
         'JobName = "e2e_%s";\nExecutable = "job.sh";\nArguments = "%s";\n'
         "Parameters = 200;\nParameterStart = 1;\nParameterStep = 1;\nCPUTime = 600;\n"
         'InputSandbox = {"job.sh"};\nStdOutput = "StdOut";\nStdError = "StdErr";\n'
-        'OutputSandbox = {"StdOut", "StdErr", "out_%s.txt"};\n')
+        'OutputSandbox = {"StdOut", "StdErr", "out_%s.txt"};\n'
+    )
     ids = submit_file(embedded.client, tmp_path / "job.jdl")
     assert len(ids) == 200
     statuses = wait_final(embedded.client, ids, timeout=400)
@@ -146,11 +154,12 @@ def test_200_jobs_from_a_jdl_run_to_done(embedded: SimpleNamespace, tmp_path: Pa
 
 
 def test_pilot_killed_mid_job_is_stalled_rescheduled_then_done(
-        embedded: SimpleNamespace, tmp_path: Path) -> None:
+    embedded: SimpleNamespace, tmp_path: Path
+) -> None:
     (tmp_path / "slow.sh").write_text("#!/bin/sh\nsleep ${1:-8}\necho slept\n")
     (tmp_path / "slow.jdl").write_text(
-        'Executable = "slow.sh";\nArguments = "8";\nCPUTime = 600;\n'
-        'InputSandbox = {"slow.sh"};\n')
+        'Executable = "slow.sh";\nArguments = "8";\nCPUTime = 600;\nInputSandbox = {"slow.sh"};\n'
+    )
     [job_id] = submit_file(embedded.client, tmp_path / "slow.jdl")
     client = embedded.client
     deadline = time.monotonic() + 60
@@ -160,9 +169,13 @@ def test_pilot_killed_mid_job_is_stalled_rescheduled_then_done(
     pilot_id = client.job(job_id).pilot_id
     assert pilot_id is not None
     stamp = client.pilot(pilot_id).stamp
-    victims = [p for p in psutil.process_iter(["cmdline", "environ"])
-               if "ctaprod.pilot" in " ".join(p.info["cmdline"] or [])
-               and (p.info["environ"] or {}).get("CTAPROD_PILOT_STAMP") == stamp]
+    victims = [
+        p
+        for p in psutil.process_iter(["cmdline", "environ"])
+        if "ctaprod.pilot" in " ".join(p.info["cmdline"] or [])
+        and (p.info["cmdline"] or [""])[0] != "/bin/sh"
+        and (p.info["environ"] or {}).get("CTAPROD_PILOT_STAMP") == stamp
+    ]
     assert len(victims) == 1, "found the pilot process of the job"
     victims[0].send_signal(signal.SIGKILL)
 
@@ -178,7 +191,7 @@ def test_pilot_killed_mid_job_is_stalled_rescheduled_then_done(
     history = [h.status.value for h in client.history(job_id)]
     assert history[-1] == "Done", (history, embedded.log.read_text()[-3000:])
     i = history.index("Stalled")
-    assert history[i:i + 3] == ["Stalled", "Rescheduled", "Waiting"], history
+    assert history[i : i + 3] == ["Stalled", "Rescheduled", "Waiting"], history
     detail = client.job(job_id)
     assert detail.reschedule_count == 1
     assert detail.pilot_id != pilot_id

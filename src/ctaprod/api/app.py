@@ -17,9 +17,12 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def create_app(services: Services) -> FastAPI:
-    app = FastAPI(title="ctaprod", version=__version__,
-                  description="CTAO production system: workload and data management API",
-                  generate_unique_id_function=_operation_id)
+    app = FastAPI(
+        title="ctaprod",
+        version=__version__,
+        description="CTAO production system: workload and data management API",
+        generate_unique_id_function=_operation_id,
+    )
     app.state.services = services
     errors.install(app)
     # Runtime routes first: their literal paths (/api/jobs/heartbeats, /api/jobs/status) must

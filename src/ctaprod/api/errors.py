@@ -48,12 +48,16 @@ def install(app: FastAPI) -> None:
         errs = exc.errors()
         first = errs[0] if errs else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return error_response(422, "invalid_request", f"{where}: {first.get('msg')}",
-                              {"errors": [{k: v for k, v in err.items() if k != "ctx"}
-                                          for err in errs[:20]]})
+        return error_response(
+            422,
+            "invalid_request",
+            f"{where}: {first.get('msg')}",
+            {"errors": [{k: v for k, v in err.items() if k != "ctx"} for err in errs[:20]]},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return error_response(500, "internal_error",
-                              f"internal error ({type(exc).__name__}); see the server log")
+        return error_response(
+            500, "internal_error", f"internal error ({type(exc).__name__}); see the server log"
+        )

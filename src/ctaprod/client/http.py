@@ -39,12 +39,19 @@ T = TypeVar("T")
 class Client:
     """One connection pool to one server with one token. Use as a context manager."""
 
-    def __init__(self, url: str, token: str | None, *, timeout: float = 60.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
-                                 transport=transport)
+        self.http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
 
     @classmethod
     def from_config(cls, config: ClientConfig | None = None, **kwargs: Any) -> Client:
@@ -81,7 +88,8 @@ class Client:
 
     def _list(self, method: str, path: str, item: type[T], **kw: Any) -> list[T]:
         return TypeAdapter(list[item]).validate_json(  # type: ignore[valid-type]
-            self.request(method, path, **kw).content)
+            self.request(method, path, **kw).content
+        )
 
     # --- identity ---------------------------------------------------------------------
     def whoami(self) -> WhoAmI:
@@ -92,14 +100,28 @@ class Client:
         return result
 
     # --- jobs -------------------------------------------------------------------------
-    def submit(self, *, text: str | None = None, fmt: str = "auto",
-               documents: Sequence[dict[str, Any]] | None = None) -> list[int]:
-        body = {"text": text, "format": fmt,
-                "documents": list(documents) if documents is not None else None}
+    def submit(
+        self,
+        *,
+        text: str | None = None,
+        fmt: str = "auto",
+        documents: Sequence[dict[str, Any]] | None = None,
+    ) -> list[int]:
+        body = {
+            "text": text,
+            "format": fmt,
+            "documents": list(documents) if documents is not None else None,
+        }
         return self._post("/api/jobs", SubmitResponse, body).job_ids
 
-    def search(self, flt: JobFilter | None = None, *, limit: int = 100,
-               cursor: int | None = None, ascending: bool = False) -> JobPage:
+    def search(
+        self,
+        flt: JobFilter | None = None,
+        *,
+        limit: int = 100,
+        cursor: int | None = None,
+        ascending: bool = False,
+    ) -> JobPage:
         params: dict[str, Any] = {"limit": limit, "ascending": ascending}
         if cursor is not None:
             params["cursor"] = cursor
@@ -116,13 +138,19 @@ class Client:
             cursor = result.next_cursor
 
     def count(self, flt: JobFilter | None = None) -> int:
-        return int(self.request("POST", "/api/jobs/count",
-                                json=(flt or JobFilter()).model_dump(mode="json")).json())
+        return int(
+            self.request(
+                "POST", "/api/jobs/count", json=(flt or JobFilter()).model_dump(mode="json")
+            ).json()
+        )
 
     def summary(self, flt: JobFilter | None = None, by: str = "site") -> dict[str, dict[str, int]]:
         result: dict[str, dict[str, int]] = self.request(
-            "POST", "/api/jobs/summary", params={"by": by},
-            json=(flt or JobFilter()).model_dump(mode="json")).json()
+            "POST",
+            "/api/jobs/summary",
+            params={"by": by},
+            json=(flt or JobFilter()).model_dump(mode="json"),
+        ).json()
         return result
 
     def job(self, job_id: int) -> JobDetail:
@@ -135,8 +163,9 @@ class Client:
         self.request("POST", "/api/jobs/kill", json={"job_ids": list(job_ids)})
 
     def reschedule(self, job_ids: Sequence[int]) -> dict[int, str]:
-        out: dict[str, str] = self.request("POST", "/api/jobs/reschedule",
-                                           json={"job_ids": list(job_ids)}).json()["statuses"]
+        out: dict[str, str] = self.request(
+            "POST", "/api/jobs/reschedule", json={"job_ids": list(job_ids)}
+        ).json()["statuses"]
         return {int(k): v for k, v in out.items()}
 
     def delete(self, job_ids: Sequence[int]) -> None:
@@ -156,16 +185,27 @@ class Client:
             raise
         return True
 
-    def upload_sandbox(self, archive: Path, sha256: str | None = None, *,
-                       job_id: int | None = None, skip_if_present: bool = True) -> str:
+    def upload_sandbox(
+        self,
+        archive: Path,
+        sha256: str | None = None,
+        *,
+        job_id: int | None = None,
+        skip_if_present: bool = True,
+    ) -> str:
         """Upload a tar.gz archive (unless the server has it); returns ``SB:<sha256>``."""
         sha = sha256 or _sha256(archive)
         if job_id is None and skip_if_present and self.has_sandbox(sha):
             return f"SB:{sha}"
         params = {"job_id": job_id} if job_id is not None else None
         with archive.open("rb") as fh:
-            self.request("PUT", f"/api/sandboxes/{sha}", content=fh, params=params,
-                         headers={"Content-Type": "application/gzip"})
+            self.request(
+                "PUT",
+                f"/api/sandboxes/{sha}",
+                content=fh,
+                params=params,
+                headers={"Content-Type": "application/gzip"},
+            )
         return f"SB:{sha}"
 
     def download_sandbox(self, sha256: str, dest: Path) -> str:
@@ -190,29 +230,39 @@ class Client:
         return digest.hexdigest()
 
     # --- pilots and job wrappers --------------------------------------------------------
-    def register_pilot(self, stamp: str, site: str, ce: str = "",
-                       queue: str = "") -> PilotRegistered:
-        return self._post("/api/pilots/register", PilotRegistered,
-                          {"stamp": stamp, "site": site, "ce": ce, "queue": queue})
+    def register_pilot(
+        self, stamp: str, site: str, ce: str = "", queue: str = ""
+    ) -> PilotRegistered:
+        return self._post(
+            "/api/pilots/register",
+            PilotRegistered,
+            {"stamp": stamp, "site": site, "ce": ce, "queue": queue},
+        )
 
     def match(self, pilot_id: int, resource: Resource) -> MatchResponse | None:
-        resp = self.request("POST", f"/api/pilots/{pilot_id}/match",
-                            json=resource.model_dump(mode="json"))
+        resp = self.request(
+            "POST", f"/api/pilots/{pilot_id}/match", json=resource.model_dump(mode="json")
+        )
         if resp.status_code == 204:
             return None
         return MatchResponse.model_validate_json(resp.content)
 
-    def pilot_finished(self, pilot_id: int, ok: bool, reason: str = "", log: str | None = None,
-                       jobs_done: int = 0) -> None:
-        self.request("POST", f"/api/pilots/{pilot_id}/finished",
-                     json={"ok": ok, "reason": reason, "log": log, "jobs_done": jobs_done})
+    def pilot_finished(
+        self, pilot_id: int, ok: bool, reason: str = "", log: str | None = None, jobs_done: int = 0
+    ) -> None:
+        self.request(
+            "POST",
+            f"/api/pilots/{pilot_id}/finished",
+            json={"ok": ok, "reason": reason, "log": log, "jobs_done": jobs_done},
+        )
 
     def put_pilot_log(self, pilot_id: int, log: str) -> None:
         self.request("PUT", f"/api/pilots/{pilot_id}/log", json={"log": log})
 
     def pilots(self, status: Sequence[str] = (), limit: int = 100) -> list[PilotInfo]:
-        return self._list("GET", "/api/pilots", PilotInfo,
-                          params={"status": list(status), "limit": limit})
+        return self._list(
+            "GET", "/api/pilots", PilotInfo, params={"status": list(status), "limit": limit}
+        )
 
     def pilot(self, pilot_id: int) -> PilotInfo:
         return self._get(f"/api/pilots/{pilot_id}", PilotInfo)
@@ -221,28 +271,41 @@ class Client:
         return self.request("GET", f"/api/pilots/{pilot_id}/log").text
 
     def heartbeat(self, item: HeartbeatItem) -> ItemResult:
-        return self._post(f"/api/jobs/{item.job_id}/heartbeat", ItemResult,
-                          item.model_dump(mode="json"))
+        return self._post(
+            f"/api/jobs/{item.job_id}/heartbeat", ItemResult, item.model_dump(mode="json")
+        )
 
     def heartbeats(self, items: Sequence[HeartbeatItem]) -> list[ItemResult]:
-        return self._list("POST", "/api/jobs/heartbeats", ItemResult,
-                          json=[i.model_dump(mode="json") for i in items])
+        return self._list(
+            "POST",
+            "/api/jobs/heartbeats",
+            ItemResult,
+            json=[i.model_dump(mode="json") for i in items],
+        )
 
     def report(self, report: StatusReport) -> ItemResult:
-        return self._post(f"/api/jobs/{report.job_id}/status", ItemResult,
-                          report.model_dump(mode="json", exclude_none=True))
+        return self._post(
+            f"/api/jobs/{report.job_id}/status",
+            ItemResult,
+            report.model_dump(mode="json", exclude_none=True),
+        )
 
     def reports(self, reports: Sequence[StatusReport]) -> list[ItemResult]:
-        return self._list("POST", "/api/jobs/status", ItemResult,
-                          json=[r.model_dump(mode="json", exclude_none=True) for r in reports])
+        return self._list(
+            "POST",
+            "/api/jobs/status",
+            ItemResult,
+            json=[r.model_dump(mode="json", exclude_none=True) for r in reports],
+        )
 
     # --- administration ---------------------------------------------------------------
     def users(self) -> list[UserInfo]:
         return self._list("GET", "/api/admin/users", UserInfo)
 
     def add_user(self, name: str, groups: Sequence[str], email: str = "") -> None:
-        self.request("POST", "/api/admin/users",
-                     json={"name": name, "groups": list(groups), "email": email})
+        self.request(
+            "POST", "/api/admin/users", json={"name": name, "groups": list(groups), "email": email}
+        )
 
     def set_user_enabled(self, name: str, enabled: bool) -> None:
         self.request("POST", f"/api/admin/users/{name}/{'enable' if enabled else 'disable'}")
@@ -253,11 +316,19 @@ class Client:
     def groups(self) -> list[GroupInfo]:
         return self._list("GET", "/api/admin/groups", GroupInfo)
 
-    def add_group(self, name: str, properties: Sequence[str], share: float = 1.0,
-                  description: str = "") -> None:
-        self.request("POST", "/api/admin/groups", json={
-            "name": name, "properties": list(properties), "share": share,
-            "description": description})
+    def add_group(
+        self, name: str, properties: Sequence[str], share: float = 1.0, description: str = ""
+    ) -> None:
+        self.request(
+            "POST",
+            "/api/admin/groups",
+            json={
+                "name": name,
+                "properties": list(properties),
+                "share": share,
+                "description": description,
+            },
+        )
 
     def update_group(self, name: str, **changes: Any) -> None:
         self.request("PATCH", f"/api/admin/groups/{name}", json=changes)
@@ -268,15 +339,24 @@ class Client:
     def remove_member(self, user: str, group: str) -> None:
         self.request("POST", "/api/admin/members/remove", json={"user": user, "group": group})
 
-    def issue_token(self, user: str, group: str, kind: str = "user", days: float | None = None,
-                    description: str = "") -> TokenIssued:
-        return self._post("/api/admin/tokens", TokenIssued, {
-            "user": user, "group": group, "kind": kind, "days": days,
-            "description": description})
+    def issue_token(
+        self,
+        user: str,
+        group: str,
+        kind: str = "user",
+        days: float | None = None,
+        description: str = "",
+    ) -> TokenIssued:
+        return self._post(
+            "/api/admin/tokens",
+            TokenIssued,
+            {"user": user, "group": group, "kind": kind, "days": days, "description": description},
+        )
 
     def tokens(self, user: str | None = None) -> list[TokenInfo]:
-        return self._list("GET", "/api/admin/tokens", TokenInfo,
-                          params={"user": user} if user else None)
+        return self._list(
+            "GET", "/api/admin/tokens", TokenInfo, params={"user": user} if user else None
+        )
 
     def revoke_token(self, jti: str) -> None:
         self.request("DELETE", f"/api/admin/tokens/{jti}")
@@ -291,8 +371,12 @@ class Client:
 def _api_error(resp: httpx.Response) -> ApiError:
     try:
         body = resp.json()
-        return ApiError(resp.status_code, body.get("error", "error"),
-                        body.get("message", resp.text), body.get("detail"))
+        return ApiError(
+            resp.status_code,
+            body.get("error", "error"),
+            body.get("message", resp.text),
+            body.get("detail"),
+        )
     except ValueError:
         return ApiError(resp.status_code, "error", resp.text[:500] or resp.reason_phrase)
 

@@ -23,8 +23,11 @@ def prepare_documents(client: Client, text: str, fmt: str, base_dir: Path) -> li
         sandbox = attrs.get("InputSandbox") or []
         if isinstance(sandbox, str):
             sandbox = [s.strip() for s in sandbox.split(",") if s.strip()]
-        local = [s for s in sandbox if not SANDBOX_REF.match(str(s))
-                 and not str(s).upper().startswith(LFN_PREFIX)]
+        local = [
+            s
+            for s in sandbox
+            if not SANDBOX_REF.match(str(s)) and not str(s).upper().startswith(LFN_PREFIX)
+        ]
         if local:
             paths = []
             for name in local:

@@ -47,7 +47,9 @@ class InvalidTransition(Conflict):
 
     code = "invalid_transition"
 
-    def __init__(self, entity: str, ident: object, current: str, target: str, why: str = "") -> None:
+    def __init__(
+        self, entity: str, ident: object, current: str, target: str, why: str = ""
+    ) -> None:
         text = f"{entity} {ident} is {current}: cannot go to {target}"
         if why:
             text += f" ({why})"

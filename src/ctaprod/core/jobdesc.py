@@ -32,9 +32,22 @@ PARAMETRIC_KEYS = ("Parameters", "ParameterStart", "ParameterStep", "ParameterFa
 # DIRAC keys that a JDL may carry but that the server sets itself or that have no effect here.
 IGNORED_KEYS = frozenset(
     {
-        "Owner", "OwnerDN", "OwnerGroup", "VirtualOrganization", "DIRACSetup", "Origin",
-        "LogLevel", "SubmitPools", "Requirements", "JobRequirements", "JobID", "Status",
-        "MinorStatus", "ExecutionEnvironment", "Type", "SystemConfig",
+        "Owner",
+        "OwnerDN",
+        "OwnerGroup",
+        "VirtualOrganization",
+        "DIRACSetup",
+        "Origin",
+        "LogLevel",
+        "SubmitPools",
+        "Requirements",
+        "JobRequirements",
+        "JobID",
+        "Status",
+        "MinorStatus",
+        "ExecutionEnvironment",
+        "Type",
+        "SystemConfig",
     }
 )
 
@@ -101,8 +114,9 @@ def normalize_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
         if canonical is None:
             lowered = [k.lower() for k in PARAMETRIC_KEYS] + [k.lower() for k in IGNORED_KEYS]
             if str(key).lower() in lowered:
-                canonical = next(k for k in (*PARAMETRIC_KEYS, *IGNORED_KEYS)
-                                 if k.lower() == str(key).lower())
+                canonical = next(
+                    k for k in (*PARAMETRIC_KEYS, *IGNORED_KEYS) if k.lower() == str(key).lower()
+                )
             else:
                 close = difflib.get_close_matches(str(key), KNOWN, n=1, cutoff=0.6)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -180,7 +194,8 @@ def _validate(attrs: Mapping[str, Any], limits: SubmissionLimits, where: str) ->
     if not limits.min_cpu_time <= desc.cpu_time <= limits.max_cpu_time:
         raise InvalidInput(
             f"{where}CPUTime {desc.cpu_time} is outside "
-            f"[{limits.min_cpu_time}, {limits.max_cpu_time}] seconds", attribute="CPUTime",
+            f"[{limits.min_cpu_time}, {limits.max_cpu_time}] seconds",
+            attribute="CPUTime",
         )
     if len(desc.input_data) > limits.max_input_data:
         raise InvalidInput(

@@ -72,8 +72,15 @@ class JobDescription(BaseModel):
     environment: dict[str, str] = Field(default_factory=dict, alias="Environment")
 
     @field_validator(
-        "sites", "banned_sites", "tags", "input_sandbox", "output_sandbox", "input_data",
-        "output_data", "output_se", mode="before",
+        "sites",
+        "banned_sites",
+        "tags",
+        "input_sandbox",
+        "output_sandbox",
+        "input_data",
+        "output_data",
+        "output_se",
+        mode="before",
     )
     @classmethod
     def _lists(cls, value: Any) -> Any:
@@ -112,7 +119,7 @@ class JobDescription(BaseModel):
     def _lfns(cls, value: list[str]) -> list[str]:
         out = []
         for item in value:
-            lfn = item[len(LFN_PREFIX):] if item.upper().startswith(LFN_PREFIX) else item
+            lfn = item[len(LFN_PREFIX) :] if item.upper().startswith(LFN_PREFIX) else item
             if not lfn.startswith("/"):
                 raise ValueError(f"InputData {item!r}: an LFN is an absolute path")
             out.append(lfn)

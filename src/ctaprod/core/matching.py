@@ -96,7 +96,9 @@ class Resource(BaseModel):
         return frozenset(tags)
 
 
-def eligible(req: Requirements, res: Resource, tags: frozenset[str], banned: frozenset[str]) -> bool:
+def eligible(
+    req: Requirements, res: Resource, tags: frozenset[str], banned: frozenset[str]
+) -> bool:
     """True when a resource (with precomputed ``tags``) may run jobs of these requirements.
 
     ``banned`` is the site mask: sites that receive no jobs at all.

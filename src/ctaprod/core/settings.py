@@ -93,8 +93,9 @@ def _agents() -> dict[str, AgentSettings]:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CTAPROD_", env_nested_delimiter="__",
-                                      extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="CTAPROD_", env_nested_delimiter="__", extra="forbid"
+    )
 
     state_dir: Path = Field(default_factory=default_state_dir)
     database_url: str = Field("", description="Empty: SQLite in the state directory")
@@ -126,15 +127,17 @@ class Settings(BaseSettings):
         if name in self.storage_elements:
             return self.storage_elements[name]
         if name == self.sandboxes.storage_element:
-            return StorageElementConfig(plugin="posix",
-                                        base_path=str(self.state_dir / "storage" / name))
+            return StorageElementConfig(
+                plugin="posix", base_path=str(self.state_dir / "storage" / name)
+            )
         raise KeyError(name)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Settings from ``config_file`` (TOML; default ``$CTAPROD_CONFIG``) and the environment."""
-    path = config_file or (Path(os.environ["CTAPROD_CONFIG"])
-                           if os.environ.get("CTAPROD_CONFIG") else None)
+    path = config_file or (
+        Path(os.environ["CTAPROD_CONFIG"]) if os.environ.get("CTAPROD_CONFIG") else None
+    )
 
     class _Loaded(Settings):
         @classmethod

@@ -22,17 +22,25 @@ class AuthDB:
         return list(conn.execute(select(users).order_by(users.c.name)).mappings())
 
     def set_user_enabled(self, conn: Connection, name: str, enabled: bool) -> int:
-        return conn.execute(update(users).where(users.c.name == name).values(enabled=enabled))\
-            .rowcount
+        return conn.execute(
+            update(users).where(users.c.name == name).values(enabled=enabled)
+        ).rowcount
 
     def delete_user(self, conn: Connection, name: str) -> int:
         conn.execute(delete(user_groups).where(user_groups.c.user == name))
         return conn.execute(delete(users).where(users.c.name == name)).rowcount
 
-    def add_group(self, conn: Connection, name: str, properties: Sequence[str], share: float,
-                  description: str) -> None:
-        conn.execute(insert(groups).values(name=name, properties=",".join(sorted(properties)),
-                                           share=share, description=description))
+    def add_group(
+        self, conn: Connection, name: str, properties: Sequence[str], share: float, description: str
+    ) -> None:
+        conn.execute(
+            insert(groups).values(
+                name=name,
+                properties=",".join(sorted(properties)),
+                share=share,
+                description=description,
+            )
+        )
 
     def update_group(self, conn: Connection, name: str, **values: Any) -> int:
         if "properties" in values:
@@ -52,8 +60,9 @@ class AuthDB:
         conn.execute(insert(user_groups).values(user=user, group=group))
 
     def remove_member(self, conn: Connection, user: str, group: str) -> int:
-        return conn.execute(delete(user_groups).where(user_groups.c.user == user,
-                                                      user_groups.c.group == group)).rowcount
+        return conn.execute(
+            delete(user_groups).where(user_groups.c.user == user, user_groups.c.group == group)
+        ).rowcount
 
     def memberships(self, conn: Connection, user: str | None = None) -> list[tuple[str, str]]:
         stmt = select(user_groups.c.user, user_groups.c.group)
@@ -74,11 +83,15 @@ class AuthDB:
         return list(conn.execute(stmt).mappings())
 
     def revoke(self, conn: Connection, jti: str, now: datetime) -> int:
-        return conn.execute(update(tokens).where(tokens.c.jti == jti,
-                                                 tokens.c.revoked_at.is_(None))
-                            .values(revoked_at=now)).rowcount
+        return conn.execute(
+            update(tokens)
+            .where(tokens.c.jti == jti, tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        ).rowcount
 
     def revoke_user(self, conn: Connection, user: str, now: datetime) -> int:
-        return conn.execute(update(tokens).where(tokens.c.user == user,
-                                                 tokens.c.revoked_at.is_(None))
-                            .values(revoked_at=now)).rowcount
+        return conn.execute(
+            update(tokens)
+            .where(tokens.c.user == user, tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        ).rowcount

@@ -28,7 +28,7 @@ def normalize_url(url: str) -> str:
         ("postgres://", "postgresql+psycopg://"),
     ):
         if url.startswith(prefix):
-            url = driver + url[len(prefix):]
+            url = driver + url[len(prefix) :]
     if url.startswith("mysql+pymysql://") and "charset=" not in url:
         url += ("&" if "?" in url else "?") + "charset=utf8mb4"
     return url
@@ -45,8 +45,13 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 60}
             kwargs["pool_size"] = pool_size
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                          pool_recycle=3600, isolation_level="READ COMMITTED")
+            kwargs.update(
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                pool_recycle=3600,
+                isolation_level="READ COMMITTED",
+            )
         self.engine: Engine = create_engine(self.url, **kwargs)
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         if self.dialect == "sqlite":

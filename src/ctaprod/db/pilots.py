@@ -27,8 +27,9 @@ class PilotDB:
 
     def add(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
         """Insert pilots (stamp, ce_ref, ce, queue, site, status, times); return their IDs."""
-        res = conn.execute(insert(pilots).returning(pilots.c.pilot_id,
-                                                    sort_by_parameter_order=True), list(rows))
+        res = conn.execute(
+            insert(pilots).returning(pilots.c.pilot_id, sort_by_parameter_order=True), list(rows)
+        )
         return [r[0] for r in res]
 
     def by_stamp(self, conn: Connection, stamp: str) -> RowMapping | None:
@@ -43,22 +44,40 @@ class PilotDB:
             stmt = stmt.with_for_update()
         return conn.execute(stmt).mappings().first()
 
-    def set_status(self, conn: Connection, pilot_id: int, old: PilotStatus, new: PilotStatus,
-                   reason: str, now: datetime, **values: Any) -> bool:
+    def set_status(
+        self,
+        conn: Connection,
+        pilot_id: int,
+        old: PilotStatus,
+        new: PilotStatus,
+        reason: str,
+        now: datetime,
+        **values: Any,
+    ) -> bool:
         """Conditional status change; False when the pilot left ``old`` meanwhile."""
-        res = conn.execute(update(pilots).where(pilots.c.pilot_id == pilot_id,
-                                                pilots.c.status == old.value)
-                           .values(status=new.value, status_reason=reason[:255],
-                                   last_update=now, **values))
+        res = conn.execute(
+            update(pilots)
+            .where(pilots.c.pilot_id == pilot_id, pilots.c.status == old.value)
+            .values(status=new.value, status_reason=reason[:255], last_update=now, **values)
+        )
         return res.rowcount == 1
 
     def touch(self, conn: Connection, pilot_id: int, now: datetime, **values: Any) -> None:
-        conn.execute(update(pilots).where(pilots.c.pilot_id == pilot_id)
-                     .values(last_update=now, **values))
+        conn.execute(
+            update(pilots).where(pilots.c.pilot_id == pilot_id).values(last_update=now, **values)
+        )
 
-    def search(self, conn: Connection, *, statuses: Sequence[str] = (), ce: str | None = None,
-               queue: str | None = None, site: str | None = None, limit: int = 1000,
-               after: int | None = None) -> list[RowMapping]:
+    def search(
+        self,
+        conn: Connection,
+        *,
+        statuses: Sequence[str] = (),
+        ce: str | None = None,
+        queue: str | None = None,
+        site: str | None = None,
+        limit: int = 1000,
+        after: int | None = None,
+    ) -> list[RowMapping]:
         stmt = select(pilots)
         if statuses:
             stmt = stmt.where(pilots.c.status.in_(list(statuses)))
@@ -73,9 +92,11 @@ class PilotDB:
         return list(conn.execute(stmt.order_by(pilots.c.pilot_id).limit(limit)).mappings())
 
     def counts(self, conn: Connection, ce: str, queue: str) -> dict[str, int]:
-        rows = conn.execute(select(pilots.c.status, func.count())
-                            .where(pilots.c.ce == ce, pilots.c.queue == queue)
-                            .group_by(pilots.c.status))
+        rows = conn.execute(
+            select(pilots.c.status, func.count())
+            .where(pilots.c.ce == ce, pilots.c.queue == queue)
+            .group_by(pilots.c.status)
+        )
         return {str(r[0]): int(r[1]) for r in rows}
 
     def save_log(self, conn: Connection, pilot_id: int, text: str, now: datetime) -> None:
@@ -83,23 +104,45 @@ class PilotDB:
         conn.execute(insert(pilot_logs).values(pilot_id=pilot_id, log=text, updated=now))
 
     def log(self, conn: Connection, pilot_id: int) -> str | None:
-        return conn.execute(select(pilot_logs.c.log).where(pilot_logs.c.pilot_id == pilot_id))\
-            .scalar_one_or_none()
+        return conn.execute(
+            select(pilot_logs.c.log).where(pilot_logs.c.pilot_id == pilot_id)
+        ).scalar_one_or_none()
 
     def set_ce_refs(self, conn: Connection, refs: Mapping[int, str]) -> None:
         """Store the computing element's reference of each pilot (pilot_id -> ref)."""
         if refs:
-            conn.execute(update(pilots).where(pilots.c.pilot_id == bindparam("b_id"))
-                         .values(ce_ref=bindparam("b_ref")),
-                         [{"b_id": pid, "b_ref": ref[:255]} for pid, ref in refs.items()])
+            conn.execute(
+                update(pilots)
+                .where(pilots.c.pilot_id == bindparam("b_id"))
+                .values(ce_ref=bindparam("b_ref")),
+                [{"b_id": pid, "b_ref": ref[:255]} for pid, ref in refs.items()],
+            )
 
-    def without_log(self, conn: Connection, *, ce: str, queue: str, statuses: Sequence[str],
-                    since: datetime, limit: int = 1000) -> list[RowMapping]:
+    def without_log(
+        self,
+        conn: Connection,
+        *,
+        ce: str,
+        queue: str,
+        statuses: Sequence[str],
+        since: datetime,
+        limit: int = 1000,
+    ) -> list[RowMapping]:
         """Pilots of a queue in ``statuses``, changed since ``since``, that have no log."""
-        has_log = select(pilot_logs.c.pilot_id).where(
-            pilot_logs.c.pilot_id == pilots.c.pilot_id).exists()
-        return list(conn.execute(
-            select(pilots).where(pilots.c.ce == ce, pilots.c.queue == queue,
-                                 pilots.c.status.in_(list(statuses)),
-                                 pilots.c.last_update >= since, ~has_log)
-            .order_by(pilots.c.pilot_id).limit(limit)).mappings())
+        has_log = (
+            select(pilot_logs.c.pilot_id).where(pilot_logs.c.pilot_id == pilots.c.pilot_id).exists()
+        )
+        return list(
+            conn.execute(
+                select(pilots)
+                .where(
+                    pilots.c.ce == ce,
+                    pilots.c.queue == queue,
+                    pilots.c.status.in_(list(statuses)),
+                    pilots.c.last_update >= since,
+                    ~has_log,
+                )
+                .order_by(pilots.c.pilot_id)
+                .limit(limit)
+            ).mappings()
+        )

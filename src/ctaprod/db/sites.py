@@ -22,8 +22,9 @@ class SiteDB:
     def all(self, conn: Connection) -> list[RowMapping]:
         return list(conn.execute(select(sites).order_by(sites.c.name)).mappings())
 
-    def set_status(self, conn: Connection, name: str, status: str, reason: str, by: str,
-                   now: datetime) -> None:
+    def set_status(
+        self, conn: Connection, name: str, status: str, reason: str, by: str, now: datetime
+    ) -> None:
         values = {"status": status, "reason": reason, "updated_by": by, "updated_at": now}
         if conn.execute(update(sites).where(sites.c.name == name).values(**values)).rowcount == 0:
             conn.execute(insert(sites).values(name=name, **values))

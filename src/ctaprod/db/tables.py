@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from ctaprod.db.types import BigId, UTCDateTime
+from ctaprod.db.types import BigId, LongText, UTCDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -31,27 +31,30 @@ NAME = 64  # user and group names
 
 # --- identity -------------------------------------------------------------------------
 users = Table(
-    "users", metadata,
+    "users",
+    metadata,
     Column("name", String(NAME), primary_key=True),
     Column("email", String(255), nullable=False, server_default=""),
     Column("created", UTCDateTime, nullable=False),
     Column("enabled", Boolean, nullable=False, server_default="1"),
 )
 groups = Table(
-    "groups", metadata,
+    "groups",
+    metadata,
     Column("name", String(NAME), primary_key=True),
     Column("properties", String(512), nullable=False, server_default=""),
     Column("share", Float, nullable=False, server_default="1"),
     Column("description", String(255), nullable=False, server_default=""),
 )
 user_groups = Table(
-    "user_groups", metadata,
+    "user_groups",
+    metadata,
     Column("user", String(NAME), ForeignKey("users.name", ondelete="CASCADE"), primary_key=True),
-    Column("group", String(NAME), ForeignKey("groups.name", ondelete="CASCADE"),
-           primary_key=True),
+    Column("group", String(NAME), ForeignKey("groups.name", ondelete="CASCADE"), primary_key=True),
 )
 tokens = Table(
-    "tokens", metadata,
+    "tokens",
+    metadata,
     Column("jti", String(64), primary_key=True),
     Column("user", String(NAME), nullable=False, index=True),
     Column("group", String(NAME), nullable=False),
@@ -62,7 +65,8 @@ tokens = Table(
     Column("revoked_at", UTCDateTime, nullable=True),
 )
 sites = Table(
-    "sites", metadata,
+    "sites",
+    metadata,
     Column("name", String(128), primary_key=True),
     Column("status", String(16), nullable=False),
     Column("reason", String(255), nullable=False, server_default=""),
@@ -72,7 +76,8 @@ sites = Table(
 
 # --- jobs -----------------------------------------------------------------------------
 jobs = Table(
-    "jobs", metadata,
+    "jobs",
+    metadata,
     Column("job_id", BigId, primary_key=True, autoincrement=True),
     Column("status", String(16), nullable=False),
     Column("minor_status", String(128), nullable=False, server_default=""),
@@ -108,15 +113,18 @@ jobs = Table(
     Index(None, "submission_time"),
 )
 job_descriptions = Table(
-    "job_descriptions", metadata,
+    "job_descriptions",
+    metadata,
     Column("job_id", BigId, ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
-    Column("description", Text, nullable=False),
+    Column("description", LongText, nullable=False),
 )
 job_history = Table(
-    "job_history", metadata,
+    "job_history",
+    metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("job_id", BigId, ForeignKey("jobs.job_id", ondelete="CASCADE"), nullable=False,
-           index=True),
+    Column(
+        "job_id", BigId, ForeignKey("jobs.job_id", ondelete="CASCADE"), nullable=False, index=True
+    ),
     Column("status", String(16), nullable=False),
     Column("minor_status", String(128), nullable=False, server_default=""),
     Column("application_status", String(255), nullable=False, server_default=""),
@@ -124,33 +132,38 @@ job_history = Table(
     Column("source", String(64), nullable=False),
 )
 job_parameters = Table(
-    "job_parameters", metadata,
+    "job_parameters",
+    metadata,
     Column("job_id", BigId, ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
     Column("name", String(128), primary_key=True),
-    Column("value", Text, nullable=False),
+    Column("value", LongText, nullable=False),
 )
 
 # --- task queues ----------------------------------------------------------------------
 task_queues = Table(
-    "task_queues", metadata,
+    "task_queues",
+    metadata,
     Column("tq_id", BigId, primary_key=True, autoincrement=True),
     Column("key", String(40), nullable=False, unique=True),
     Column("owner", String(NAME), nullable=False),
     Column("owner_group", String(NAME), nullable=False),
-    Column("requirements", Text, nullable=False),
+    Column("requirements", LongText, nullable=False),
     Column("created", UTCDateTime, nullable=False),
 )
 tq_jobs = Table(
-    "tq_jobs", metadata,
+    "tq_jobs",
+    metadata,
     Column("job_id", BigId, primary_key=True),
-    Column("tq_id", BigId, nullable=False),
+    # RESTRICT: a queue cannot be dropped while a job sits in it (see TaskQueueDB.drop_empty).
+    Column("tq_id", BigId, ForeignKey("task_queues.tq_id", ondelete="RESTRICT"), nullable=False),
     Column("priority", Integer, nullable=False),
     Index(None, "tq_id", "priority", "job_id"),
 )
 
 # --- pilots ---------------------------------------------------------------------------
 pilots = Table(
-    "pilots", metadata,
+    "pilots",
+    metadata,
     Column("pilot_id", BigId, primary_key=True, autoincrement=True),
     Column("stamp", String(64), nullable=False, unique=True),
     Column("ce_ref", String(255), nullable=False, server_default=""),
@@ -165,16 +178,17 @@ pilots = Table(
     Index(None, "status", "ce", "queue"),
 )
 pilot_logs = Table(
-    "pilot_logs", metadata,
-    Column("pilot_id", BigId, ForeignKey("pilots.pilot_id", ondelete="CASCADE"),
-           primary_key=True),
-    Column("log", Text, nullable=False),
+    "pilot_logs",
+    metadata,
+    Column("pilot_id", BigId, ForeignKey("pilots.pilot_id", ondelete="CASCADE"), primary_key=True),
+    Column("log", LongText, nullable=False),
     Column("updated", UTCDateTime, nullable=False),
 )
 
 # --- sandboxes ------------------------------------------------------------------------
 sandboxes = Table(
-    "sandboxes", metadata,
+    "sandboxes",
+    metadata,
     Column("sb_id", BigId, primary_key=True, autoincrement=True),
     Column("sha256", String(64), nullable=False),
     Column("owner", String(NAME), nullable=False),
@@ -188,7 +202,8 @@ sandboxes = Table(
     Index(None, "last_access"),
 )
 sandbox_refs = Table(
-    "sandbox_refs", metadata,
+    "sandbox_refs",
+    metadata,
     Column("job_id", BigId, primary_key=True),
     Column("kind", String(8), primary_key=True),
     Column("sb_id", BigId, ForeignKey("sandboxes.sb_id", ondelete="CASCADE"), primary_key=True),
@@ -197,7 +212,8 @@ sandbox_refs = Table(
 
 # --- agents ---------------------------------------------------------------------------
 agent_heartbeats = Table(
-    "agent_heartbeats", metadata,
+    "agent_heartbeats",
+    metadata,
     Column("name", String(128), primary_key=True),
     Column("replica", Integer, primary_key=True),
     Column("host", String(255), nullable=False),

@@ -6,8 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Executable, delete, func, insert, select
+from sqlalchemy import Connection, Executable, delete, exists, func, insert, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from ctaprod.core.matching import Requirements
 from ctaprod.db.tables import task_queues, tq_jobs
@@ -24,28 +25,45 @@ class TaskQueueDB:
     def __init__(self, skip_locked: bool) -> None:
         self.skip_locked = skip_locked
 
-    def ensure_queues(self, conn: Connection, reqs: Sequence[Requirements],
-                      now: datetime) -> dict[str, int]:
-        """Return the tq_id of each requirement set, creating missing queues."""
+    def ensure_queues(
+        self, conn: Connection, reqs: Sequence[Requirements], now: datetime
+    ) -> dict[str, int]:
+        """Return the tq_id of each requirement set, creating missing queues.
+
+        Found queues are share-locked (MariaDB/PostgreSQL) until the caller commits, so that
+        ``drop_empty`` cannot remove a queue a submission is about to fill; two submitters
+        creating the same queue at once both end up with the one that won.
+        """
         keys = {r.key(): r for r in reqs}
         found = self._ids(conn, list(keys))
-        missing = sorted(k for k in keys if k not in found)  # one lock order for all writers
+        missing = [k for k in keys if k not in found]
+        for k in missing:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(task_queues).values(
+                            key=k,
+                            owner=keys[k].owner,
+                            owner_group=keys[k].owner_group,
+                            requirements=keys[k].model_dump_json(),
+                            created=now,
+                        )
+                    )
+            except IntegrityError:
+                pass  # created concurrently: picked up below
         if missing:
-            # Another transaction may create the same queue meanwhile: the database resolves
-            # it (insert-or-ignore on the unique key), then we read the winner's tq_id.
-            conn.execute(_insert_ignoring_duplicates(conn), [
-                {"key": k, "owner": keys[k].owner, "owner_group": keys[k].owner_group,
-                 "requirements": keys[k].model_dump_json(), "created": now} for k in missing
-            ])
             found.update(self._ids(conn, missing))
         return found
 
     def _ids(self, conn: Connection, keys: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}
         for i in range(0, len(keys), 900):
-            rows = conn.execute(select(task_queues.c.key, task_queues.c.tq_id)
-                                .where(task_queues.c.key.in_(keys[i:i + 900])))
-            out.update({r.key: r.tq_id for r in rows})
+            stmt = select(task_queues.c.key, task_queues.c.tq_id).where(
+                task_queues.c.key.in_(keys[i : i + 900])
+            )
+            if self.skip_locked:  # engines with row locks
+                stmt = stmt.with_for_update(read=True)
+            out.update({r.key: r.tq_id for r in conn.execute(stmt)})
         return out
 
     def enqueue(self, conn: Connection, entries: Sequence[Mapping[str, int]]) -> None:
@@ -56,8 +74,9 @@ class TaskQueueDB:
     def dequeue(self, conn: Connection, job_ids: Sequence[int]) -> int:
         n = 0
         for i in range(0, len(job_ids), 900):
-            n += conn.execute(delete(tq_jobs).where(tq_jobs.c.job_id.in_(job_ids[i:i + 900])))\
-                .rowcount
+            n += conn.execute(
+                delete(tq_jobs).where(tq_jobs.c.job_id.in_(job_ids[i : i + 900]))
+            ).rowcount
         return n
 
     def queues(self, conn: Connection) -> dict[int, Requirements]:
@@ -65,16 +84,23 @@ class TaskQueueDB:
         rows = conn.execute(select(task_queues.c.tq_id, task_queues.c.requirements))
         return {r.tq_id: Requirements.model_validate_json(r.requirements) for r in rows}
 
-    def queue_requirements(self, conn: Connection,
-                           tq_ids: Sequence[int]) -> dict[int, Requirements]:
-        rows = conn.execute(select(task_queues.c.tq_id, task_queues.c.requirements)
-                            .where(task_queues.c.tq_id.in_(list(tq_ids))))
+    def queue_requirements(
+        self, conn: Connection, tq_ids: Sequence[int]
+    ) -> dict[int, Requirements]:
+        rows = conn.execute(
+            select(task_queues.c.tq_id, task_queues.c.requirements).where(
+                task_queues.c.tq_id.in_(list(tq_ids))
+            )
+        )
         return {r.tq_id: Requirements.model_validate_json(r.requirements) for r in rows}
 
     def loads(self, conn: Connection) -> list[QueueLoad]:
         """Waiting jobs and highest priority per non-empty queue."""
-        rows = conn.execute(select(tq_jobs.c.tq_id, func.count(), func.max(tq_jobs.c.priority))
-                            .group_by(tq_jobs.c.tq_id))
+        rows = conn.execute(
+            select(tq_jobs.c.tq_id, func.count(), func.max(tq_jobs.c.priority)).group_by(
+                tq_jobs.c.tq_id
+            )
+        )
         return [QueueLoad(int(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     def claim(self, conn: Connection, tq_id: int) -> int | None:
@@ -97,31 +123,33 @@ class TaskQueueDB:
             priority = conn.execute(best).scalar()
             if priority is None:
                 return None
-            stmt = (select(tq_jobs.c.job_id)
-                    .where(tq_jobs.c.tq_id == tq_id, tq_jobs.c.priority == priority)
-                    .order_by(tq_jobs.c.job_id).limit(1))
+            stmt = (
+                select(tq_jobs.c.job_id)
+                .where(tq_jobs.c.tq_id == tq_id, tq_jobs.c.priority == priority)
+                .order_by(tq_jobs.c.job_id)
+                .limit(1)
+            )
             if self.skip_locked:
                 stmt = stmt.with_for_update(skip_locked=True)
             job_id = conn.execute(stmt).scalar_one_or_none()
-            if job_id is not None and conn.execute(
-                    delete(tq_jobs).where(tq_jobs.c.job_id == job_id)).rowcount == 1:
+            if (
+                job_id is not None
+                and conn.execute(delete(tq_jobs).where(tq_jobs.c.job_id == job_id)).rowcount == 1
+            ):
                 return int(job_id)
             below = int(priority)
 
-    def drop_empty(self, conn: Connection) -> int:
-        """Remove task queues that hold no job."""
-        sub = select(tq_jobs.c.tq_id).distinct()
-        return conn.execute(delete(task_queues).where(task_queues.c.tq_id.not_in(sub))).rowcount
-
-
-def _insert_ignoring_duplicates(conn: Connection) -> Executable:
-    """INSERT into task_queues that skips rows whose key exists already."""
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(task_queues).on_conflict_do_nothing(index_elements=["key"])
-    if dialect == "sqlite":
-        return sqlite.insert(task_queues).on_conflict_do_nothing(index_elements=["key"])
-    if dialect in ("mysql", "mariadb"):
-        stmt = mysql.insert(task_queues)
-        return stmt.on_duplicate_key_update(key=stmt.inserted.key)
-    return insert(task_queues)
+    def drop_empty(self, conn: Connection, limit: int = 1000) -> int:
+        """Remove task queues that hold no job; one that gets a job meanwhile is kept."""
+        empty = ~exists().where(tq_jobs.c.tq_id == task_queues.c.tq_id)
+        ids = [r[0] for r in conn.execute(select(task_queues.c.tq_id).where(empty).limit(limit))]
+        dropped = 0
+        for tq_id in ids:
+            try:
+                with conn.begin_nested():
+                    dropped += conn.execute(
+                        delete(task_queues).where(task_queues.c.tq_id == tq_id, empty)
+                    ).rowcount
+            except IntegrityError:
+                pass  # a job arrived meanwhile (foreign key RESTRICT)
+        return dropped

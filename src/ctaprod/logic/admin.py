@@ -33,8 +33,15 @@ def list_users(ctx: Context) -> list[UserInfo]:
         members: dict[str, list[str]] = defaultdict(list)
         for user, group in ctx.auth.memberships(conn):
             members[user].append(group)
-    return [UserInfo(name=u["name"], email=u["email"], enabled=bool(u["enabled"]),
-                     groups=sorted(members[u["name"]])) for u in users]
+    return [
+        UserInfo(
+            name=u["name"],
+            email=u["email"],
+            enabled=bool(u["enabled"]),
+            groups=sorted(members[u["name"]]),
+        )
+        for u in users
+    ]
 
 
 def create_user(ctx: Context, name: str, groups: list[str], email: str) -> None:
@@ -59,12 +66,20 @@ def delete_user(ctx: Context, tokens: TokenService, name: str) -> None:
 def list_groups(ctx: Context) -> list[GroupInfo]:
     with ctx.db.read() as conn:
         rows = ctx.auth.groups(conn)
-    return [GroupInfo(name=g["name"], properties=[p for p in g["properties"].split(",") if p],
-                      share=float(g["share"]), description=g["description"]) for g in rows]
+    return [
+        GroupInfo(
+            name=g["name"],
+            properties=[p for p in g["properties"].split(",") if p],
+            share=float(g["share"]),
+            description=g["description"],
+        )
+        for g in rows
+    ]
 
 
-def create_group(ctx: Context, name: str, properties: list[str], share: float,
-                 description: str) -> None:
+def create_group(
+    ctx: Context, name: str, properties: list[str], share: float, description: str
+) -> None:
     add_group(ctx, name, properties, share, description)
 
 
@@ -104,13 +119,20 @@ def remove_member(ctx: Context, user: str, group: str) -> None:
 
 def issue_token(ctx: Context, tokens: TokenService, req: TokenRequest) -> TokenIssued:
     kind = TokenKind(req.kind)
-    days = req.days or (ctx.settings.pilot_token_days if kind is TokenKind.PILOT
-                        else ctx.settings.user_token_days)
+    days = req.days or (
+        ctx.settings.pilot_token_days if kind is TokenKind.PILOT else ctx.settings.user_token_days
+    )
     t = tokens.issue(req.user, req.group, kind, timedelta(days=days), req.description)
     from datetime import UTC, datetime
 
-    return TokenIssued(token=t.token, jti=t.jti, user=t.user, group=t.group, kind=t.kind.value,
-                       expires_at=datetime.fromtimestamp(t.expires_at, UTC))
+    return TokenIssued(
+        token=t.token,
+        jti=t.jti,
+        user=t.user,
+        group=t.group,
+        kind=t.kind.value,
+        expires_at=datetime.fromtimestamp(t.expires_at, UTC),
+    )
 
 
 def list_tokens(ctx: Context, user: str | None) -> list[TokenInfo]:

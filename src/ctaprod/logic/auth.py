@@ -55,8 +55,9 @@ class TokenService:
     def _sign(self, claims: dict[str, Any]) -> str:
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
 
-    def issue(self, user: str, group: str, kind: TokenKind, lifetime: timedelta,
-              description: str = "") -> IssuedToken:
+    def issue(
+        self, user: str, group: str, kind: TokenKind, lifetime: timedelta, description: str = ""
+    ) -> IssuedToken:
         """Issue a user or pilot token for a member of ``group``; recorded for revocation."""
         now = self.ctx.clock()
         with self.ctx.db.write() as conn:
@@ -74,36 +75,74 @@ class TokenService:
                 raise InvalidInput(f"group {group!r} lacks GenericPilot: no pilot token")
             jti = secrets.token_hex(16)
             expires = now + lifetime
-            self.ctx.auth.add_token(conn, {
-                "jti": jti, "user": user, "group": group, "kind": kind.value,
-                "description": description[:255], "issued_at": now, "expires_at": expires})
-        token = self._sign({"iss": ISSUER, "sub": user, "grp": group, "knd": kind.value,
-                            "jti": jti, "iat": int(now.timestamp()),
-                            "exp": int(expires.timestamp())})
+            self.ctx.auth.add_token(
+                conn,
+                {
+                    "jti": jti,
+                    "user": user,
+                    "group": group,
+                    "kind": kind.value,
+                    "description": description[:255],
+                    "issued_at": now,
+                    "expires_at": expires,
+                },
+            )
+        token = self._sign(
+            {
+                "iss": ISSUER,
+                "sub": user,
+                "grp": group,
+                "knd": kind.value,
+                "jti": jti,
+                "iat": int(now.timestamp()),
+                "exp": int(expires.timestamp()),
+            }
+        )
         return IssuedToken(token, jti, user, group, kind, expires.timestamp())
 
-    def issue_job_token(self, owner: str, group: str, job_id: int, pilot_id: int, attempt: int,
-                        lifetime: timedelta) -> str:
+    def issue_job_token(
+        self, owner: str, group: str, job_id: int, pilot_id: int, attempt: int, lifetime: timedelta
+    ) -> str:
         now = self.ctx.clock()
-        return self._sign({"iss": ISSUER, "sub": owner, "grp": group, "knd": "job",
-                           "job": job_id, "plt": pilot_id, "att": attempt,
-                           "iat": int(now.timestamp()),
-                           "exp": int((now + lifetime).timestamp())})
+        return self._sign(
+            {
+                "iss": ISSUER,
+                "sub": owner,
+                "grp": group,
+                "knd": "job",
+                "job": job_id,
+                "plt": pilot_id,
+                "att": attempt,
+                "iat": int(now.timestamp()),
+                "exp": int((now + lifetime).timestamp()),
+            }
+        )
 
     def verify(self, token: str) -> Identity:
         """The identity of a valid token; Unauthorized if malformed, expired or revoked."""
         try:
-            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], issuer=ISSUER,
-                                options={"require": ["exp", "sub", "grp", "knd"]})
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                options={"require": ["exp", "sub", "grp", "knd"]},
+            )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired") from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from None
         kind = TokenKind(claims["knd"])
         if kind is TokenKind.JOB:
-            return Identity(user=claims["sub"], group=claims["grp"], kind=kind,
-                            properties=frozenset(), job_id=int(claims["job"]),
-                            pilot_id=int(claims["plt"]), attempt=int(claims["att"]))
+            return Identity(
+                user=claims["sub"],
+                group=claims["grp"],
+                kind=kind,
+                properties=frozenset(),
+                job_id=int(claims["job"]),
+                pilot_id=int(claims["plt"]),
+                attempt=int(claims["att"]),
+            )
         jti = str(claims.get("jti", ""))
         cached = self._cache.get(token[-43:])
         now = time.monotonic()
@@ -117,8 +156,13 @@ class TokenService:
             raise Unauthorized("the token has been revoked")
         if grow is None or urow is None or not urow["enabled"]:
             raise Unauthorized("the token's user or group no longer exists or is disabled")
-        ident = Identity(user=claims["sub"], group=claims["grp"], kind=kind, jti=jti,
-                         properties=frozenset(filter(None, grow["properties"].split(","))))
+        ident = Identity(
+            user=claims["sub"],
+            group=claims["grp"],
+            kind=kind,
+            jti=jti,
+            properties=frozenset(filter(None, grow["properties"].split(","))),
+        )
         if "plt" in claims:
             # A pilot session token: the pilot token, narrowed to one registered pilot.
             ident = replace(ident, pilot_id=int(claims["plt"]))
@@ -131,9 +175,18 @@ class TokenService:
     def issue_pilot_session(self, ident: Identity, pilot_id: int, lifetime: timedelta) -> str:
         """A token bound to one registered pilot, derived from (and revoked with) a pilot token."""
         now = self.ctx.clock()
-        return self._sign({"iss": ISSUER, "sub": ident.user, "grp": ident.group, "knd": "pilot",
-                           "jti": ident.jti, "plt": pilot_id, "iat": int(now.timestamp()),
-                           "exp": int((now + lifetime).timestamp())})
+        return self._sign(
+            {
+                "iss": ISSUER,
+                "sub": ident.user,
+                "grp": ident.group,
+                "knd": "pilot",
+                "jti": ident.jti,
+                "plt": pilot_id,
+                "iat": int(now.timestamp()),
+                "exp": int((now + lifetime).timestamp()),
+            }
+        )
 
     def forget(self, jti: str) -> None:
         for key in [k for k, (_, i) in self._cache.items() if i.jti == jti]:
@@ -148,14 +201,17 @@ class TokenService:
         self.forget(jti)
 
 
-def add_group(ctx: Context, name: str, properties: list[str], share: float = 1.0,
-              description: str = "") -> None:
+def add_group(
+    ctx: Context, name: str, properties: list[str], share: float = 1.0, description: str = ""
+) -> None:
     check_name(name, "group")
     known = {p.value for p in Property}
     bad = [p for p in properties if p not in known]
     if bad:
-        raise InvalidInput(f"unknown propert{'ies' if len(bad) > 1 else 'y'} "
-                           f"{', '.join(bad)}; known: {', '.join(sorted(known))}")
+        raise InvalidInput(
+            f"unknown propert{'ies' if len(bad) > 1 else 'y'} "
+            f"{', '.join(bad)}; known: {', '.join(sorted(known))}"
+        )
     if share <= 0:
         raise InvalidInput("a group's share must be positive")
     with ctx.db.write() as conn:
@@ -180,8 +236,11 @@ def add_user(ctx: Context, name: str, groups: list[str], email: str = "") -> Non
 DEFAULT_GROUPS: dict[str, tuple[list[str], float, str]] = {
     "ctao_user": (["NormalUser"], 1.0, "CTAO users"),
     "ctao_prod": (["NormalUser", "ProductionManagement"], 4.0, "CTAO production managers"),
-    "ctao_admin": (["NormalUser", "ProductionManagement", "JobAdministrator", "Operator",
-                    "Admin"], 1.0, "CTAO administrators"),
+    "ctao_admin": (
+        ["NormalUser", "ProductionManagement", "JobAdministrator", "Operator", "Admin"],
+        1.0,
+        "CTAO administrators",
+    ),
     "ctao_pilot": (["GenericPilot"], 1.0, "pilot identities"),
 }
 

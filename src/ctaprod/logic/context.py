@@ -48,10 +48,13 @@ class Context:
     @property
     def limits(self) -> SubmissionLimits:
         j = self.settings.jobs
-        return SubmissionLimits(min_cpu_time=j.min_cpu_time, max_cpu_time=j.max_cpu_time,
-                                max_parametric_jobs=j.max_parametric_jobs,
-                                max_input_data=j.max_input_data,
-                                max_jobs_per_call=j.max_jobs_per_call)
+        return SubmissionLimits(
+            min_cpu_time=j.min_cpu_time,
+            max_cpu_time=j.max_cpu_time,
+            max_parametric_jobs=j.max_parametric_jobs,
+            max_input_data=j.max_input_data,
+            max_jobs_per_call=j.max_jobs_per_call,
+        )
 
     def storage(self, name: str) -> StorageElement:
         """The storage element called ``name`` (plugins are built once and reused)."""

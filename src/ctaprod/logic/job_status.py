@@ -38,15 +38,29 @@ def plan(state: JobState, steps: Sequence[Step]) -> list[Transition]:
     current = state.status
     for step in steps:
         JOB_MACHINE.check(state.job_id, current, step.target)
-        out.append(Transition(state.job_id, current, step.target, step.minor_status,
-                              step.application_status, step.values))
+        out.append(
+            Transition(
+                state.job_id,
+                current,
+                step.target,
+                step.minor_status,
+                step.application_status,
+                step.values,
+            )
+        )
         current = step.target
     return out
 
 
-def transition_jobs(ctx: Context, conn: Connection, job_ids: Sequence[int],
-                    decide: Callable[[JobState], Sequence[Step] | None], source: str,
-                    *, strict: bool = True) -> dict[int, JobState]:
+def transition_jobs(
+    ctx: Context,
+    conn: Connection,
+    job_ids: Sequence[int],
+    decide: Callable[[JobState], Sequence[Step] | None],
+    source: str,
+    *,
+    strict: bool = True,
+) -> dict[int, JobState]:
     """Apply ``decide(state)`` to each job; returns the states read before the change.
 
     ``decide`` returns the steps for a job (or None to leave it alone). With ``strict``, a
@@ -57,8 +71,11 @@ def transition_jobs(ctx: Context, conn: Connection, job_ids: Sequence[int],
     if strict:
         missing = [j for j in job_ids if j not in states]
         if missing:
-            raise NotFound(f"no job {missing[0]}" if len(missing) == 1
-                           else f"no jobs {', '.join(map(str, missing[:10]))}")
+            raise NotFound(
+                f"no job {missing[0]}"
+                if len(missing) == 1
+                else f"no jobs {', '.join(map(str, missing[:10]))}"
+            )
     changes: list[Transition] = []
     for state in states.values():
         steps = decide(state)

@@ -34,8 +34,9 @@ class SubmitResult:
     job_ids: list[int]
 
 
-def parse_descriptions(ctx: Context, text: str | None, fmt: str,
-                       docs: Sequence[dict[str, object]] | None) -> list[JobDescription]:
+def parse_descriptions(
+    ctx: Context, text: str | None, fmt: str, docs: Sequence[dict[str, object]] | None
+) -> list[JobDescription]:
     """Expand a JDL/YAML/JSON text or already-parsed documents into job descriptions."""
     from ctaprod.core.jobdesc import expand
 
@@ -61,8 +62,10 @@ def submit_jobs(ctx: Context, ident: Identity, descs: Sequence[JobDescription]) 
         for entry in d.input_sandbox:
             if not SANDBOX_REF.match(entry) and not entry.upper().startswith(LFN_PREFIX):
                 where = f"job {i}: " if len(descs) > 1 else ""
-                raise InvalidInput(f"{where}InputSandbox file {entry!r} was not uploaded; "
-                                   "submit with the ctaprod client, which uploads local files")
+                raise InvalidInput(
+                    f"{where}InputSandbox file {entry!r} was not uploaded; "
+                    "submit with the ctaprod client, which uploads local files"
+                )
     now = ctx.clock()
     shas = sorted({s for d in descs for s in d.sandbox_refs()})
     with ctx.db.write() as conn:
@@ -72,39 +75,74 @@ def submit_jobs(ctx: Context, ident: Identity, descs: Sequence[JobDescription]) 
             raise NotFound(f"input sandbox SB:{missing[0]} is not among your uploads")
         rows, texts = [], []
         for d in descs:
-            rows.append({
-                "status": J.WAITING.value, "minor_status": "Job accepted",
-                "application_status": "Unknown", "owner": ident.user,
-                "owner_group": ident.group, "job_name": d.job_name, "job_group": d.job_group,
-                "job_type": d.job_type, "site": d.sites[0] if len(d.sites) == 1 else "ANY",
-                "priority": d.priority, "cpu_time": d.cpu_time, "submission_time": now,
-                "last_update": now, "reschedule_count": 0, "kill_requested": False,
-            })
+            rows.append(
+                {
+                    "status": J.WAITING.value,
+                    "minor_status": "Job accepted",
+                    "application_status": "Unknown",
+                    "owner": ident.user,
+                    "owner_group": ident.group,
+                    "job_name": d.job_name,
+                    "job_group": d.job_group,
+                    "job_type": d.job_type,
+                    "site": d.sites[0] if len(d.sites) == 1 else "ANY",
+                    "priority": d.priority,
+                    "cpu_time": d.cpu_time,
+                    "submission_time": now,
+                    "last_update": now,
+                    "reschedule_count": 0,
+                    "kill_requested": False,
+                }
+            )
             texts.append(d.model_dump_json(by_alias=True))
         ids = ctx.jobs.insert_jobs(conn, rows, texts)
-        ctx.jobs.add_history(conn, (
-            {"job_id": i, "status": s.value, "minor_status": m, "application_status": "Unknown",
-             "time": now, "source": "JobManager"}
-            for i in ids
-            for s, m in ((J.RECEIVED, "Job accepted"), (J.CHECKING, "JobSanity"),
-                         (J.WAITING, "Pilot Agent Submission"))
-        ))
-        ctx.sandboxes.assign(conn, [{"job_id": i, "kind": "input", "sb_id": owned[s]}
-                                    for i, d in zip(ids, descs, strict=True)
-                                    for s in d.sandbox_refs()])
+        ctx.jobs.add_history(
+            conn,
+            (
+                {
+                    "job_id": i,
+                    "status": s.value,
+                    "minor_status": m,
+                    "application_status": "Unknown",
+                    "time": now,
+                    "source": "JobManager",
+                }
+                for i in ids
+                for s, m in (
+                    (J.RECEIVED, "Job accepted"),
+                    (J.CHECKING, "JobSanity"),
+                    (J.WAITING, "Pilot Agent Submission"),
+                )
+            ),
+        )
+        ctx.sandboxes.assign(
+            conn,
+            [
+                {"job_id": i, "kind": "input", "sb_id": owned[s]}
+                for i, d in zip(ids, descs, strict=True)
+                for s in d.sandbox_refs()
+            ],
+        )
         ctx.sandboxes.touch(conn, list(owned.values()), now)
-        enqueue(ctx, conn, [(i, d, ident.user, ident.group) for i, d in zip(ids, descs,
-                                                                            strict=True)])
+        enqueue(
+            ctx, conn, [(i, d, ident.user, ident.group) for i, d in zip(ids, descs, strict=True)]
+        )
     return SubmitResult(ids)
 
 
-def enqueue(ctx: Context, conn: Connection,
-            items: Sequence[tuple[int, JobDescription, str, str]]) -> None:
+def enqueue(
+    ctx: Context, conn: Connection, items: Sequence[tuple[int, JobDescription, str, str]]
+) -> None:
     """Put waiting jobs (id, description, owner, group) into their task queues."""
     reqs = [Requirements.of_job(d, owner, group) for _, d, owner, group in items]
     tq_ids = ctx.queues.ensure_queues(conn, reqs, ctx.clock())
-    ctx.queues.enqueue(conn, [{"job_id": jid, "tq_id": tq_ids[r.key()], "priority": d.priority}
-                              for (jid, d, _, _), r in zip(items, reqs, strict=True)])
+    ctx.queues.enqueue(
+        conn,
+        [
+            {"job_id": jid, "tq_id": tq_ids[r.key()], "priority": d.priority}
+            for (jid, d, _, _), r in zip(items, reqs, strict=True)
+        ],
+    )
 
 
 def load_description(ctx: Context, conn: Connection, job_id: int) -> JobDescription:
@@ -150,8 +188,13 @@ def kill_jobs(ctx: Context, ident: Identity, job_ids: Sequence[int]) -> None:
             if s.status not in KILLABLE:
                 return [Step(J.KILLED)]  # let the state machine name the refusal
             active = s.status in ACTIVE_STATES
-            return [Step(J.KILLED, "Marked for termination" if active else "Killed by user",
-                         values={"kill_requested": True} if active else None)]
+            return [
+                Step(
+                    J.KILLED,
+                    "Marked for termination" if active else "Killed by user",
+                    values={"kill_requested": True} if active else None,
+                )
+            ]
 
         states = transition_jobs(ctx, conn, job_ids, decide, f"user:{ident.user}")
         ctx.queues.dequeue(conn, [j for j, s in states.items() if s.status is J.WAITING])
@@ -165,18 +208,29 @@ def delete_jobs(ctx: Context, ident: Identity, job_ids: Sequence[int]) -> None:
         def decide(s: JobState) -> list[Step]:
             if s.status in KILLABLE:
                 active = s.status in ACTIVE_STATES
-                return [Step(J.KILLED, "Killed before deletion",
-                             values={"kill_requested": True} if active else None),
-                        Step(J.DELETED, "Deleted by user")]
+                return [
+                    Step(
+                        J.KILLED,
+                        "Killed before deletion",
+                        values={"kill_requested": True} if active else None,
+                    ),
+                    Step(J.DELETED, "Deleted by user"),
+                ]
             return [Step(J.DELETED, "Deleted by user")]
 
         states = transition_jobs(ctx, conn, job_ids, decide, f"user:{ident.user}")
         ctx.queues.dequeue(conn, [j for j, s in states.items() if s.status is J.WAITING])
 
 
-def reschedule_jobs(ctx: Context, ident: Identity | None, job_ids: Sequence[int],
-                    reason: str = "Rescheduled by user", *, strict: bool = True,
-                    conn: Connection | None = None) -> dict[int, JobStatus]:
+def reschedule_jobs(
+    ctx: Context,
+    ident: Identity | None,
+    job_ids: Sequence[int],
+    reason: str = "Rescheduled by user",
+    *,
+    strict: bool = True,
+    conn: Connection | None = None,
+) -> dict[int, JobStatus]:
     """Send jobs back to Waiting (or Failed past the reschedule limit). Returns new statuses.
 
     ``ident`` None means the system (agents) acts; ``conn`` joins an existing transaction.
@@ -197,18 +251,38 @@ def reschedule_jobs(ctx: Context, ident: Identity | None, job_ids: Sequence[int]
                 if not strict:
                     return None
                 # Already finished: say why it stays so (not "cannot go to Failed").
-                raise InvalidTransition("job", s.job_id, s.status.value, J.RESCHEDULED.value,
-                                        f"the limit of {limit} reschedulings is reached")
+                raise InvalidTransition(
+                    "job",
+                    s.job_id,
+                    s.status.value,
+                    J.RESCHEDULED.value,
+                    f"the limit of {limit} reschedulings is reached",
+                )
             outcome[s.job_id] = J.FAILED
-            return [Step(J.FAILED, f"Maximum of {limit} reschedulings reached ({reason})",
-                         values={"end_time": ctx.clock()})]
+            return [
+                Step(
+                    J.FAILED,
+                    f"Maximum of {limit} reschedulings reached ({reason})",
+                    values={"end_time": ctx.clock()},
+                )
+            ]
         outcome[s.job_id] = J.WAITING
-        return [Step(J.RESCHEDULED, reason,
-                     values={"reschedule_count": s.reschedule_count + 1, "pilot_id": None,
-                             "kill_requested": False, "heartbeat_time": None,
-                             "start_time": None, "end_time": None, "exit_code": None}),
-                Step(J.WAITING, "Pilot Agent Submission", "Unknown",
-                     values={"site": "ANY"})]
+        return [
+            Step(
+                J.RESCHEDULED,
+                reason,
+                values={
+                    "reschedule_count": s.reschedule_count + 1,
+                    "pilot_id": None,
+                    "kill_requested": False,
+                    "heartbeat_time": None,
+                    "start_time": None,
+                    "end_time": None,
+                    "exit_code": None,
+                },
+            ),
+            Step(J.WAITING, "Pilot Agent Submission", "Unknown", values={"site": "ANY"}),
+        ]
 
     source = f"user:{ident.user}" if ident else "StalledJobAgent"
     states = transition_jobs(ctx, conn, job_ids, decide, source, strict=strict)
@@ -218,6 +292,5 @@ def reschedule_jobs(ctx: Context, ident: Identity | None, job_ids: Sequence[int]
         for j, d in descs.items():
             if len(d.sites) == 1:  # the matched site was written over the job's one site
                 ctx.jobs.update_fields(conn, j, {"site": d.sites[0]})
-        enqueue(ctx, conn, [(j, descs[j], states[j].owner, states[j].owner_group)
-                            for j in back])
+        enqueue(ctx, conn, [(j, descs[j], states[j].owner, states[j].owner_group) for j in back])
     return outcome

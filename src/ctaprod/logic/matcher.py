@@ -60,8 +60,13 @@ class Match:
 class Matcher:
     """Holds the queue snapshot of this process; thread-safe."""
 
-    def __init__(self, ctx: Context, tokens: TokenService, snapshot_seconds: float = 1.0,
-                 max_attempts: int = 8) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        tokens: TokenService,
+        snapshot_seconds: float = 1.0,
+        max_attempts: int = 8,
+    ) -> None:
         self.ctx = ctx
         self.tokens = tokens
         self.snapshot_seconds = snapshot_seconds
@@ -86,17 +91,26 @@ class Matcher:
             queues = {q: r for q, r in known.items() if q in loads}
             if missing:
                 queues.update(self.ctx.queues.queue_requirements(conn, missing))
-            snap = Snapshot(time.monotonic(), queues, loads, self.ctx.sites.banned(conn),
-                            self.ctx.auth.shares(conn))
+            snap = Snapshot(
+                time.monotonic(),
+                queues,
+                loads,
+                self.ctx.sites.banned(conn),
+                self.ctx.auth.shares(conn),
+            )
         with self._lock:
             self._snap = snap
         return snap
 
     def eligible_queues(self, res: Resource, snap: Snapshot) -> list[int]:
         tags = res.all_tags()
-        return [q for q, req in snap.queues.items()
-                if q in snap.loads and snap.loads[q].waiting > 0
-                and eligible(req, res, tags, snap.banned_sites)]
+        return [
+            q
+            for q, req in snap.queues.items()
+            if q in snap.loads
+            and snap.loads[q].waiting > 0
+            and eligible(req, res, tags, snap.banned_sites)
+        ]
 
     def choose(self, candidates: list[int], snap: Snapshot) -> int:
         """Fair share: draw a group by share, a user in it uniformly, then best priority."""
@@ -162,26 +176,46 @@ class Matcher:
         except _RowBusy:
             return _TAKEN
 
-    def _assign(self, conn: Connection, job_id: int, tq_id: int, pilot_id: int,
-                res: Resource) -> Match:
+    def _assign(
+        self, conn: Connection, job_id: int, tq_id: int, pilot_id: int, res: Resource
+    ) -> Match:
         """Move the claimed (row-locked, Waiting) job to Matched and build the pilot's reply."""
         ctx = self.ctx
         now = ctx.clock()
 
         def decide(s: JobState) -> list[Step]:
-            return [Step(J.MATCHED, "Assigned to pilot",
-                         values={"pilot_id": pilot_id, "site": res.site,
-                                 "heartbeat_time": now, "tq_id": tq_id})]
+            return [
+                Step(
+                    J.MATCHED,
+                    "Assigned to pilot",
+                    values={
+                        "pilot_id": pilot_id,
+                        "site": res.site,
+                        "heartbeat_time": now,
+                        "tq_id": tq_id,
+                    },
+                )
+            ]
 
         state = transition_jobs(ctx, conn, [job_id], decide, f"Matcher:{pilot_id}")[job_id]
         desc = load_description(ctx, conn, job_id)
         sbs = [r["sha256"] for r in ctx.sandboxes.of_job(conn, job_id, "input")]
         lifetime = timedelta(seconds=desc.cpu_time * 2) + timedelta(
-            hours=ctx.settings.jobs.job_token_hours)
-        token = self.tokens.issue_job_token(state.owner, state.owner_group, job_id, pilot_id,
-                                            state.reschedule_count, lifetime)
-        return Match(job_id, state.owner, state.owner_group, substitute_job_id(desc, job_id),
-                     token, state.reschedule_count, ctx.settings.jobs.heartbeat_interval, sbs)
+            hours=ctx.settings.jobs.job_token_hours
+        )
+        token = self.tokens.issue_job_token(
+            state.owner, state.owner_group, job_id, pilot_id, state.reschedule_count, lifetime
+        )
+        return Match(
+            job_id,
+            state.owner,
+            state.owner_group,
+            substitute_job_id(desc, job_id),
+            token,
+            state.reschedule_count,
+            ctx.settings.jobs.heartbeat_interval,
+            sbs,
+        )
 
 
 class _RowBusy(Exception):

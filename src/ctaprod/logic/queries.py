@@ -28,8 +28,11 @@ def _filters(ident: Identity, flt: JobFilter) -> list[ColumnElement[bool]]:
     if owner is not None:
         out.append(jobs.c.owner == owner)
     if flt.status:
-        out.append(jobs.c.status.in_([s.value for s in flt.status]) if len(flt.status) > 1
-                   else jobs.c.status == flt.status[0].value)
+        out.append(
+            jobs.c.status.in_([s.value for s in flt.status])
+            if len(flt.status) > 1
+            else jobs.c.status == flt.status[0].value
+        )
     for name in ("owner_group", "site", "job_group", "job_type", "job_name"):
         value = getattr(flt, name)
         if value is not None:
@@ -49,21 +52,35 @@ def summary_of(row: Mapping[Any, Any]) -> JobSummary:
     return JobSummary.model_validate({k: row[k] for k in JobSummary.model_fields if k in row})
 
 
-def search_jobs(ctx: Context, ident: Identity, flt: JobFilter, *, limit: int = 100,
-                cursor: int | None = None, descending: bool = True) -> JobPage:
+def search_jobs(
+    ctx: Context,
+    ident: Identity,
+    flt: JobFilter,
+    *,
+    limit: int = 100,
+    cursor: int | None = None,
+    descending: bool = True,
+) -> JobPage:
     """One page of jobs, newest first by default; ``cursor`` continues a previous page."""
     ident.require_user()
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"page size must be within 1..{MAX_PAGE}")
     filters = _filters(ident, flt)
     with ctx.db.read() as conn:
-        rows = ctx.jobs.search(conn, filters, after=None if descending else cursor,
-                               before=cursor if descending else None, limit=limit + 1,
-                               descending=descending)
+        rows = ctx.jobs.search(
+            conn,
+            filters,
+            after=None if descending else cursor,
+            before=cursor if descending else None,
+            limit=limit + 1,
+            descending=descending,
+        )
     more = len(rows) > limit
     rows = rows[:limit]
-    return JobPage(jobs=[summary_of(r) for r in rows],
-                   next_cursor=int(rows[-1]["job_id"]) if more and rows else None)
+    return JobPage(
+        jobs=[summary_of(r) for r in rows],
+        next_cursor=int(rows[-1]["job_id"]) if more and rows else None,
+    )
 
 
 def count_jobs(ctx: Context, ident: Identity, flt: JobFilter) -> int:
@@ -72,8 +89,9 @@ def count_jobs(ctx: Context, ident: Identity, flt: JobFilter) -> int:
         return ctx.jobs.count(conn, _filters(ident, flt))
 
 
-def job_summary(ctx: Context, ident: Identity, flt: JobFilter,
-                by: str = "site") -> dict[str, dict[str, int]]:
+def job_summary(
+    ctx: Context, ident: Identity, flt: JobFilter, by: str = "site"
+) -> dict[str, dict[str, int]]:
     """Counts by status, broken down by ``by`` (site, owner, owner_group, job_group, job_type)."""
     ident.require_user()
     allowed = {"site", "owner", "owner_group", "job_group", "job_type", "status"}

@@ -31,8 +31,9 @@ class Registration:
     session_token: str
 
 
-def register_pilot(ctx: Context, tokens: TokenService, ident: Identity, stamp: str, site: str,
-                   ce: str, queue: str) -> Registration:
+def register_pilot(
+    ctx: Context, tokens: TokenService, ident: Identity, stamp: str, site: str, ce: str, queue: str
+) -> Registration:
     """A starting pilot announces itself: its row (made at submission or now) goes Running."""
     if ident.kind is not TokenKind.PILOT or not ident.has(Property.GENERIC_PILOT):
         raise Forbidden("only a pilot token can register a pilot")
@@ -42,22 +43,48 @@ def register_pilot(ctx: Context, tokens: TokenService, ident: Identity, stamp: s
     with ctx.db.write() as conn:
         row = ctx.pilots.by_stamp(conn, stamp)
         if row is None:
-            pilot_id = ctx.pilots.add(conn, [{
-                "stamp": stamp, "ce_ref": stamp, "ce": ce, "queue": queue, "site": site,
-                "status": PilotStatus.RUNNING.value, "status_reason": "Registered",
-                "submission_time": now, "last_update": now}])[0]
+            pilot_id = ctx.pilots.add(
+                conn,
+                [
+                    {
+                        "stamp": stamp,
+                        "ce_ref": stamp,
+                        "ce": ce,
+                        "queue": queue,
+                        "site": site,
+                        "status": PilotStatus.RUNNING.value,
+                        "status_reason": "Registered",
+                        "submission_time": now,
+                        "last_update": now,
+                    }
+                ],
+            )[0]
         else:
             pilot_id = int(row["pilot_id"])
             current = PilotStatus(row["status"])
             PILOT_MACHINE.check(pilot_id, current, PilotStatus.RUNNING)
-            ctx.pilots.set_status(conn, pilot_id, current, PilotStatus.RUNNING, "Registered", now,
-                                  site=site or row["site"])
+            ctx.pilots.set_status(
+                conn,
+                pilot_id,
+                current,
+                PilotStatus.RUNNING,
+                "Registered",
+                now,
+                site=site or row["site"],
+            )
     lifetime = timedelta(days=ctx.settings.pilot_token_days)
     return Registration(pilot_id, tokens.issue_pilot_session(ident, pilot_id, lifetime))
 
 
-def pilot_finished(ctx: Context, ident: Identity, pilot_id: int, ok: bool, reason: str,
-                   log: str | None, jobs_done: int) -> None:
+def pilot_finished(
+    ctx: Context,
+    ident: Identity,
+    pilot_id: int,
+    ok: bool,
+    reason: str,
+    log: str | None,
+    jobs_done: int,
+) -> None:
     _own_pilot(ident, pilot_id)
     now = ctx.clock()
     target = PilotStatus.DONE if ok else PilotStatus.FAILED
@@ -122,19 +149,27 @@ def heartbeats(ctx: Context, ident: Identity, items: Sequence[HeartbeatItem]) ->
                 continue
             if state.status is J.STALLED:
                 resumed.append(item.job_id)
-            updates.append({"heartbeat_time": now, "cpu_seconds": item.cpu_seconds,
-                            "wall_seconds": item.wall_seconds,
-                            "peak_rss_bytes": item.peak_rss_bytes, "b_id": item.job_id})
+            updates.append(
+                {
+                    "heartbeat_time": now,
+                    "cpu_seconds": item.cpu_seconds,
+                    "wall_seconds": item.wall_seconds,
+                    "peak_rss_bytes": item.peak_rss_bytes,
+                    "b_id": item.job_id,
+                }
+            )
         if resumed:
-            transition_jobs(ctx, conn, resumed,
-                            lambda s: [Step(J.RUNNING, "Heartbeat resumed")], "JobWrapper")
+            transition_jobs(
+                ctx, conn, resumed, lambda s: [Step(J.RUNNING, "Heartbeat resumed")], "JobWrapper"
+            )
         if updates:
             ctx.jobs.record_heartbeats(conn, updates)
     return results
 
 
-def report_statuses(ctx: Context, ident: Identity,
-                    reports: Sequence[StatusReport]) -> list[ItemResult]:
+def report_statuses(
+    ctx: Context, ident: Identity, reports: Sequence[StatusReport]
+) -> list[ItemResult]:
     """Apply wrapper status reports; each is checked by the job state machine."""
     results: list[ItemResult] = []
     with ctx.db.write() as conn:
@@ -176,10 +211,19 @@ def _apply_report(ctx: Context, conn: Connection, state: JobState, rep: StatusRe
             ctx.jobs.update_fields(conn, state.job_id, values)
         if rep.minor_status or rep.application_status is not None:
             # Every change is in the history, status or not (DESIGN section 3).
-            ctx.jobs.add_history(conn, [{
-                "job_id": state.job_id, "status": state.status.value,
-                "minor_status": rep.minor_status, "time": now, "source": "JobWrapper",
-                "application_status": rep.application_status or ""}])
+            ctx.jobs.add_history(
+                conn,
+                [
+                    {
+                        "job_id": state.job_id,
+                        "status": state.status.value,
+                        "minor_status": rep.minor_status,
+                        "time": now,
+                        "source": "JobWrapper",
+                        "application_status": rep.application_status or "",
+                    }
+                ],
+            )
     else:
         if rep.status is J.RUNNING:
             values["start_time"] = now
@@ -187,8 +231,12 @@ def _apply_report(ctx: Context, conn: Connection, state: JobState, rep: StatusRe
         if rep.status in (J.DONE, J.FAILED, J.COMPLETED):
             values["end_time"] = now
         status = rep.status
-        transition_jobs(ctx, conn, [state.job_id],
-                        lambda s: [Step(status, rep.minor_status, rep.application_status,
-                                        values or None)], "JobWrapper")
+        transition_jobs(
+            ctx,
+            conn,
+            [state.job_id],
+            lambda s: [Step(status, rep.minor_status, rep.application_status, values or None)],
+            "JobWrapper",
+        )
     if rep.parameters:
         ctx.jobs.set_parameters(conn, state.job_id, rep.parameters)

@@ -58,9 +58,19 @@ def store_sandbox(ctx: Context, ident: Identity, sha256: str, size: int, archive
         if row is not None:
             ctx.sandboxes.touch(conn, [int(row["sb_id"])], now)
             return int(row["sb_id"])
-        return ctx.sandboxes.add(conn, {
-            "sha256": sha256, "owner": ident.user, "owner_group": ident.group, "size": size,
-            "se": se_name, "path": path, "created": now, "last_access": now})
+        return ctx.sandboxes.add(
+            conn,
+            {
+                "sha256": sha256,
+                "owner": ident.user,
+                "owner_group": ident.group,
+                "size": size,
+                "se": se_name,
+                "path": path,
+                "created": now,
+                "last_access": now,
+            },
+        )
 
 
 def open_sandbox(ctx: Context, ident: Identity, sha256: str) -> BinaryIO:

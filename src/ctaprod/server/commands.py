@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from ctaprod.api.deps import Services
 from ctaprod.core.settings import Settings
 
 log = logging.getLogger("ctaprod.server")
@@ -21,10 +22,11 @@ def run_server(settings: Settings, *, workers: int = 1) -> None:
 
     app = create_app(services)
     if workers > 1:
-        raise SystemExit("several workers: run "
-                         "`uvicorn --factory ctaprod.server.asgi:create_app_from_env --workers N`")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
-                access_log=False)
+        raise SystemExit(
+            "several workers: run "
+            "`uvicorn --factory ctaprod.server.asgi:create_app_from_env --workers N`"
+        )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
 
 
 def run_db_upgrade(settings: Settings) -> str | None:
@@ -46,12 +48,24 @@ def embedded_settings(settings: Settings, slots: int) -> Settings:
 
     changes: dict[str, object] = {}
     if not settings.queues:
-        changes["queues"] = {"local": QueueConfig(
-            ce_type="local", ce="localhost", site="LOCAL.localhost.org", max_waiting=slots,
-            max_total=slots, max_empty_matches=2, options={"slots": slots})}
+        changes["queues"] = {
+            "local": QueueConfig(
+                ce_type="local",
+                ce="localhost",
+                site="LOCAL.localhost.org",
+                max_waiting=slots,
+                max_total=slots,
+                max_empty_matches=2,
+                options={"slots": slots},
+            )
+        }
     agents = dict(settings.agents)
-    for name, interval in (("pilot_factory", 3.0), ("pilot_status", 5.0),
-                           ("stalled_jobs", 15.0), ("job_cleaning", 3600.0)):
+    for name, interval in (
+        ("pilot_factory", 3.0),
+        ("pilot_status", 5.0),
+        ("stalled_jobs", 15.0),
+        ("job_cleaning", 3600.0),
+    ):
         if "agents" in settings.model_fields_set and name in settings.agents:
             continue  # configured explicitly
         agents[name] = AgentSettings(interval=interval)
@@ -86,8 +100,12 @@ def run_up(settings: Settings, *, slots: int = 4) -> None:
         from ctaprod.core.properties import TokenKind
 
         admin_token = services.tokens.issue(
-            "admin", "ctao_admin", TokenKind.USER, timedelta(days=settings.user_token_days),
-            "embedded admin token").token
+            "admin",
+            "ctao_admin",
+            TokenKind.USER,
+            timedelta(days=settings.user_token_days),
+            "embedded admin token",
+        ).token
     if admin_token is not None:
         where = client_config.save(url, admin_token)
         print(f"ctaprod: admin token saved in {where / 'token'} (mode 0600)")
@@ -98,12 +116,28 @@ def run_up(settings: Settings, *, slots: int = 4) -> None:
 
     stop = threading.Event()
     agents = threading.Thread(
-        target=run_agents, name="agents", daemon=True,
-        kwargs={"settings": settings, "names": None, "once": False, "replica": 0,
-                "replicas": 1, "stop": stop})
-    server = uvicorn.Server(uvicorn.Config(create_app(services), host=settings.host,
-                                           port=settings.port, log_level="warning",
-                                           access_log=False))
+        target=run_agents,
+        name="agents",
+        daemon=True,
+        kwargs={
+            "settings": settings,
+            "names": None,
+            "once": False,
+            "replica": 0,
+            "replicas": 1,
+            "stop": stop,
+            "services": services,
+        },
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(services),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
     agents.start()
     try:
         server.run()
@@ -111,3 +145,28 @@ def run_up(settings: Settings, *, slots: int = 4) -> None:
         stop.set()
         agents.join(timeout=30)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        stop_local_pilots(services)
+
+
+def stop_local_pilots(services: Services) -> int:
+    """Cancel the pilots this machine's Local CEs still run (when ``up`` stops)."""
+    from ctaprod.core.pilot_states import PILOT_ALIVE
+    from ctaprod.resources.computing import create_computing_element
+
+    settings = services.ctx.settings
+    cancelled = 0
+    for name, queue in settings.queues.items():
+        if queue.ce_type != "local":
+            continue
+        with services.ctx.db.read() as conn:
+            rows = services.ctx.pilots.search(
+                conn, statuses=[s.value for s in PILOT_ALIVE], queue=name, limit=100_000
+            )
+        refs = [r["ce_ref"] for r in rows if r["ce_ref"]]
+        if refs:
+            ce = create_computing_element(name, queue, settings.state_dir / "pilots" / name)
+            ce.cancel(refs)
+            cancelled += len(refs)
+    if cancelled:
+        print(f"ctaprod: cancelled {cancelled} local pilot(s)")
+    return cancelled

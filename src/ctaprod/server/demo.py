@@ -62,17 +62,24 @@ def _wait_healthy(client: Client, proc: subprocess.Popen[bytes], timeout: float)
     raise SystemExit("ctaprod up did not answer in time")
 
 
-def run_demo(state_dir: Path, jobs: int, port: int, slots: int, timeout: float,
-             keep: bool) -> int:
+def run_demo(state_dir: Path, jobs: int, port: int, slots: int, timeout: float, keep: bool) -> int:
     console = Console()
     state_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, CTAPROD_STATE_DIR=str(state_dir), CTAPROD_PORT=str(port),
-               CTAPROD_CONFIG_DIR=str(state_dir / "client"))
+    env = dict(
+        os.environ,
+        CTAPROD_STATE_DIR=str(state_dir),
+        CTAPROD_PORT=str(port),
+        CTAPROD_CONFIG_DIR=str(state_dir / "client"),
+    )
     env.pop("CTAPROD_DATABASE_URL", None)
     log = (state_dir / "up.log").open("ab")
     console.print(f"[bold]Starting ctaprod up[/] (state in {state_dir}, log in {log.name})")
-    proc = subprocess.Popen([sys.executable, "-m", "ctaprod.cli.main", "up", "--slots",
-                             str(slots)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ctaprod.cli.main", "up", "--slots", str(slots)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(Client(url, None), proc, 60)
@@ -109,8 +116,13 @@ def run_demo(state_dir: Path, jobs: int, port: int, slots: int, timeout: float,
 
 def _follow(client: Client, ids: list[int], timeout: float, console: Console) -> bool:
     deadline = time.monotonic() + timeout
-    with Progress(TextColumn("jobs finished"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as bar:
+    with Progress(
+        TextColumn("jobs finished"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
         task = bar.add_task("jobs", total=len(ids))
         while True:
             statuses = _statuses(client, ids)
@@ -127,7 +139,7 @@ def _follow(client: Client, ids: list[int], timeout: float, console: Console) ->
 def _statuses(client: Client, ids: list[int]) -> dict[int, JobStatus]:
     out: dict[int, JobStatus] = {}
     for i in range(0, len(ids), 1000):
-        for job in client.iter_jobs(JobFilter(job_ids=ids[i:i + 1000]), page=1000):
+        for job in client.iter_jobs(JobFilter(job_ids=ids[i : i + 1000]), page=1000):
             out[job.job_id] = job.status
     return out
 
@@ -139,8 +151,8 @@ def _report(client: Client, ids: list[int], console: Console) -> None:
     table = Table(title="Demo jobs by status")
     table.add_column("status")
     table.add_column("jobs", justify="right")
-    for status, n in sorted(counts.items()):
-        table.add_row(status, str(n))
+    for name, n in sorted(counts.items()):
+        table.add_row(name, str(n))
     console.print(table)
     pilots = client.pilots(limit=1000)
     console.print(f"{len(pilots)} pilot processes were used")

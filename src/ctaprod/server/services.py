@@ -56,10 +56,20 @@ def ensure_identities(services: Services) -> tuple[str | None, str | None]:
     if not bootstrap(services.ctx):
         return None, None
     s = services.ctx.settings
-    admin = services.tokens.issue("admin", "ctao_admin", TokenKind.USER,
-                                  timedelta(days=s.user_token_days), "bootstrap admin token")
-    pilot = services.tokens.issue("pilot", "ctao_pilot", TokenKind.PILOT,
-                                  timedelta(days=s.pilot_token_days), "bootstrap pilot token")
+    admin = services.tokens.issue(
+        "admin",
+        "ctao_admin",
+        TokenKind.USER,
+        timedelta(days=s.user_token_days),
+        "bootstrap admin token",
+    )
+    pilot = services.tokens.issue(
+        "pilot",
+        "ctao_pilot",
+        TokenKind.PILOT,
+        timedelta(days=s.pilot_token_days),
+        "bootstrap pilot token",
+    )
     return admin.token, pilot.token
 
 

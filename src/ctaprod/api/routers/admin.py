@@ -28,8 +28,12 @@ sites_router = APIRouter(prefix="/api/sites", tags=["sites"])
 
 @auth_router.get("/whoami")
 def whoami(ident: IdentityDep) -> WhoAmI:
-    return WhoAmI(user=ident.user, group=ident.group, kind=ident.kind.value,
-                  properties=sorted(ident.properties))
+    return WhoAmI(
+        user=ident.user,
+        group=ident.group,
+        kind=ident.kind.value,
+        properties=sorted(ident.properties),
+    )
 
 
 @router.get("/users")

@@ -50,10 +50,15 @@ def search(
     ascending: bool = False,
 ) -> JobPage:
     """One page of jobs; pass ``next_cursor`` back as ``cursor`` for the next page."""
-    flt = JobFilter(status=status or [], owner=owner, owner_group=owner_group, site=site,
-                    job_group=job_group, job_type=job_type)
-    return Q.search_jobs(svc.ctx, ident, flt, limit=limit, cursor=cursor,
-                         descending=not ascending)
+    flt = JobFilter(
+        status=status or [],
+        owner=owner,
+        owner_group=owner_group,
+        site=site,
+        job_group=job_group,
+        job_type=job_type,
+    )
+    return Q.search_jobs(svc.ctx, ident, flt, limit=limit, cursor=cursor, descending=not ascending)
 
 
 @router.post("/search")
@@ -66,8 +71,7 @@ def search_by_filter(
     ascending: bool = False,
 ) -> JobPage:
     """Search with the full filter (time ranges, job IDs)."""
-    return Q.search_jobs(svc.ctx, ident, flt, limit=limit, cursor=cursor,
-                         descending=not ascending)
+    return Q.search_jobs(svc.ctx, ident, flt, limit=limit, cursor=cursor, descending=not ascending)
 
 
 @router.post("/count")
@@ -76,8 +80,9 @@ def count(flt: JobFilter, svc: ServicesDep, ident: IdentityDep) -> int:
 
 
 @router.post("/summary")
-def summary(flt: JobFilter, svc: ServicesDep, ident: IdentityDep,
-            by: str = "site") -> dict[str, dict[str, int]]:
+def summary(
+    flt: JobFilter, svc: ServicesDep, ident: IdentityDep, by: str = "site"
+) -> dict[str, dict[str, int]]:
     """Job counts by status, broken down by site (or owner, group, job group, type)."""
     return Q.job_summary(svc.ctx, ident, flt, by)
 
@@ -114,15 +119,22 @@ def delete_one(job_id: int, svc: ServicesDep, ident: IdentityDep) -> None:
     L.delete_jobs(svc.ctx, ident, [job_id])
 
 
-@router.get("/{job_id}/output", response_class=StreamingResponse,
-            responses={200: {"content": {"application/gzip": {}}}})
+@router.get(
+    "/{job_id}/output",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/gzip": {}}}},
+)
 def output(job_id: int, svc: ServicesDep, ident: IdentityDep) -> StreamingResponse:
     """The job's output sandbox (tar.gz of stdout, stderr and declared files)."""
     sha, stream = S.output_of(svc.ctx, ident, job_id)
-    return StreamingResponse(_chunks(stream), media_type="application/gzip",
-                             headers={"X-Sandbox-Sha256": sha,
-                                      "Content-Disposition":
-                                          f'attachment; filename="job{job_id}_output.tar.gz"'})
+    return StreamingResponse(
+        _chunks(stream),
+        media_type="application/gzip",
+        headers={
+            "X-Sandbox-Sha256": sha,
+            "Content-Disposition": f'attachment; filename="job{job_id}_output.tar.gz"',
+        },
+    )
 
 
 def _chunks(stream: BinaryIO) -> Iterator[bytes]:

@@ -32,25 +32,34 @@ router = APIRouter(tags=["pilots"])
 @router.post("/api/pilots/register")
 def register(body: PilotRegistration, svc: ServicesDep, ident: IdentityDep) -> PilotRegistered:
     """A starting pilot registers; the reply holds a token bound to this pilot."""
-    reg = R.register_pilot(svc.ctx, svc.tokens, ident, body.stamp, body.site, body.ce,
-                           body.queue)
+    reg = R.register_pilot(svc.ctx, svc.tokens, ident, body.stamp, body.site, body.ce, body.queue)
     return PilotRegistered(pilot_id=reg.pilot_id, session_token=reg.session_token)
 
 
-@router.post("/api/pilots/{pilot_id}/match", responses={204: {"description": "no job"}},
-             response_model=MatchResponse)
-def match(pilot_id: int, resource: Resource, svc: ServicesDep,
-          ident: IdentityDep) -> MatchResponse | Response:
+@router.post(
+    "/api/pilots/{pilot_id}/match",
+    responses={204: {"description": "no job"}},
+    response_model=MatchResponse,
+)
+def match(
+    pilot_id: int, resource: Resource, svc: ServicesDep, ident: IdentityDep
+) -> MatchResponse | Response:
     """Claim the best waiting job this resource can run (204 when there is none)."""
     if ident.pilot_id is not None and ident.pilot_id != pilot_id:
         raise Forbidden(f"this token belongs to pilot {ident.pilot_id}, not {pilot_id}")
     found = svc.matcher.match(ident, pilot_id, resource)
     if found is None:
         return Response(status_code=204)
-    return MatchResponse(job_id=found.job_id, owner=found.owner, owner_group=found.owner_group,
-                         description=found.description, job_token=found.job_token,
-                         attempt=found.attempt, heartbeat_interval=found.heartbeat_interval,
-                         input_sandboxes=found.input_sandboxes)
+    return MatchResponse(
+        job_id=found.job_id,
+        owner=found.owner,
+        owner_group=found.owner_group,
+        description=found.description,
+        job_token=found.job_token,
+        attempt=found.attempt,
+        heartbeat_interval=found.heartbeat_interval,
+        input_sandboxes=found.input_sandboxes,
+    )
 
 
 @router.post("/api/pilots/{pilot_id}/finished", status_code=204)
@@ -64,15 +73,25 @@ def put_log(pilot_id: int, body: PilotLog, svc: ServicesDep, ident: IdentityDep)
 
 
 @router.get("/api/pilots")
-def list_pilots(svc: ServicesDep, ident: IdentityDep,
-                status: Annotated[list[PilotStatus] | None, Query()] = None,
-                site: str | None = None, ce: str | None = None,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                cursor: int | None = None) -> list[PilotInfo]:
+def list_pilots(
+    svc: ServicesDep,
+    ident: IdentityDep,
+    status: Annotated[list[PilotStatus] | None, Query()] = None,
+    site: str | None = None,
+    ce: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: int | None = None,
+) -> list[PilotInfo]:
     ident.require(Property.OPERATOR, Property.ADMIN, Property.JOB_ADMINISTRATOR)
     with svc.ctx.db.read() as conn:
-        rows = svc.ctx.pilots.search(conn, statuses=[s.value for s in status or []], site=site,
-                                     ce=ce, limit=limit, after=cursor)
+        rows = svc.ctx.pilots.search(
+            conn,
+            statuses=[s.value for s in status or []],
+            site=site,
+            ce=ce,
+            limit=limit,
+            after=cursor,
+        )
     return [PilotInfo.model_validate(dict(r)) for r in rows]
 
 
@@ -105,8 +124,11 @@ def _one(results: list[ItemResult]) -> ItemResult:
 
 
 @router.post("/api/jobs/heartbeats")
-def heartbeats(items: Annotated[list[HeartbeatItem], Body(max_length=MAX_BATCH)],
-               svc: ServicesDep, ident: IdentityDep) -> list[ItemResult]:
+def heartbeats(
+    items: Annotated[list[HeartbeatItem], Body(max_length=MAX_BATCH)],
+    svc: ServicesDep,
+    ident: IdentityDep,
+) -> list[ItemResult]:
     """Heartbeats of many jobs of one pilot in one call; replies carry commands (Kill)."""
     if not items:
         raise InvalidInput("no heartbeat given")
@@ -114,16 +136,18 @@ def heartbeats(items: Annotated[list[HeartbeatItem], Body(max_length=MAX_BATCH)]
 
 
 @router.post("/api/jobs/{job_id}/heartbeat")
-def heartbeat(job_id: int, item: HeartbeatItem, svc: ServicesDep,
-              ident: IdentityDep) -> ItemResult:
+def heartbeat(job_id: int, item: HeartbeatItem, svc: ServicesDep, ident: IdentityDep) -> ItemResult:
     if item.job_id != job_id:
         raise InvalidInput(f"heartbeat body is for job {item.job_id}, the URL for {job_id}")
     return _one(R.heartbeats(svc.ctx, ident, [item]))
 
 
 @router.post("/api/jobs/status")
-def statuses(reports: Annotated[list[StatusReport], Body(max_length=MAX_BATCH)],
-             svc: ServicesDep, ident: IdentityDep) -> list[ItemResult]:
+def statuses(
+    reports: Annotated[list[StatusReport], Body(max_length=MAX_BATCH)],
+    svc: ServicesDep,
+    ident: IdentityDep,
+) -> list[ItemResult]:
     """Status reports of many jobs in one call; each result says if it was applied."""
     if not reports:
         raise InvalidInput("no status report given")
@@ -131,8 +155,7 @@ def statuses(reports: Annotated[list[StatusReport], Body(max_length=MAX_BATCH)],
 
 
 @router.post("/api/jobs/{job_id}/status")
-def status(job_id: int, report: StatusReport, svc: ServicesDep,
-           ident: IdentityDep) -> ItemResult:
+def status(job_id: int, report: StatusReport, svc: ServicesDep, ident: IdentityDep) -> ItemResult:
     if report.job_id != job_id:
         raise InvalidInput(f"report body is for job {report.job_id}, the URL for {job_id}")
     res = R.report_statuses(svc.ctx, ident, [report])[0]
@@ -140,5 +163,6 @@ def status(job_id: int, report: StatusReport, svc: ServicesDep,
         from ctaprod.core.errors import Conflict
 
         raise {404: NotFound, 403: Forbidden, 409: Conflict}.get(res.status, CtaprodError)(
-            res.error, commands=res.commands)
+            res.error, commands=res.commands
+        )
     return res

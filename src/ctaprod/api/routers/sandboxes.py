@@ -26,8 +26,9 @@ def exists(sha256: str, svc: ServicesDep, ident: IdentityDep) -> Response:
 
 
 @router.put("/{sha256}", status_code=201)
-async def upload(sha256: str, request: Request, svc: ServicesDep, ident: IdentityDep,
-                 job_id: int | None = None) -> dict[str, object]:
+async def upload(
+    sha256: str, request: Request, svc: ServicesDep, ident: IdentityDep, job_id: int | None = None
+) -> dict[str, object]:
     """Upload a tar.gz archive whose sha256 is ``sha256``; with ``job_id`` (job tokens) it
     becomes that job's output sandbox."""
     S.check_sha(sha256)
@@ -49,8 +50,10 @@ async def upload(sha256: str, request: Request, svc: ServicesDep, ident: Identit
         if size == 0:
             raise InvalidInput("empty sandbox upload")
         if digest.hexdigest() != sha256:
-            raise InvalidInput(f"uploaded content has sha256 {digest.hexdigest()}, "
-                               f"not {sha256} (upload cut or corrupted)")
+            raise InvalidInput(
+                f"uploaded content has sha256 {digest.hexdigest()}, "
+                f"not {sha256} (upload cut or corrupted)"
+            )
         sb_id = await run_in_threadpool(S.store_sandbox, svc.ctx, ident, sha256, size, path)
         if job_id is not None:
             await run_in_threadpool(S.attach_output, svc.ctx, ident, job_id, sb_id)
@@ -59,8 +62,11 @@ async def upload(sha256: str, request: Request, svc: ServicesDep, ident: Identit
     return {"sha256": sha256, "size": size, "reference": f"SB:{sha256}"}
 
 
-@router.get("/{sha256}", response_class=StreamingResponse,
-            responses={200: {"content": {"application/gzip": {}}}})
+@router.get(
+    "/{sha256}",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/gzip": {}}}},
+)
 def download(sha256: str, svc: ServicesDep, ident: IdentityDep) -> StreamingResponse:
     stream = S.open_sandbox(svc.ctx, ident, sha256)
     return StreamingResponse(_chunks(stream), media_type="application/gzip")
