@@ -66,7 +66,7 @@ def _migrated(server_db_url: str) -> str:
 
 
 @pytest.fixture
-def db_url(_migrated: str) -> Iterator[str]:
+def db_url(_migrated: str) -> str:
     """The session database, emptied before each test."""
     from ctaprod.db.engine import Database
     from ctaprod.db.tables import metadata
@@ -76,7 +76,7 @@ def db_url(_migrated: str) -> Iterator[str]:
         for table in reversed(metadata.sorted_tables):
             conn.execute(table.delete())
     db.dispose()
-    yield _migrated
+    return _migrated
 
 
 @pytest.fixture

@@ -139,10 +139,10 @@ def upgrade(config: ConfigOpt = None) -> None:
 
 def demo(
     state_dir: StateDirOpt = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Parametric jobs to submit.")] = 10,
+    jobs: Annotated[int, typer.Option(min=1, help="Parametric jobs to submit.")] = 200,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the demo server.")] = 8723,
     slots: Annotated[int, typer.Option(min=1, help="Jobs run at once.")] = 4,
-    timeout: Annotated[float, typer.Option(min=1, help="Give up after this many seconds.")] = 300,
+    timeout: Annotated[float, typer.Option(min=1, help="Give up after this many seconds.")] = 600,
     keep: Annotated[bool, typer.Option(help="Leave the server running afterwards.")] = False,
 ) -> None:
     """Start `ctaprod up`, run a parametric job end to end and fetch its output."""

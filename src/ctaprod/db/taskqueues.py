@@ -6,8 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Executable, delete, exists, func, insert, select
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy import Connection, delete, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ctaprod.core.matching import Requirements
@@ -34,7 +33,7 @@ class TaskQueueDB:
         ``drop_empty`` cannot remove a queue a submission is about to fill; two submitters
         creating the same queue at once both end up with the one that won.
         """
-        keys = {r.key(): r for r in reqs}
+        keys = {r.key(): r for r in sorted(reqs, key=Requirements.key)}  # fixed lock order
         found = self._ids(conn, list(keys))
         missing = [k for k in keys if k not in found]
         for k in missing:
