@@ -12,7 +12,8 @@ Measure: for each query, 10 warm-up then ``--requests`` (200) sequential request
   page (``cursor`` = ``next_cursor`` of the first), page 20 (cursor followed 19 times) and a
   deep page (cursor in the middle of the Running jobs);
 - a normal user (owner filter added by the server): first page of their Running jobs;
-- admin, a rare status (Stalled), and no filter at all.
+- admin, a rare status (Stalled), a status found only among the oldest 80% (Killed), and
+  no filter at all.
 
 The query plan (EXPLAIN; ANALYZE where the engine has it) of each query is printed.
 Target (issue): median <= 10 ms for the status-filtered page.
@@ -208,6 +209,11 @@ def main() -> None:
                     {"status": "Running", "limit": 100},
                 ),
                 ("admin, status=Stalled (rare), page 1", http, {"status": "Stalled", "limit": 100}),
+                (
+                    "admin, status=Killed (only among old jobs), page 1",
+                    http,
+                    {"status": "Killed", "limit": 100},
+                ),
                 ("admin, no filter, page 1", http, {"limit": 100}),
             ]
             with C.Profiler(server, args.profile, "search"):
