@@ -182,10 +182,13 @@ def main() -> None:
             high = top["jobs"][0]["job_id"]
             page1 = http.get("/api/jobs", params={"status": "Running", "limit": 100}).json()
             cursor20 = page1["next_cursor"]
-            for _ in range(18):  # follow the cursor: the cursor of page 20
-                cursor20 = http.get(
+            for _ in range(18):  # follow the cursor to page 20 (or the last page)
+                nxt = http.get(
                     "/api/jobs", params={"status": "Running", "limit": 100, "cursor": cursor20}
                 ).json()["next_cursor"]
+                if nxt is None:
+                    break
+                cursor20 = nxt
             queries = [
                 ("admin, status=Running, page 1", http, {"status": "Running", "limit": 100}),
                 (

@@ -12,16 +12,13 @@ import yaml
 
 from ctaprod.core.archive import make_archive
 from tests.api.conftest import Api, Headers, TestClient
+from tests.fixtures import fixture_dir
 
 FIXTURES = ["simple.jdl", "lfn_input_data.jdl", "lfn_input_sandbox.jdl", "input_output_sandbox.jdl"]
 
 
 def dirac_fixtures() -> Path:
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "fixtures" / "dirac-jdl"
-        if candidate.is_dir():
-            return candidate
-    pytest.skip("shared/fixtures/dirac-jdl not found above the test directory")
+    return fixture_dir("dirac-jdl")
 
 
 def upload_script(rest: Api, owner: Headers, tmp_path: Path) -> str:

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ctaprod.core.jdl import JDLSyntaxError, JDLValue, format_jdl, parse_jdl
+from tests.fixtures import fixture_dir
 
 FIXTURE_NAMES = [
     "simple.jdl",
@@ -20,12 +21,7 @@ FIXTURE_NAMES = [
 
 
 def _dirac_fixtures() -> Path:
-    """Find shared/fixtures/dirac-jdl in a parent of this file, or skip."""
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "fixtures" / "dirac-jdl"
-        if candidate.is_dir():
-            return candidate
-    pytest.skip("shared/fixtures/dirac-jdl not found above the test directory")
+    return fixture_dir("dirac-jdl")
 
 
 def _error(text: str) -> JDLSyntaxError:

@@ -19,18 +19,14 @@ from ctaprod.core.jobdesc import (
     substitute_job_id,
 )
 from ctaprod.core.jobs import JobDescription
+from tests.fixtures import fixture_dir
 
 LIMITS = SubmissionLimits()
 FIXTURES = ["simple.jdl", "lfn_input_data.jdl", "lfn_input_sandbox.jdl", "input_output_sandbox.jdl"]
 
 
 def dirac_fixtures() -> Path:
-    """shared/fixtures/dirac-jdl, found in a parent directory of this file."""
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "fixtures" / "dirac-jdl"
-        if candidate.is_dir():
-            return candidate
-    pytest.skip("shared/fixtures/dirac-jdl not found above the test directory")
+    return fixture_dir("dirac-jdl")
 
 
 def one(text: str, fmt: str = "auto", limits: SubmissionLimits = LIMITS) -> JobDescription:
