@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from ctaprod.core.errors import Unauthorized
 from ctaprod.core.identity import Identity
@@ -22,7 +23,7 @@ class Services:
     matcher: Matcher
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -30,13 +31,19 @@ def get_services(request: Request) -> Services:
 _bearer = HTTPBearer(auto_error=False, description="A ctaprod token (user, pilot or job)")
 
 
-def get_identity(
+async def get_identity(
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Identity:
+    # Async so that it runs on the event loop: a recently verified token costs no thread
+    # hop; only a cache miss (a database lookup) goes to the thread pool.
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    return get_services(request).tokens.verify(creds.credentials)
+    tokens = (await get_services(request)).tokens
+    ident = tokens.verify_cached(creds.credentials)
+    if ident is None:
+        ident = await run_in_threadpool(tokens.verify, creds.credentials)
+    return ident
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

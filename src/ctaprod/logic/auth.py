@@ -118,8 +118,18 @@ class TokenService:
             }
         )
 
+    def verify_cached(self, token: str) -> Identity | None:
+        """The identity of a token verified in the last few seconds, without any I/O."""
+        hit = self._cache.get(token)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
     def verify(self, token: str) -> Identity:
         """The identity of a valid token; Unauthorized if malformed, expired or revoked."""
+        cached = self.verify_cached(token)
+        if cached is not None:
+            return cached
         try:
             claims = jwt.decode(
                 token,
@@ -134,7 +144,7 @@ class TokenService:
             raise Unauthorized(f"invalid token: {exc}") from None
         kind = TokenKind(claims["knd"])
         if kind is TokenKind.JOB:
-            return Identity(
+            ident = Identity(
                 user=claims["sub"],
                 group=claims["grp"],
                 kind=kind,
@@ -143,11 +153,14 @@ class TokenService:
                 pilot_id=int(claims["plt"]),
                 attempt=int(claims["att"]),
             )
+        else:
+            ident = self._check_recorded(claims, kind)
+        self._remember(token, ident, float(claims["exp"]))
+        return ident
+
+    def _check_recorded(self, claims: dict[str, Any], kind: TokenKind) -> Identity:
+        """User and pilot tokens must still be recorded, unrevoked, for an enabled user."""
         jti = str(claims.get("jti", ""))
-        cached = self._cache.get(token[-43:])
-        now = time.monotonic()
-        if cached and cached[0] > now:
-            return cached[1]
         with self.ctx.db.read() as conn:
             row = self.ctx.auth.token(conn, jti)
             grow = self.ctx.auth.group(conn, claims["grp"]) if row else None
@@ -166,11 +179,14 @@ class TokenService:
         if "plt" in claims:
             # A pilot session token: the pilot token, narrowed to one registered pilot.
             ident = replace(ident, pilot_id=int(claims["plt"]))
-        cache_key = token[-43:]
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[cache_key] = (now + self.cache_seconds, ident)
         return ident
+
+    def _remember(self, token: str, ident: Identity, expires: float) -> None:
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        ttl = min(self.cache_seconds, expires - time.time())
+        if ttl > 0:
+            self._cache[token] = (time.monotonic() + ttl, ident)
 
     def issue_pilot_session(self, ident: Identity, pilot_id: int, lifetime: timedelta) -> str:
         """A token bound to one registered pilot, derived from (and revoked with) a pilot token."""

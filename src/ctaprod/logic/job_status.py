@@ -60,14 +60,19 @@ def transition_jobs(
     source: str,
     *,
     strict: bool = True,
+    known: Mapping[int, JobState] | None = None,
 ) -> dict[int, JobState]:
     """Apply ``decide(state)`` to each job; returns the states read before the change.
 
     ``decide`` returns the steps for a job (or None to leave it alone). With ``strict``, a
     missing job or an illegal transition raises (and the whole transaction rolls back);
-    otherwise those jobs are skipped.
+    otherwise those jobs are skipped. ``known`` passes states the caller has just read
+    (and locked) in this transaction, so they are not read again.
     """
-    states = ctx.jobs.states(conn, job_ids)
+    if known is not None and all(j in known for j in job_ids):
+        states = {j: known[j] for j in job_ids}
+    else:
+        states = ctx.jobs.states(conn, job_ids)
     if strict:
         missing = [j for j in job_ids if j not in states]
         if missing:

@@ -9,6 +9,7 @@ snapshot only costs a retry: the claim itself is the source of truth.
 
 from __future__ import annotations
 
+import bisect
 import random
 import threading
 import time
@@ -21,7 +22,6 @@ from sqlalchemy import Connection
 from ctaprod.core.errors import Forbidden, NotFound
 from ctaprod.core.identity import Identity
 from ctaprod.core.job_states import JobStatus
-from ctaprod.core.jobdesc import substitute_job_id
 from ctaprod.core.jobs import JobDescription
 from ctaprod.core.matching import Requirements, Resource, eligible
 from ctaprod.core.pilot_states import PilotStatus
@@ -31,7 +31,6 @@ from ctaprod.db.taskqueues import QueueLoad
 from ctaprod.logic.auth import TokenService
 from ctaprod.logic.context import Context
 from ctaprod.logic.job_status import Step, transition_jobs
-from ctaprod.logic.jobs import load_description
 
 J = JobStatus
 
@@ -43,6 +42,26 @@ class Snapshot:
     loads: dict[int, QueueLoad]
     banned_sites: frozenset[str]
     shares: dict[str, float]
+    # Eligible queues per resource shape: pilots of one queue all look alike, so the scan
+    # over every task queue is done once per snapshot and shape, not once per request.
+    eligible: dict[tuple[object, ...], list[int]] = field(default_factory=dict)
+    segments: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.segments = sorted({r.cpu_segment for r in self.queues.values()})
+
+    def shape(self, res: Resource) -> tuple[object, ...]:
+        """What of a resource decides eligibility (CPU time left rounded down to a segment)."""
+        i = bisect.bisect_right(self.segments, res.cpu_time_left)
+        usable = self.segments[i - 1] if i else -1
+        return (
+            res.site,
+            res.platform,
+            tuple(sorted(res.all_tags())),
+            usable,
+            tuple(sorted(res.job_types)),
+            tuple(sorted(res.owner_groups)),
+        )
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,7 @@ class Matcher:
         self.snapshot_seconds = snapshot_seconds
         self.max_attempts = max_attempts
         self._lock = threading.Lock()
+        self._refresh = threading.Lock()
         self._snap: Snapshot | None = None
         self._rng = random.Random()
 
@@ -80,10 +100,24 @@ class Matcher:
             self._snap = None
 
     def snapshot(self) -> Snapshot:
+        """The current snapshot; one thread refreshes an expired one while others go on
+        with the old one (a stale snapshot only costs a failed claim)."""
         with self._lock:
             snap = self._snap
             if snap is not None and time.monotonic() - snap.taken < self.snapshot_seconds:
                 return snap
+        if not self._refresh.acquire(blocking=snap is None):
+            assert snap is not None
+            return snap
+        try:
+            return self._take(snap)
+        finally:
+            self._refresh.release()
+
+    def _take(self, snap: Snapshot | None) -> Snapshot:
+        with self._lock:
+            if self._snap is not None and self._snap is not snap:
+                return self._snap  # another thread refreshed it meanwhile
         with self.ctx.db.read() as conn:
             loads = {ld.tq_id: ld for ld in self.ctx.queues.loads(conn)}
             known = snap.queues if snap else {}
@@ -103,14 +137,16 @@ class Matcher:
         return snap
 
     def eligible_queues(self, res: Resource, snap: Snapshot) -> list[int]:
-        tags = res.all_tags()
-        return [
-            q
-            for q, req in snap.queues.items()
-            if q in snap.loads
-            and snap.loads[q].waiting > 0
-            and eligible(req, res, tags, snap.banned_sites)
-        ]
+        """Non-empty queues of the snapshot whose requirements the resource satisfies."""
+        shape = snap.shape(res)
+        found = snap.eligible.get(shape)
+        if found is None:
+            tags = res.all_tags()
+            found = [
+                q for q, req in snap.queues.items() if eligible(req, res, tags, snap.banned_sites)
+            ]
+            snap.eligible[shape] = found
+        return [q for q in found if q in snap.loads and snap.loads[q].waiting > 0]
 
     def choose(self, candidates: list[int], snap: Snapshot) -> int:
         """Fair share: draw a group by share, a user in it uniformly, then best priority."""
@@ -130,9 +166,11 @@ class Matcher:
         """Claim one job for the pilot, or None if nothing it can run is waiting."""
         if ident.kind is not TokenKind.PILOT or not ident.has(Property.GENERIC_PILOT):
             raise Forbidden("only a pilot token can ask for jobs")
-        self._check_pilot(pilot_id, res)
         snap = self.snapshot()
         candidates = self.eligible_queues(res, snap)
+        if not candidates:
+            self._check_pilot(pilot_id)
+            return None
         for _ in range(self.max_attempts):
             if not candidates:
                 return None
@@ -148,8 +186,12 @@ class Matcher:
                     snap.loads.pop(tq_id, None)
         return None
 
-    def _check_pilot(self, pilot_id: int, res: Resource) -> None:
-        with self.ctx.db.read() as conn:
+    def _check_pilot(self, pilot_id: int, conn: Connection | None = None) -> None:
+        """Only a registered, Running pilot gets jobs."""
+        if conn is None:
+            with self.ctx.db.read() as c:
+                row = self.ctx.pilots.get(c, pilot_id)
+        else:
             row = self.ctx.pilots.get(conn, pilot_id)
         if row is None:
             raise NotFound(f"no pilot {pilot_id}")
@@ -162,6 +204,7 @@ class Matcher:
         ctx = self.ctx
         try:
             with ctx.db.write() as conn:
+                self._check_pilot(pilot_id, conn)
                 job_id = ctx.queues.claim(conn, tq_id)
                 if job_id is None:
                     return None
@@ -172,16 +215,17 @@ class Matcher:
                     raise _RowBusy
                 if state is None or state.status is not J.WAITING:
                     return _TAKEN  # a stale queue entry: its removal is committed
-                return self._assign(conn, job_id, tq_id, pilot_id, res)
+                return self._assign(conn, state, tq_id, pilot_id, res)
         except _RowBusy:
             return _TAKEN
 
     def _assign(
-        self, conn: Connection, job_id: int, tq_id: int, pilot_id: int, res: Resource
+        self, conn: Connection, claimed: JobState, tq_id: int, pilot_id: int, res: Resource
     ) -> Match:
         """Move the claimed (row-locked, Waiting) job to Matched and build the pilot's reply."""
         ctx = self.ctx
         now = ctx.clock()
+        job_id = claimed.job_id
 
         def decide(s: JobState) -> list[Step]:
             return [
@@ -197,9 +241,19 @@ class Matcher:
                 )
             ]
 
-        state = transition_jobs(ctx, conn, [job_id], decide, f"Matcher:{pilot_id}")[job_id]
-        desc = load_description(ctx, conn, job_id)
-        sbs = [r["sha256"] for r in ctx.sandboxes.of_job(conn, job_id, "input")]
+        state = transition_jobs(
+            ctx, conn, [job_id], decide, f"Matcher:{pilot_id}", known={job_id: claimed}
+        )[job_id]
+        text = ctx.jobs.description(conn, job_id)
+        if text is None:
+            raise NotFound(f"no description for job {job_id}")
+        # %j is the job ID, known only now (JSON has no escape for these characters).
+        desc = JobDescription.model_validate_json(text.replace("%j", str(job_id)))
+        sbs = (
+            [r["sha256"] for r in ctx.sandboxes.of_job(conn, job_id, "input")]
+            if desc.sandbox_refs()
+            else []
+        )
         lifetime = timedelta(seconds=desc.cpu_time * 2) + timedelta(
             hours=ctx.settings.jobs.job_token_hours
         )
@@ -210,7 +264,7 @@ class Matcher:
             job_id,
             state.owner,
             state.owner_group,
-            substitute_job_id(desc, job_id),
+            desc,
             token,
             state.reschedule_count,
             ctx.settings.jobs.heartbeat_interval,
