@@ -69,13 +69,14 @@ def server(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: PortOpt = None,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes (uvicorn workers).")] = 1,
 ) -> None:
     """Run the API server in the foreground."""
     settings = load(config, host=host, port=port)
     with server_install():
         from ctaprod.server.commands import run_server
 
-        run_server(settings)
+        run_server(settings, workers=workers)
 
 
 def agents(

@@ -8,11 +8,17 @@ migrated (``ctaprod db upgrade``) and identities bootstrapped (``ctaprod server`
 
 from __future__ import annotations
 
+import os
+
 from fastapi import FastAPI
 
-from ctaprod.core.settings import load_settings
+from ctaprod.core.settings import Settings, load_settings
 from ctaprod.server.services import build_app
 
 
 def create_app_from_env() -> FastAPI:
-    return build_app(load_settings())
+    """The app for one worker process; settings handed down by ``ctaprod server --workers``
+    if present, else from the configuration file and environment."""
+    handed = os.environ.get("CTAPROD_SETTINGS_JSON")
+    settings = Settings.model_validate_json(handed) if handed else load_settings()
+    return build_app(settings, migrate_db=not handed)

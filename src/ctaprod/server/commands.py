@@ -8,25 +8,42 @@ from ctaprod.api.deps import Services
 from ctaprod.core.settings import Settings
 
 log = logging.getLogger("ctaprod.server")
+SETTINGS_ENV = "CTAPROD_SETTINGS_JSON"
 
 
 def run_server(settings: Settings, *, workers: int = 1) -> None:
-    """Run the API server in the foreground (uvicorn)."""
+    """Run the API server in the foreground (uvicorn), with ``workers`` processes."""
+    import os
+
     import uvicorn
 
     from ctaprod.server.services import build_services, ensure_identities
 
-    services = build_services(settings)
+    services = build_services(settings)  # migrates the database once, here
     ensure_identities(services)
+    if workers > 1:
+        services.ctx.db.dispose()
+        # Worker processes rebuild the same settings from this variable (server/asgi.py).
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run(
+            "ctaprod.server.asgi:create_app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_level="info",
+            access_log=False,
+        )
+        return
     from ctaprod.api.app import create_app
 
-    app = create_app(services)
-    if workers > 1:
-        raise SystemExit(
-            "several workers: run "
-            "`uvicorn --factory ctaprod.server.asgi:create_app_from_env --workers N`"
-        )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    uvicorn.run(
+        create_app(services),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+    )
 
 
 def run_db_upgrade(settings: Settings) -> str | None:

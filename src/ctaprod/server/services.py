@@ -47,8 +47,8 @@ def build_services(settings: Settings, *, migrate_db: bool = True) -> Services:
     return Services(ctx=ctx, tokens=tokens, matcher=Matcher(ctx, tokens))
 
 
-def build_app(settings: Settings) -> FastAPI:
-    return create_app(build_services(settings))
+def build_app(settings: Settings, *, migrate_db: bool = True) -> FastAPI:
+    return create_app(build_services(settings, migrate_db=migrate_db))
 
 
 def ensure_identities(services: Services) -> tuple[str | None, str | None]:
