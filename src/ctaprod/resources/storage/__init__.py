@@ -1,8 +1,9 @@
 """Storage element plugins and the registry that builds them from configuration.
 
 A plugin is a factory ``(name, StorageElementConfig) -> StorageElement`` registered under
-the value of ``StorageElementConfig.plugin``; XRootD or S3 support is added by calling
-:func:`register_storage_plugin` (or adding an entry to ``STORAGE_PLUGINS``).
+the value of ``StorageElementConfig.plugin``: ``posix``, ``xrootd`` and ``s3`` are built in
+(the last two import their client library only when such an SE is built); others are added
+with :func:`register_storage_plugin` (or an entry in ``STORAGE_PLUGINS``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,21 @@ def _posix(name: str, config: StorageElementConfig) -> StorageElement:
     return PosixStorageElement(name, config.base_path)
 
 
-STORAGE_PLUGINS: dict[str, StorageFactory] = {"posix": _posix}
+def _xrootd(name: str, config: StorageElementConfig) -> StorageElement:
+    # Imported here: the XRootD client library is only needed when such an SE is built.
+    from ctaprod.resources.storage.xrootd import XRootDStorageElement
+
+    return XRootDStorageElement.from_config(name, config)
+
+
+def _s3(name: str, config: StorageElementConfig) -> StorageElement:
+    # Imported here: boto3 is only needed when such an SE is built.
+    from ctaprod.resources.storage.s3 import S3StorageElement
+
+    return S3StorageElement.from_config(name, config)
+
+
+STORAGE_PLUGINS: dict[str, StorageFactory] = {"posix": _posix, "xrootd": _xrootd, "s3": _s3}
 
 
 def register_storage_plugin(plugin: str, factory: StorageFactory) -> None:
