@@ -367,6 +367,32 @@ def test_pagination_with_a_filter(
     assert len(seen) == len(set(seen))
 
 
+@pytest.mark.parametrize("ascending", [False, True])
+def test_pagination_by_status_across_owners(
+    rest: Api, alice: Headers, population: dict[str, list[int]], ascending: bool
+) -> None:
+    """A single status without an owner (the (status, job_id) index), pages both ways."""
+    a, bob = population["alice"], population["bob"]
+    for extra, expected in (({}, a[1:] + bob), ({"job_group": "g0"}, a[2::2] + bob)):
+        seen: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            params: dict[str, object] = {"status": "Waiting", "limit": 4, "ascending": ascending}
+            params.update(extra)
+            if cursor is not None:
+                params["cursor"] = cursor
+            r = rest.client.get("/api/jobs", headers=rest.admin, params=params)
+            assert r.status_code == 200, r.text
+            seen += r.json()["jobs"]
+            cursor = r.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert [j["job_id"] for j in seen] == sorted(expected, reverse=not ascending)
+        assert {j["status"] for j in seen} == {"Waiting"}
+        assert {j["owner"] for j in seen} == {"alice", "bob"}
+        assert set(seen[0]) >= {"job_id", "owner_group", "job_group", "submission_time"}
+
+
 def test_summary(rest: Api, alice: Headers, population: dict[str, list[int]]) -> None:
     r = rest.client.post("/api/jobs/summary", headers=rest.admin, json={})
     assert r.json() == {"LCG.A.fr": {"Killed": 1, "Waiting": 3}, "ANY": {"Waiting": 14}}

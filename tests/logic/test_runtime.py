@@ -336,6 +336,91 @@ def test_bulk_status_reports(kit: Kit, alice: Identity) -> None:
     assert kit.row(c)["application_status"] == "busy"
 
 
+def test_reports_on_one_job_in_one_call_apply_in_order(kit: Kit, alice: Identity) -> None:
+    job_id, job, _ = _matched(kit, alice)
+    reports = [
+        StatusReport(job_id=job_id, status=J.RUNNING, application_status="Starting"),
+        StatusReport(job_id=job_id, application_status="Event 1", parameters={"A": "1"}),
+        StatusReport(job_id=job_id, status=J.COMPLETING, minor_status="Uploading outputs"),
+        StatusReport(job_id=job_id, application_status="uploaded", parameters={"A": "2", "B": "x"}),
+        StatusReport(job_id=job_id, status=J.DONE, exit_code=0, cpu_seconds=7.0),
+        # Checked against the state the previous reports of the call left: the job is Done.
+        StatusReport(job_id=job_id, application_status="too late"),
+        StatusReport(job_id=job_id, status=J.RUNNING),
+    ]
+    results = R.report_statuses(kit.ctx, job, reports)
+    assert [r.status for r in results] == [200, 200, 200, 200, 200, 409, 409]
+    assert results[5].error == f"job {job_id} is Done: no more updates"
+    assert f"job {job_id} is Done: cannot go to Running" in (results[6].error or "")
+    row = kit.row(job_id)
+    assert (row["status"], row["application_status"], row["exit_code"], row["cpu_seconds"]) == (
+        "Done",
+        "uploaded",
+        0,
+        7.0,
+    )
+    assert row["start_time"] is not None
+    assert row["end_time"] is not None
+    history = Q.job_history(kit.ctx, alice, job_id)[4:]
+    assert [(h.status.value, h.minor_status, h.application_status) for h in history] == [
+        ("Running", "", "Starting"),
+        ("Running", "", "Event 1"),
+        ("Completing", "Uploading outputs", ""),
+        ("Completing", "", "uploaded"),
+        ("Done", "", ""),
+    ]
+    assert [h.time for h in history] == sorted(h.time for h in history)
+    assert Q.job_detail(kit.ctx, alice, job_id).parameters == {"A": "2", "B": "x"}
+
+
+def _statements(kit: Kit, call: Any) -> int:
+    """How many statements ``call()`` sends to the database (an executemany counts once)."""
+    from sqlalchemy import event
+
+    sent: list[str] = []
+
+    def count(*args: Any) -> None:
+        sent.append(args[2])
+
+    event.listen(kit.ctx.db.engine, "before_cursor_execute", count)
+    try:
+        call()
+    finally:
+        event.remove(kit.ctx.db.engine, "before_cursor_execute", count)
+    return len(sent)
+
+
+def test_bulk_reports_and_heartbeats_take_a_fixed_number_of_statements(
+    kit: Kit, alice: Identity
+) -> None:
+    ids = kit.submit(alice, count=12)
+    pilot = kit.pilot()
+    assert sorted(kit.match(pilot).job_id for _ in ids) == sorted(ids)
+    few, many = ids[:2], ids[2:]
+
+    def report(jobs: list[int], **fields: Any) -> Any:
+        return lambda: R.report_statuses(
+            kit.ctx, pilot.ident, [StatusReport(job_id=j, **fields) for j in jobs]
+        )
+
+    def beat(jobs: list[int]) -> Any:
+        return lambda: R.heartbeats(
+            kit.ctx, pilot.ident, [HeartbeatItem(job_id=j, cpu_seconds=1) for j in jobs]
+        )
+
+    # One SELECT of the states, then one statement per kind of write, whatever the batch size.
+    start = _statements(kit, report(few, status="Running", parameters={"Host": "wn"}))
+    assert _statements(kit, report(many, status="Running", parameters={"Host": "wn"})) == start
+    app = _statements(kit, report(few, application_status="busy", minor_status="step 1"))
+    assert app <= 4
+    assert _statements(kit, report(many, application_status="busy", minor_status="step 1")) == app
+    beats = _statements(kit, beat(few))
+    assert beats <= 3
+    assert _statements(kit, beat(many)) == beats
+    assert {kit.row(j)["status"] for j in ids} == {"Running"}
+    assert {kit.row(j)["application_status"] for j in ids} == {"busy"}
+
+
 # -- who may report on which job ------------------------------------------------------------
 
 

@@ -105,6 +105,7 @@ jobs = Table(
     Column("kill_requested", Boolean, nullable=False, server_default="0"),
     Index(None, "status", "job_id"),
     Index(None, "owner", "status", "job_id"),
+    Index(None, "owner", "job_id"),
     Index(None, "job_group", "job_id"),
     Index(None, "site", "status"),
     Index(None, "status", "heartbeat_time"),

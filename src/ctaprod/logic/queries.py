@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.sql import ColumnElement
@@ -18,21 +18,30 @@ from ctaprod.logic.context import Context
 from ctaprod.logic.jobs import check_access, jdl_of, load_description
 
 
-def _filters(ident: Identity, flt: JobFilter) -> list[ColumnElement[bool]]:
-    out: list[ColumnElement[bool]] = []
+def _owner(ident: Identity, flt: JobFilter) -> str | None:
+    """The owner whose jobs are listed: anyone's for job admins, else the caller's own."""
     owner = flt.owner
     if not ident.is_job_admin:
         if owner is not None and owner != ident.user:
             raise NotFound(f"you can only list your own jobs, not {owner!r}'s")
         owner = ident.user
-    if owner is not None:
+    return owner
+
+
+def _filters(ident: Identity, flt: JobFilter, *, key: bool = True) -> list[ColumnElement[bool]]:
+    """The filters of ``flt`` as column conditions.
+
+    With ``key=False`` the owner and a single status (the search key, which
+    ``JobDB.search`` writes itself) are left out.
+    """
+    out: list[ColumnElement[bool]] = []
+    owner = _owner(ident, flt)
+    if owner is not None and key:
         out.append(jobs.c.owner == owner)
-    if flt.status:
-        out.append(
-            jobs.c.status.in_([s.value for s in flt.status])
-            if len(flt.status) > 1
-            else jobs.c.status == flt.status[0].value
-        )
+    if len(flt.status) > 1:
+        out.append(jobs.c.status.in_([s.value for s in flt.status]))
+    elif flt.status and key:
+        out.append(jobs.c.status == flt.status[0].value)
     for name in ("owner_group", "site", "job_group", "job_type", "job_name"):
         value = getattr(flt, name)
         if value is not None:
@@ -48,8 +57,20 @@ def _filters(ident: Identity, flt: JobFilter) -> list[ColumnElement[bool]]:
     return out
 
 
+# The columns a search reads: JobSummary's fields, in its order.
+SUMMARY_FIELDS = tuple(JobSummary.model_fields)
+SUMMARY_COLUMNS = tuple(jobs.c[name] for name in SUMMARY_FIELDS)
+
+
 def summary_of(row: Mapping[Any, Any]) -> JobSummary:
-    return JobSummary.model_validate({k: row[k] for k in JobSummary.model_fields if k in row})
+    """A JobSummary from a row of the jobs table (columns it does not list are ignored)."""
+    return JobSummary.model_validate(dict(row))
+
+
+def _summaries(rows: Sequence[Sequence[Any]]) -> list[JobSummary]:
+    """JobSummaries from rows of ``SUMMARY_COLUMNS``."""
+    validate = JobSummary.model_validate
+    return [validate(dict(zip(SUMMARY_FIELDS, row, strict=True))) for row in rows]
 
 
 def search_jobs(
@@ -65,22 +86,23 @@ def search_jobs(
     ident.require_user()
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"page size must be within 1..{MAX_PAGE}")
-    filters = _filters(ident, flt)
+    owner = _owner(ident, flt)
+    filters = _filters(ident, flt, key=False)
     with ctx.db.read() as conn:
         rows = ctx.jobs.search(
             conn,
             filters,
+            owner=owner,
+            status=flt.status[0].value if len(flt.status) == 1 else None,
             after=None if descending else cursor,
             before=cursor if descending else None,
             limit=limit + 1,
             descending=descending,
+            columns=SUMMARY_COLUMNS,
         )
     more = len(rows) > limit
-    rows = rows[:limit]
-    return JobPage(
-        jobs=[summary_of(r) for r in rows],
-        next_cursor=int(rows[-1]["job_id"]) if more and rows else None,
-    )
+    page = _summaries(rows[:limit])
+    return JobPage(jobs=page, next_cursor=page[-1].job_id if more and page else None)
 
 
 def count_jobs(ctx: Context, ident: Identity, flt: JobFilter) -> int:

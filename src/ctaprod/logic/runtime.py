@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
@@ -17,7 +17,7 @@ from ctaprod.core.schemas import HeartbeatItem, ItemResult, StatusReport
 from ctaprod.db.jobs import JobState
 from ctaprod.logic.auth import TokenService
 from ctaprod.logic.context import Context
-from ctaprod.logic.job_status import Step, transition_jobs
+from ctaprod.logic.job_status import Step, plan, transition_jobs
 
 J = JobStatus
 # What a job wrapper may set; everything else is decided by the server.
@@ -130,12 +130,17 @@ def _job_access_error(ident: Identity, state: JobState | None, job_id: int) -> C
 
 
 def heartbeats(ctx: Context, ident: Identity, items: Sequence[HeartbeatItem]) -> list[ItemResult]:
-    """Record heartbeats (one row update per job); the reply carries commands such as Kill."""
+    """Record heartbeats; the reply carries commands such as Kill.
+
+    One SELECT of the jobs' states (for the access checks) and one executemany UPDATE for the
+    whole call; a Stalled job that beats again goes back to Running from the state read.
+    """
     now = ctx.clock()
     results: list[ItemResult] = []
     with ctx.db.write() as conn:
         states = ctx.jobs.states(conn, [i.job_id for i in items])
-        resumed, updates = [], []
+        resumed: list[int] = []
+        updates: list[dict[str, object]] = []
         for item in items:
             state = states.get(item.job_id)
             err = _job_access_error(ident, state, item.job_id)
@@ -160,20 +165,67 @@ def heartbeats(ctx: Context, ident: Identity, items: Sequence[HeartbeatItem]) ->
             )
         if resumed:
             transition_jobs(
-                ctx, conn, resumed, lambda s: [Step(J.RUNNING, "Heartbeat resumed")], "JobWrapper"
+                ctx,
+                conn,
+                resumed,
+                lambda s: [Step(J.RUNNING, "Heartbeat resumed")],
+                "JobWrapper",
+                known=states,
             )
-        if updates:
-            ctx.jobs.record_heartbeats(conn, updates)
+        ctx.jobs.record_heartbeats(conn, updates)
     return results
+
+
+# Usage figures a report may carry, with or without a status change.
+USAGE = ("exit_code", "cpu_seconds", "wall_seconds", "peak_rss_bytes")
+
+
+@dataclass
+class _Round:
+    """Checked reports applied together: at most one per job, so their order does not matter.
+
+    ``known`` holds each changing job's state before its step (what ``transition_jobs`` checks
+    and conditions its UPDATE on).
+    """
+
+    now: datetime
+    fields: list[dict[str, object]] = field(default_factory=list)
+    history: list[dict[str, object]] = field(default_factory=list)
+    steps: dict[int, Step] = field(default_factory=dict)
+    known: dict[int, JobState] = field(default_factory=dict)
+    jobs: set[int] = field(default_factory=set)
+
+    def flush(self, ctx: Context, conn: Connection) -> None:
+        ctx.jobs.update_reported(conn, self.fields, self.now)
+        ctx.jobs.add_history(conn, self.history)
+        if self.steps:
+            steps = self.steps
+            transition_jobs(
+                ctx,
+                conn,
+                list(steps),
+                lambda s: [steps[s.job_id]],
+                "JobWrapper",
+                known=self.known,
+            )
 
 
 def report_statuses(
     ctx: Context, ident: Identity, reports: Sequence[StatusReport]
 ) -> list[ItemResult]:
-    """Apply wrapper status reports; each is checked by the job state machine."""
+    """Apply wrapper status reports in order; each is checked by the job state machine.
+
+    Reports are checked one by one against the job's state as the previous reports of the call
+    left it, and applied in bulk: field updates (application or minor status, usage) in one
+    executemany UPDATE plus one history INSERT, status changes in one ``transition_jobs`` call
+    from the states already read, parameters in one DELETE and one INSERT. A job reported on
+    twice starts a new round, so that its changes reach the database in the order sent.
+    """
     results: list[ItemResult] = []
     with ctx.db.write() as conn:
         states = ctx.jobs.states(conn, [r.job_id for r in reports])
+        current = _Round(ctx.clock())
+        parameters: dict[int, dict[str, str]] = {}
         for rep in reports:
             res = ItemResult(job_id=rep.job_id)
             results.append(res)
@@ -184,21 +236,28 @@ def report_statuses(
             if err is not None or state is None:
                 res.error, res.status = str(err), 404 if isinstance(err, NotFound) else 403
                 continue
+            if rep.job_id in current.jobs:
+                current.flush(ctx, conn)
+                current = _Round(ctx.clock())
             try:
-                _apply_report(ctx, conn, state, rep)
+                states[rep.job_id] = _check_report(current, state, rep)
             except CtaprodError as exc:
                 res.error, res.status = str(exc), 409
                 if state.kill_requested or state.status in (J.KILLED, J.DELETED):
                     res.commands.append(KILL)
+                continue
+            if rep.parameters:
+                parameters.setdefault(rep.job_id, {}).update(rep.parameters)
+        current.flush(ctx, conn)
+        ctx.jobs.set_many_parameters(conn, parameters)
     return results
 
 
-def _apply_report(ctx: Context, conn: Connection, state: JobState, rep: StatusReport) -> None:
-    now = ctx.clock()
-    values: dict[str, object] = {}
-    for name in ("exit_code", "cpu_seconds", "wall_seconds", "peak_rss_bytes"):
-        if getattr(rep, name) is not None:
-            values[name] = getattr(rep, name)
+def _check_report(batch: _Round, state: JobState, rep: StatusReport) -> JobState:
+    """Check one report against the job's state and add it to ``batch``; returns the job's
+    state once the report is applied. Raises the error that refuses the report."""
+    now = batch.now
+    values: dict[str, object] = {n: v for n in USAGE if (v := getattr(rep, n)) is not None}
     if rep.status is None:
         if state.status not in ACTIVE_STATES and state.status is not J.COMPLETED:
             raise InvalidInput(f"job {state.job_id} is {state.status.value}: no more updates")
@@ -207,36 +266,29 @@ def _apply_report(ctx: Context, conn: Connection, state: JobState, rep: StatusRe
         if rep.minor_status:
             values["minor_status"] = rep.minor_status
         if values:
-            values["last_update"] = now
-            ctx.jobs.update_fields(conn, state.job_id, values)
+            batch.fields.append({"job_id": state.job_id, **values})
         if rep.minor_status or rep.application_status is not None:
             # Every change is in the history, status or not (DESIGN section 3).
-            ctx.jobs.add_history(
-                conn,
-                [
-                    {
-                        "job_id": state.job_id,
-                        "status": state.status.value,
-                        "minor_status": rep.minor_status,
-                        "time": now,
-                        "source": "JobWrapper",
-                        "application_status": rep.application_status or "",
-                    }
-                ],
+            batch.history.append(
+                {
+                    "job_id": state.job_id,
+                    "status": state.status.value,
+                    "minor_status": rep.minor_status,
+                    "time": now,
+                    "source": "JobWrapper",
+                    "application_status": rep.application_status or "",
+                }
             )
-    else:
-        if rep.status is J.RUNNING:
-            values["start_time"] = now
-            values["heartbeat_time"] = now
-        if rep.status in (J.DONE, J.FAILED, J.COMPLETED):
-            values["end_time"] = now
-        status = rep.status
-        transition_jobs(
-            ctx,
-            conn,
-            [state.job_id],
-            lambda s: [Step(status, rep.minor_status, rep.application_status, values or None)],
-            "JobWrapper",
-        )
-    if rep.parameters:
-        ctx.jobs.set_parameters(conn, state.job_id, rep.parameters)
+        batch.jobs.add(state.job_id)
+        return state
+    if rep.status is J.RUNNING:
+        values["start_time"] = now
+        values["heartbeat_time"] = now
+    if rep.status in (J.DONE, J.FAILED, J.COMPLETED):
+        values["end_time"] = now
+    step = Step(rep.status, rep.minor_status, rep.application_status, values or None)
+    plan(state, [step])  # the state machine's verdict, raised here for this report alone
+    batch.steps[state.job_id] = step
+    batch.known[state.job_id] = state
+    batch.jobs.add(state.job_id)
+    return replace(state, status=rep.status)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 15:23:36.251103
+Create Date: 2026-11-25 16:17:34.686643
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_jobs_job_group_job_id"), ["job_group", "job_id"], unique=False
         )
+        batch_op.create_index(batch_op.f("ix_jobs_owner_job_id"), ["owner", "job_id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_jobs_owner_status_job_id"), ["owner", "status", "job_id"], unique=False
         )
@@ -374,6 +375,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_jobs_site_status"))
         batch_op.drop_index(batch_op.f("ix_jobs_pilot_id"))
         batch_op.drop_index(batch_op.f("ix_jobs_owner_status_job_id"))
+        batch_op.drop_index(batch_op.f("ix_jobs_owner_job_id"))
         batch_op.drop_index(batch_op.f("ix_jobs_job_group_job_id"))
 
     op.drop_table("jobs")
