@@ -403,3 +403,29 @@ def test_matching_races_with_kills_without_deadlocks(kit: Kit, alice: Identity) 
         queued = {r[0] for r in conn.execute(select(tq_jobs.c.job_id))}
     waiting = {j for j in ids if kit.row(j)["status"] == "Waiting"}
     assert queued == waiting
+
+
+def test_choose_tolerates_a_queue_dropped_by_another_request(services: Any) -> None:
+    """A concurrent claim may pop an emptied queue from the shared snapshot between the
+    eligibility scan and the choice (seen as a KeyError under load on MariaDB)."""
+    import time as _time
+
+    from ctaprod.core.matching import Requirements
+    from ctaprod.db.taskqueues import QueueLoad
+    from ctaprod.logic.matcher import Snapshot
+
+    req = Requirements(owner="alice", owner_group="g", job_type="User", cpu_segment=360)
+    other = Requirements(owner="alice", owner_group="g", job_type="MC", cpu_segment=360)
+    snap = Snapshot(
+        _time.monotonic(),
+        {1: req, 2: other},
+        {1: QueueLoad(1, 5, 3), 2: QueueLoad(2, 5, 1)},
+        frozenset(),
+        {"g": 1.0},
+    )
+    matcher = services.matcher
+    assert matcher.choose([1, 2], snap) == 1  # the higher priority
+    del snap.loads[1]  # dropped meanwhile
+    assert matcher.choose([1, 2], snap) == 2
+    del snap.loads[2]
+    assert matcher.choose([1, 2], snap) in (1, 2)

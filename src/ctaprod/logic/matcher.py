@@ -159,8 +159,12 @@ class Matcher:
         group = self._rng.choices(groups, weights)[0]
         user = self._rng.choice(sorted(by_group[group]))
         queues = by_group[group][user]
-        best = max(snap.loads[q].max_priority for q in queues)
-        return self._rng.choice([q for q in queues if snap.loads[q].max_priority == best])
+        # Another request may drop an emptied queue from the snapshot meanwhile: use .get.
+        prio = {q: ld.max_priority for q in queues if (ld := snap.loads.get(q)) is not None}
+        if not prio:
+            return self._rng.choice(queues)
+        best = max(prio.values())
+        return self._rng.choice([q for q, p in prio.items() if p == best])
 
     def match(self, ident: Identity, pilot_id: int, res: Resource) -> Match | None:
         """Claim one job for the pilot, or None if nothing it can run is waiting."""
