@@ -121,7 +121,8 @@ class _Pilot:
                 session.pilot_finished, reg.pilot_id, ok, reason[:255], log, self.jobs_done
             )
             try:
-                cfg.retry_policy().call(finished, "pilot finished")
+                # A pilot told to stop reports once and goes: no minutes of retries.
+                cfg.retry_policy().call(finished, "pilot finished", self.stop)
             except (ServerUnreachable, ApiError) as exc:
                 logger.error("could not report the end of the pilot: %s", exc)
                 return EXIT_FAILED

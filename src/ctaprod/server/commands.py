@@ -153,16 +153,24 @@ def run_up(settings: Settings, *, slots: int = 4) -> None:
             port=settings.port,
             log_level="warning",
             access_log=False,
+            timeout_graceful_shutdown=5,
         )
     )
     agents.start()
+    # uvicorn re-raises SIGTERM/SIGINT once it has shut down, which would kill this process
+    # before the agents and the local pilots are stopped below: receive them as no-ops.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
     try:
         server.run()
     finally:
+        # Stop the agents first (no new pilots), then the pilots this machine runs: they would
+        # otherwise retry against the stopped server for many minutes.
         stop.set()
-        agents.join(timeout=30)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        agents.join(timeout=10)
         stop_local_pilots(services)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def stop_local_pilots(services: Services) -> int:
