@@ -52,7 +52,7 @@ def set_user_enabled(ctx: Context, tokens: TokenService, name: str, enabled: boo
     with ctx.db.write() as conn:
         if ctx.auth.set_user_enabled(conn, name, enabled) == 0:
             raise NotFound(f"no user {name!r}")
-    tokens._cache.clear()
+    tokens.forget_all()
 
 
 def delete_user(ctx: Context, tokens: TokenService, name: str) -> None:
@@ -60,7 +60,7 @@ def delete_user(ctx: Context, tokens: TokenService, name: str) -> None:
         ctx.auth.revoke_user(conn, name, ctx.clock())
         if ctx.auth.delete_user(conn, name) == 0:
             raise NotFound(f"no user {name!r}")
-    tokens._cache.clear()
+    tokens.forget_all()
 
 
 def list_groups(ctx: Context) -> list[GroupInfo]:
@@ -97,7 +97,7 @@ def update_group(ctx: Context, tokens: TokenService, name: str, change: GroupUpd
     with ctx.db.write() as conn:
         if ctx.auth.update_group(conn, name, **values) == 0:
             raise NotFound(f"no group {name!r}")
-    tokens._cache.clear()
+    tokens.forget_all()
 
 
 def add_member(ctx: Context, user: str, group: str) -> None:

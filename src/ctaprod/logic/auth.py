@@ -204,6 +204,10 @@ class TokenService:
             }
         )
 
+    def forget_all(self) -> None:
+        """Drop every cached verification (users, groups or properties changed)."""
+        self._cache.clear()
+
     def forget(self, jti: str) -> None:
         for key in [k for k, (_, i) in self._cache.items() if i.jti == jti]:
             self._cache.pop(key, None)

@@ -18,7 +18,7 @@ from ctaprod.core.errors import (
 from ctaprod.core.identity import Identity
 from ctaprod.core.jdl import format_jdl
 from ctaprod.core.job_states import ACTIVE_STATES, KILLABLE, RESCHEDULABLE, JobStatus
-from ctaprod.core.jobdesc import parse_submission
+from ctaprod.core.jobdesc import expand, parse_submission
 from ctaprod.core.jobs import LFN_PREFIX, SANDBOX_REF, JobDescription
 from ctaprod.core.matching import Requirements
 from ctaprod.core.properties import Property, TokenKind
@@ -38,8 +38,6 @@ def parse_descriptions(
     ctx: Context, text: str | None, fmt: str, docs: Sequence[dict[str, object]] | None
 ) -> list[JobDescription]:
     """Expand a JDL/YAML/JSON text or already-parsed documents into job descriptions."""
-    from ctaprod.core.jobdesc import expand
-
     if text is not None:
         return parse_submission(text, fmt, ctx.limits)
     if not docs:

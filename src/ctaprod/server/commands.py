@@ -175,10 +175,11 @@ def run_up(settings: Settings, *, slots: int = 4) -> None:
 
 def stop_local_pilots(services: Services) -> int:
     """Cancel the pilots this machine's Local CEs still run (when ``up`` stops)."""
+    from ctaprod.agents.pilot_factory import ComputingElements
     from ctaprod.core.pilot_states import PILOT_ALIVE
-    from ctaprod.resources.computing import create_computing_element
 
     settings = services.ctx.settings
+    ces = ComputingElements(settings)
     cancelled = 0
     for name, queue in settings.queues.items():
         if queue.ce_type != "local":
@@ -189,8 +190,7 @@ def stop_local_pilots(services: Services) -> int:
             )
         refs = [r["ce_ref"] for r in rows if r["ce_ref"]]
         if refs:
-            ce = create_computing_element(name, queue, settings.state_dir / "pilots" / name)
-            ce.cancel(refs)
+            ces.get(name).cancel(refs)
             cancelled += len(refs)
     if cancelled:
         print(f"ctaprod: cancelled {cancelled} local pilot(s)")
