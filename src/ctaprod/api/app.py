@@ -8,7 +8,16 @@ from fastapi.routing import APIRoute
 from ctaprod import __version__
 from ctaprod.api import errors
 from ctaprod.api.deps import Services
-from ctaprod.api.routers import admin, jobs, runtime, sandboxes
+from ctaprod.api.routers import (
+    admin,
+    catalog,
+    jobs,
+    metadata,
+    requests,
+    runtime,
+    sandboxes,
+    storage,
+)
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -33,6 +42,10 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(admin.auth_router)
     app.include_router(admin.router)
     app.include_router(admin.sites_router)
+    app.include_router(catalog.router)
+    app.include_router(metadata.router)
+    app.include_router(storage.router)
+    app.include_router(requests.router)
 
     @app.get("/api/health", tags=["health"], operation_id="health_check")
     def health() -> dict[str, str]:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import ssl
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, TypeAdapter
 
-from ctaprod.client.config import ClientConfig
+from ctaprod.client.base import ClientBase, api_error
+from ctaprod.client.catalog import CatalogAPI
 from ctaprod.client.errors import ApiError, ServerUnreachable
+from ctaprod.client.metadata import MetadataAPI
+from ctaprod.client.requests import RequestsAPI
+from ctaprod.client.storage import StorageAPI
 from ctaprod.core.jobs import HistoryEntry, JobDetail, JobSummary
 from ctaprod.core.matching import Resource
 from ctaprod.core.schemas import (
@@ -34,68 +35,9 @@ from ctaprod.core.schemas import (
     WhoAmI,
 )
 
-M = TypeVar("M", bound=BaseModel)
-T = TypeVar("T")
 
-
-class Client:
-    """One connection pool to one server with one token. Use as a context manager."""
-
-    def __init__(
-        self,
-        url: str,
-        token: str | None,
-        *,
-        timeout: float = 60.0,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.url = url.rstrip("/")
-        self.http = httpx.Client(
-            base_url=self.url,
-            headers=headers,
-            timeout=timeout,
-            transport=transport,
-            verify=_ssl_context(),
-        )
-
-    @classmethod
-    def from_config(cls, config: ClientConfig | None = None, **kwargs: Any) -> Client:
-        cfg = config or ClientConfig.load()
-        return cls(cfg.url, cfg.token, **kwargs)
-
-    def with_token(self, token: str) -> Client:
-        return Client(self.url, token, timeout=self.http.timeout.read or 60.0)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # --- plumbing ---------------------------------------------------------------------
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            resp = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ServerUnreachable(f"cannot reach {self.url}: {exc}") from exc
-        if resp.status_code >= 400:
-            raise _api_error(resp)
-        return resp
-
-    def _get(self, path: str, model: type[M], **kw: Any) -> M:
-        return model.model_validate_json(self.request("GET", path, **kw).content)
-
-    def _post(self, path: str, model: type[M], body: Any = None, **kw: Any) -> M:
-        return model.model_validate_json(self.request("POST", path, json=body, **kw).content)
-
-    def _list(self, method: str, path: str, item: type[T], **kw: Any) -> list[T]:
-        return TypeAdapter(list[item]).validate_json(  # type: ignore[valid-type]
-            self.request(method, path, **kw).content
-        )
+class Client(CatalogAPI, MetadataAPI, StorageAPI, RequestsAPI, ClientBase):
+    """The typed client of the whole API. Use as a context manager."""
 
     # --- identity ---------------------------------------------------------------------
     def whoami(self) -> WhoAmI:
@@ -224,7 +166,7 @@ class Client:
             with self.http.stream("GET", path) as resp:
                 if resp.status_code >= 400:
                     resp.read()
-                    raise _api_error(resp)
+                    raise api_error(resp)
                 with tmp.open("wb") as out:
                     for chunk in resp.iter_bytes(1 << 16):
                         digest.update(chunk)
@@ -372,26 +314,6 @@ class Client:
 
     def set_site(self, name: str, status: str, reason: str = "") -> None:
         self.request("PUT", f"/api/sites/{name}", json={"status": status, "reason": reason})
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """One TLS context per process: building one costs ~17 ms of CPU, and a pilot makes a
-    client per job."""
-    return httpx.create_ssl_context()
-
-
-def _api_error(resp: httpx.Response) -> ApiError:
-    try:
-        body = resp.json()
-        return ApiError(
-            resp.status_code,
-            body.get("error", "error"),
-            body.get("message", resp.text),
-            body.get("detail"),
-        )
-    except ValueError:
-        return ApiError(resp.status_code, "error", resp.text[:500] or resp.reason_phrase)
 
 
 def _sha256(path: Path) -> str:

@@ -53,11 +53,42 @@ class CleaningSettings(BaseModel):
 
 
 class StorageElementConfig(BaseModel):
+    """One storage element: how to reach it, where it is, what it may be used for.
+
+    ``read``/``write`` are the configured access; operators ban an SE at run time
+    (``ctaprod se ban``), which the database records on top of this.
+    """
+
     plugin: str = "posix"
     base_path: str = ""
     endpoint: str = ""
     site: str = ""
+    read: bool = True
+    write: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataSettings(BaseModel):
+    """Data management: default and failover storage, transfer retries, request policy."""
+
+    default_se: str = Field("", description="SE for uploads that name none; empty: first SE")
+    se_groups: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Named lists of SEs; the group 'failover' is where outputs go when "
+        "every target SE fails",
+    )
+    verify_registration: bool = Field(
+        True, description="Check size and checksum on storage before registering a replica"
+    )
+    input_data_policy: dict[str, str] = Field(
+        default_factory=dict,
+        description="Job type -> 'require' (run only where a replica is) or 'prefer'; "
+        "other types: 'prefer'",
+    )
+    request_max_attempts: int = Field(10, ge=1)
+    request_backoff_seconds: float = Field(30.0, gt=0)
+    request_backoff_max_seconds: float = Field(3600.0, gt=0)
+    max_lfns_per_call: int = Field(10_000, ge=1)
 
 
 class QueueConfig(BaseModel):
@@ -89,6 +120,7 @@ def _agents() -> dict[str, AgentSettings]:
         "pilot_status": AgentSettings(interval=30),
         "stalled_jobs": AgentSettings(interval=60),
         "job_cleaning": AgentSettings(interval=3600),
+        "request_executor": AgentSettings(interval=10),
     }
 
 
@@ -111,6 +143,7 @@ class Settings(BaseSettings):
     sandboxes: SandboxSettings = Field(default_factory=SandboxSettings)
     cleaning: CleaningSettings = Field(default_factory=CleaningSettings)
     storage_elements: dict[str, StorageElementConfig] = Field(default_factory=dict)
+    data: DataSettings = Field(default_factory=DataSettings)
     queues: dict[str, QueueConfig] = Field(default_factory=dict)
     agents: dict[str, AgentSettings] = Field(default_factory=_agents)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
+    Double,
     Float,
     ForeignKey,
     Index,
@@ -221,4 +223,239 @@ agent_heartbeats = Table(
     Column("last_cycle", UTCDateTime, nullable=False),
     Column("cycles", BigId, nullable=False, server_default="0"),
     Column("last_error", Text, nullable=False, server_default=""),
+)
+
+# --- data management: file catalog -----------------------------------------------------
+# Directories and files are rows with integer ids; a file is (dir_id, name).  Paths are
+# looked up through a SHA-1 of the path (an LFN may be 1,024 characters, longer than a
+# unique index allows on MariaDB); ``path`` itself is kept for listings.
+LFN = 1024
+SE_NAME = 64
+
+catalog_dirs = Table(
+    "catalog_dirs",
+    metadata,
+    Column("dir_id", BigId, primary_key=True, autoincrement=True),
+    Column("parent_id", BigId, nullable=True),
+    Column("name", String(255), nullable=False),
+    Column("path", String(LFN), nullable=False),
+    Column("path_hash", String(40), nullable=False, unique=True),
+    Column("owner", String(NAME), nullable=False),
+    Column("owner_group", String(NAME), nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Index(None, "parent_id", "name"),
+)
+catalog_files = Table(
+    "catalog_files",
+    metadata,
+    Column("file_id", BigId, primary_key=True, autoincrement=True),
+    Column("dir_id", BigId, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("checksum", String(16), nullable=False),
+    Column("checksum_type", String(16), nullable=False, server_default="ADLER32"),
+    Column("guid", String(36), nullable=False),
+    Column("owner", String(NAME), nullable=False),
+    Column("owner_group", String(NAME), nullable=False),
+    Column("status", String(16), nullable=False, server_default="AprioriGood"),
+    Column("created", UTCDateTime, nullable=False),
+    UniqueConstraint("dir_id", "name"),
+    Index(None, "guid"),
+)
+catalog_replicas = Table(
+    "catalog_replicas",
+    metadata,
+    Column("file_id", BigId, primary_key=True),
+    Column("se", String(SE_NAME), primary_key=True),
+    Column("status", String(16), nullable=False, server_default="AprioriGood"),
+    Column("created", UTCDateTime, nullable=False),
+    Index(None, "se", "file_id"),
+)
+catalog_ancestry = Table(
+    "catalog_ancestry",
+    metadata,
+    Column("child_id", BigId, primary_key=True),
+    Column("parent_id", BigId, primary_key=True),
+    Index(None, "parent_id", "child_id"),
+)
+# Catalog events (outbox): written in the transaction that registers files or changes
+# metadata, consumed by the transformation system through a cursor on event_id.
+catalog_events = Table(
+    "catalog_events",
+    metadata,
+    Column("event_id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("file_id", BigId, nullable=True),
+    Column("dir_id", BigId, nullable=True),
+    Column("created", UTCDateTime, nullable=False),
+)
+
+# --- data management: metadata ---------------------------------------------------------
+# One namespace of typed fields.  Values: ints and datetimes (epoch microseconds) in
+# ``vint``, floats in ``vfloat``, strings in ``vstr``.  ``dir_meta`` holds what was set on
+# a directory; ``dir_meta_eff`` the effective value of every field for every directory
+# (own or inherited, nearest wins), maintained on writes so that queries are index lookups.
+# File values live in one narrow table per type so that each index holds only its type.
+META_STR = 255
+
+meta_fields = Table(
+    "meta_fields",
+    metadata,
+    Column("name", String(NAME), primary_key=True),
+    Column("type", String(16), nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("description", String(255), nullable=False, server_default=""),
+)
+dir_meta = Table(
+    "dir_meta",
+    metadata,
+    Column("dir_id", BigId, primary_key=True),
+    Column("field", String(NAME), primary_key=True),
+    Column("vint", BigInteger, nullable=True),
+    Column("vfloat", Double(), nullable=True),
+    Column("vstr", String(META_STR), nullable=True),
+    Index(None, "field", "dir_id"),
+)
+dir_meta_eff = Table(
+    "dir_meta_eff",
+    metadata,
+    Column("dir_id", BigId, primary_key=True),
+    Column("field", String(NAME), primary_key=True),
+    Column("source_dir_id", BigId, nullable=False),
+    Column("vint", BigInteger, nullable=True),
+    Column("vfloat", Double(), nullable=True),
+    Column("vstr", String(META_STR), nullable=True),
+    Index(None, "field", "vstr", "dir_id"),
+    Index(None, "field", "vint", "dir_id"),
+    Index(None, "field", "vfloat", "dir_id"),
+    Index(None, "source_dir_id"),
+)
+file_meta_int = Table(
+    "file_meta_int",
+    metadata,
+    Column("file_id", BigId, primary_key=True),
+    Column("field", String(NAME), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+    Index(None, "field", "value", "file_id"),
+)
+file_meta_float = Table(
+    "file_meta_float",
+    metadata,
+    Column("file_id", BigId, primary_key=True),
+    Column("field", String(NAME), primary_key=True),
+    Column("value", Double(), nullable=False),
+    Index(None, "field", "value", "file_id"),
+)
+file_meta_str = Table(
+    "file_meta_str",
+    metadata,
+    Column("file_id", BigId, primary_key=True),
+    Column("field", String(NAME), primary_key=True),
+    Column("value", String(META_STR), nullable=False),
+    Index(None, "field", "value", "file_id"),
+)
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("dataset_id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("owner", String(NAME), nullable=False),
+    Column("owner_group", String(NAME), nullable=False),
+    Column("query", LongText, nullable=False),
+    Column("status", String(16), nullable=False, server_default="Dynamic"),
+    Column("description", String(1024), nullable=False, server_default=""),
+    Column("created", UTCDateTime, nullable=False),
+    Column("frozen_at", UTCDateTime, nullable=True),
+    Column("file_count", BigInteger, nullable=True),
+    Column("total_size", BigInteger, nullable=True),
+)
+dataset_files = Table(
+    "dataset_files",
+    metadata,
+    Column("dataset_id", BigId, primary_key=True),
+    Column("file_id", BigId, primary_key=True),
+)
+
+# --- data management: storage element status -------------------------------------------
+# The configuration names the SEs; the database keeps what operators change at run time:
+# read/write bans with their reason, and the history of every change.
+se_status = Table(
+    "se_status",
+    metadata,
+    Column("se", String(SE_NAME), primary_key=True),
+    Column("read_allowed", Boolean, nullable=False, server_default="1"),
+    Column("write_allowed", Boolean, nullable=False, server_default="1"),
+    Column("read_reason", String(512), nullable=False, server_default=""),
+    Column("write_reason", String(512), nullable=False, server_default=""),
+    Column("last_update", UTCDateTime, nullable=False),
+)
+se_history = Table(
+    "se_history",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("se", String(SE_NAME), nullable=False),
+    Column("access", String(8), nullable=False),
+    Column("allowed", Boolean, nullable=False),
+    Column("reason", String(512), nullable=False, server_default=""),
+    Column("author", String(NAME), nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Index(None, "se", "time"),
+)
+
+# --- request management ----------------------------------------------------------------
+requests = Table(
+    "requests",
+    metadata,
+    Column("request_id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, server_default=""),
+    Column("owner", String(NAME), nullable=False),
+    Column("owner_group", String(NAME), nullable=False),
+    Column("job_id", BigId, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("last_update", UTCDateTime, nullable=False),
+    Column("not_before", UTCDateTime, nullable=False),
+    Column("assigned_by", String(128), nullable=False, server_default=""),
+    Column("error", String(2048), nullable=False, server_default=""),
+    Index(None, "status", "not_before"),
+    Index(None, "job_id"),
+    Index(None, "owner", "request_id"),
+)
+request_operations = Table(
+    "request_operations",
+    metadata,
+    Column("op_id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "request_id",
+        BigId,
+        ForeignKey("requests.request_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("position", Integer, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("arguments", LongText, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("error", String(2048), nullable=False, server_default=""),
+    Column("last_update", UTCDateTime, nullable=False),
+    UniqueConstraint("request_id", "position"),
+)
+request_files = Table(
+    "request_files",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "op_id",
+        BigId,
+        ForeignKey("request_operations.op_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("lfn", String(LFN), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("error", String(2048), nullable=False, server_default=""),
+    Column("size", BigInteger, nullable=True),
+    Column("checksum", String(16), nullable=True),
+    Column("guid", String(36), nullable=True),
+    Index(None, "op_id"),
 )

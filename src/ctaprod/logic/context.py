@@ -10,11 +10,16 @@ from datetime import datetime
 from ctaprod.core.jobdesc import SubmissionLimits
 from ctaprod.core.settings import Settings
 from ctaprod.db.auth import AuthDB
+from ctaprod.db.catalog import CatalogDB
+from ctaprod.db.datasets import DatasetDB
 from ctaprod.db.engine import Database
 from ctaprod.db.jobs import JobDB
+from ctaprod.db.metadata import MetadataDB
 from ctaprod.db.pilots import PilotDB
+from ctaprod.db.requests import RequestDB
 from ctaprod.db.sandboxes import SandboxDB
 from ctaprod.db.sites import SiteDB
+from ctaprod.db.storage import StorageDB
 from ctaprod.db.taskqueues import TaskQueueDB
 from ctaprod.db.types import utcnow
 from ctaprod.resources.storage import StorageElement, create_storage_element
@@ -33,6 +38,11 @@ class Context:
     sandboxes: SandboxDB = field(init=False)
     auth: AuthDB = field(init=False)
     sites: SiteDB = field(init=False)
+    catalog: CatalogDB = field(init=False)
+    meta: MetadataDB = field(init=False)
+    datasets: DatasetDB = field(init=False)
+    se_status: StorageDB = field(init=False)
+    requests: RequestDB = field(init=False)
     _storage: dict[str, StorageElement] = field(init=False, default_factory=dict)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
@@ -44,6 +54,11 @@ class Context:
         self.sandboxes = SandboxDB()
         self.auth = AuthDB()
         self.sites = SiteDB()
+        self.catalog = CatalogDB()
+        self.meta = MetadataDB()
+        self.datasets = DatasetDB()
+        self.se_status = StorageDB()
+        self.requests = RequestDB()
 
     @property
     def limits(self) -> SubmissionLimits:

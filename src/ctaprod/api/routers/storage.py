@@ -1,0 +1,7 @@
+"""Storage routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api/storage", tags=["storage"])

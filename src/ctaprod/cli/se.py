@@ -1,0 +1,7 @@
+"""``ctaprod se``: storage elements: list, ban and allow."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="Storage elements: list, ban and allow.", no_args_is_help=True)

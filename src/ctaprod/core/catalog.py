@@ -1,0 +1,77 @@
+"""File catalog models shared by the server, the client, the job wrapper and the agents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from ctaprod.core.lfn import check_lfn
+
+__all__ = ["CHECKSUM_TYPE", "FileInfo", "FileRegistration", "ReplicaRef", "check_adler32"]
+
+CHECKSUM_TYPE = "ADLER32"
+_HEX = frozenset("0123456789abcdef")
+
+
+def check_adler32(value: str) -> str:
+    """An ADLER32 as 8 lowercase hex digits (shorter values are zero-padded, as DIRAC does)."""
+    text = value.strip().lower()
+    if not text or len(text) > 8 or not set(text) <= _HEX:
+        raise ValueError(f"checksum {value!r} is not an ADLER32 (up to 8 hex digits)")
+    return text.zfill(8)
+
+
+class FileRegistration(BaseModel):
+    """A file to enter in the catalog, with its first replica and what it came from."""
+
+    lfn: str
+    size: int = Field(ge=0)
+    checksum: str
+    guid: str | None = Field(None, max_length=36, description="Generated when not given")
+    se: str | None = Field(None, max_length=64, description="SE holding the first replica")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    parents: list[str] = Field(default_factory=list, description="Ancestor LFNs (provenance)")
+
+    @field_validator("lfn")
+    @classmethod
+    def _lfn(cls, value: str) -> str:
+        return check_lfn(value)
+
+    @field_validator("checksum")
+    @classmethod
+    def _checksum(cls, value: str) -> str:
+        return check_adler32(value)
+
+    @field_validator("parents")
+    @classmethod
+    def _parents(cls, value: list[str]) -> list[str]:
+        return [check_lfn(v) for v in value]
+
+
+class ReplicaRef(BaseModel):
+    """One replica of one file: the pair (LFN, storage element)."""
+
+    lfn: str
+    se: str = Field(max_length=64)
+
+    @field_validator("lfn")
+    @classmethod
+    def _lfn(cls, value: str) -> str:
+        return check_lfn(value)
+
+
+class FileInfo(BaseModel):
+    """A catalog entry as the API returns it."""
+
+    lfn: str
+    size: int
+    checksum: str
+    checksum_type: str = CHECKSUM_TYPE
+    guid: str
+    owner: str
+    owner_group: str
+    status: str
+    created: datetime
+    replicas: list[str] = Field(default_factory=list, description="SE names")
