@@ -19,6 +19,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+# The embedded data SEs used when no storage element is configured.
+LOCAL_SITE = "LOCAL.localhost.org"
+LOCAL_DISK_SE = "LOCAL-DISK"
+LOCAL_FAILOVER_SE = "LOCAL-FAILOVER"
+
 
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -157,13 +162,49 @@ class Settings(BaseSettings):
         return self.agents.get(name) or _agents().get(name) or AgentSettings()
 
     def storage_element(self, name: str) -> StorageElementConfig:
+        """The configuration of SE ``name`` (data SEs, embedded defaults, the sandbox SE);
+        KeyError for an unknown name."""
         if name in self.storage_elements:
             return self.storage_elements[name]
         if name == self.sandboxes.storage_element:
             return StorageElementConfig(
                 plugin="posix", base_path=str(self.state_dir / "storage" / name)
             )
-        raise KeyError(name)
+        return self.data_storage_elements()[name]
+
+    def data_storage_elements(self) -> dict[str, StorageElementConfig]:
+        """The SEs that hold catalogued files: the configured ones (the sandbox SE aside),
+        or, when none is configured, the embedded POSIX SEs LOCAL-DISK and LOCAL-FAILOVER."""
+        configured = {
+            name: se
+            for name, se in self.storage_elements.items()
+            if name != self.sandboxes.storage_element
+        }
+        if configured:
+            return configured
+        return {
+            name: StorageElementConfig(
+                plugin="posix", base_path=str(self.state_dir / "storage" / name), site=LOCAL_SITE
+            )
+            for name in (LOCAL_DISK_SE, LOCAL_FAILOVER_SE)
+        }
+
+    def data_se_groups(self) -> dict[str, list[str]]:
+        """SE groups (``data.se_groups``); with the embedded SEs, ``failover`` is
+        LOCAL-FAILOVER unless configured."""
+        groups = {name: list(ses) for name, ses in self.data.se_groups.items()}
+        if not any(n != self.sandboxes.storage_element for n in self.storage_elements):
+            groups.setdefault("failover", [LOCAL_FAILOVER_SE])
+        return groups
+
+    def default_data_se(self) -> str:
+        """The SE of uploads that name none: ``data.default_se``, else the first data SE
+        that is not in the failover group."""
+        if self.data.default_se:
+            return self.data.default_se
+        failover = set(self.data_se_groups().get("failover", []))
+        names = list(self.data_storage_elements())
+        return next((n for n in names if n not in failover), names[0])
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
