@@ -2,6 +2,514 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.sql import ColumnElement
+
+from ctaprod.core.metaquery import Condition, FieldType, Op, Scalar
+from ctaprod.db.tables import (
+    catalog_dirs,
+    catalog_events,
+    catalog_files,
+    dir_meta,
+    dir_meta_eff,
+    file_meta_float,
+    file_meta_int,
+    file_meta_str,
+    meta_fields,
+)
+
+CHUNK = 5000  # ids per IN list
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+DIR_COLUMN = {
+    FieldType.INT: "vint", FieldType.DATETIME: "vint",
+    FieldType.FLOAT: "vfloat", FieldType.STRING: "vstr",
+}  # fmt: skip
+FILE_TABLE: dict[FieldType, Table] = {
+    FieldType.INT: file_meta_int, FieldType.DATETIME: file_meta_int,
+    FieldType.FLOAT: file_meta_float, FieldType.STRING: file_meta_str,
+}  # fmt: skip
+FILE_TABLES = (file_meta_int, file_meta_float, file_meta_str)
+EffValue = tuple[int | None, float | None, str | None, int]  # vint, vfloat, vstr, source
+
+
+def encode(ftype: FieldType, value: Scalar) -> int | float | str:
+    """A checked value as stored: datetimes as epoch microseconds."""
+    if isinstance(value, datetime):
+        return (value - EPOCH) // _MICRO
+    return value
+
+
+def decode(ftype: FieldType, raw: Any) -> Scalar:
+    if ftype is FieldType.DATETIME:
+        return EPOCH + int(raw) * _MICRO
+    if ftype is FieldType.FLOAT:
+        return float(raw)
+    return int(raw) if ftype is FieldType.INT else str(raw)
+
+
+def _chunks(ids: Sequence[Any], size: int = CHUNK) -> Iterable[list[Any]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
+
+def _dir_row(dir_id: int, field: str, ftype: FieldType, value: Scalar) -> dict[str, Any]:
+    row: dict[str, Any] = {"dir_id": dir_id, "field": field, "vint": None, "vfloat": None}
+    row["vstr"] = None
+    row[DIR_COLUMN[ftype]] = encode(ftype, value)
+    return row
+
+
+def _compare(column: Any, cond: Condition, ftype: FieldType) -> ColumnElement[bool]:
+    """``column <op> value`` for one checked condition."""
+    if isinstance(cond.value, tuple):
+        values = [encode(ftype, v) for v in cond.value]
+        listed: ColumnElement[bool] = (
+            column.in_(values) if cond.op is Op.IN else column.not_in(values)
+        )
+        return listed
+    value = encode(ftype, cond.value)
+    ops = {
+        Op.EQ: column.__eq__, Op.NE: column.__ne__, Op.LT: column.__lt__,
+        Op.LE: column.__le__, Op.GT: column.__gt__, Op.GE: column.__ge__,
+    }  # fmt: skip
+    result: ColumnElement[bool] = ops[cond.op](value)
+    return result
+
+
+@dataclass(frozen=True)
+class TypedCondition:
+    """A checked condition with its field's type and the levels the field has values on."""
+
+    cond: Condition
+    ftype: FieldType
+    on_dirs: bool
+    on_files: bool
+
 
 class MetadataDB:
     """Typed metadata on directories (own + effective) and files. Methods never commit."""
+
+    # --- fields ---------------------------------------------------------------------------
+    def field_types(self, conn: Connection) -> dict[str, FieldType]:
+        """Declared field name -> type."""
+        rows = conn.execute(select(meta_fields.c.name, meta_fields.c.type))
+        return {name: FieldType(ftype) for name, ftype in rows}
+
+    def fields(self, conn: Connection) -> list[Any]:
+        """All declared fields (name, type, created, description), by name."""
+        return list(conn.execute(select(meta_fields).order_by(meta_fields.c.name)).mappings())
+
+    def declare_field(
+        self, conn: Connection, name: str, ftype: FieldType, now: datetime, description: str = ""
+    ) -> None:
+        conn.execute(
+            insert(meta_fields).values(
+                name=name, type=ftype.value, created=now, description=description
+            )
+        )
+
+    def field_in_use(self, conn: Connection, name: str, ftype: FieldType) -> bool:
+        """Whether a directory or a file has a value of ``name``."""
+        table = FILE_TABLE[ftype]
+        query = select(
+            exists().where(dir_meta.c.field == name) | exists().where(table.c.field == name)
+        )
+        return bool(conn.execute(query).scalar())
+
+    def remove_field(self, conn: Connection, name: str) -> int:
+        return conn.execute(delete(meta_fields).where(meta_fields.c.name == name)).rowcount
+
+    def lock_fields(self, conn: Connection, names: Sequence[str] | None, *, share: bool) -> None:
+        """Serialise directory-metadata writes per field (no-op on SQLite: one writer)."""
+        if conn.dialect.name == "sqlite":
+            return
+        query = select(meta_fields.c.name).order_by(meta_fields.c.name)
+        if names is not None:
+            query = query.where(meta_fields.c.name.in_(sorted(names)))
+        conn.execute(query.with_for_update(read=share)).all()
+
+    # --- file values ----------------------------------------------------------------------
+    def add_file_values(
+        self,
+        conn: Connection,
+        rows: Sequence[tuple[int, Mapping[str, Scalar]]],
+        types: Mapping[str, FieldType],
+    ) -> None:
+        """Insert checked values of new files: one statement per value table."""
+        per_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for file_id, values in rows:
+            for name, value in values.items():
+                ftype = types[name]
+                per_table[FILE_TABLE[ftype].name].append(
+                    {"file_id": file_id, "field": name, "value": encode(ftype, value)}
+                )
+        for table in FILE_TABLES:
+            if per_table[table.name]:
+                conn.execute(insert(table), per_table[table.name])
+
+    def set_file_values(
+        self,
+        conn: Connection,
+        rows: Sequence[tuple[int, Mapping[str, Scalar]]],
+        types: Mapping[str, FieldType],
+    ) -> None:
+        """Set (replace) values of existing files."""
+        self.unset_file_values(conn, [(fid, list(values)) for fid, values in rows])
+        self.add_file_values(conn, rows, types)
+
+    def unset_file_values(
+        self, conn: Connection, rows: Sequence[tuple[int, Sequence[str]]]
+    ) -> None:
+        params = [{"b_file": fid, "b_field": name} for fid, names in rows for name in names]
+        if not params:
+            return
+        for table in FILE_TABLES:
+            stmt = delete(table).where(
+                table.c.file_id == bindparam("b_file"), table.c.field == bindparam("b_field")
+            )
+            conn.execute(stmt, params)
+
+    def file_values(
+        self, conn: Connection, file_ids: Sequence[int], types: Mapping[str, FieldType]
+    ) -> dict[int, dict[str, Scalar]]:
+        """Own values of files: file_id -> {field: value} (undeclared fields skipped)."""
+        out: dict[int, dict[str, Scalar]] = defaultdict(dict)
+        for table in FILE_TABLES:
+            for chunk in _chunks(file_ids):
+                query = select(table.c.file_id, table.c.field, table.c.value).where(
+                    table.c.file_id.in_(chunk)
+                )
+                for fid, name, raw in conn.execute(query):
+                    if name in types:
+                        out[fid][name] = decode(types[name], raw)
+        return dict(out)
+
+    def delete_files(self, conn: Connection, file_ids: Sequence[int]) -> None:
+        """Forget the values of removed files."""
+        for table in FILE_TABLES:
+            for chunk in _chunks(file_ids):
+                conn.execute(delete(table).where(table.c.file_id.in_(chunk)))
+
+    # --- directory values -------------------------------------------------------------------
+    def dir_values(
+        self, conn: Connection, dir_id: int, types: Mapping[str, FieldType]
+    ) -> tuple[dict[str, Scalar], dict[str, tuple[Scalar, int]]]:
+        """(own values, effective values with their source dir_id) of one directory."""
+        own = {
+            row.field: decode(types[row.field], getattr(row, DIR_COLUMN[types[row.field]]))
+            for row in conn.execute(select(dir_meta).where(dir_meta.c.dir_id == dir_id))
+            if row.field in types
+        }
+        eff = {
+            row.field: (
+                decode(types[row.field], getattr(row, DIR_COLUMN[types[row.field]])),
+                int(row.source_dir_id),
+            )
+            for row in conn.execute(select(dir_meta_eff).where(dir_meta_eff.c.dir_id == dir_id))
+            if row.field in types
+        }
+        return own, eff
+
+    def set_dir_values(
+        self,
+        conn: Connection,
+        dir_id: int,
+        values: Mapping[str, Scalar],
+        types: Mapping[str, FieldType],
+    ) -> int:
+        """Set own values of a directory and propagate them to its subtree (nearer values
+        win); returns the number of effective rows written."""
+        self.lock_fields(conn, list(values), share=False)
+        fields = list(values)
+        conn.execute(
+            delete(dir_meta).where(dir_meta.c.dir_id == dir_id, dir_meta.c.field.in_(fields))
+        )
+        conn.execute(
+            insert(dir_meta), [_dir_row(dir_id, n, types[n], v) for n, v in values.items()]
+        )
+        tree = self._subtree(conn, dir_id)
+        written = 0
+        for name, value in values.items():
+            row = _dir_row(dir_id, name, types[name], value)
+            eff = (row["vint"], row["vfloat"], row["vstr"], dir_id)
+            written += self._propagate(conn, tree, dir_id, name, eff)
+        return written
+
+    def unset_dir_values(self, conn: Connection, dir_id: int, fields: Sequence[str]) -> int:
+        """Remove own values of a directory; its subtree inherits from above again."""
+        self.lock_fields(conn, fields, share=False)
+        conn.execute(
+            delete(dir_meta).where(dir_meta.c.dir_id == dir_id, dir_meta.c.field.in_(fields))
+        )
+        parent_id = conn.execute(
+            select(catalog_dirs.c.parent_id).where(catalog_dirs.c.dir_id == dir_id)
+        ).scalar()
+        inherited: dict[str, EffValue] = {}
+        if parent_id is not None:
+            query = select(dir_meta_eff).where(
+                dir_meta_eff.c.dir_id == parent_id, dir_meta_eff.c.field.in_(fields)
+            )
+            for r in conn.execute(query):
+                inherited[r.field] = (r.vint, r.vfloat, r.vstr, int(r.source_dir_id))
+        tree = self._subtree(conn, dir_id)
+        return sum(
+            self._propagate(conn, tree, dir_id, name, inherited.get(name)) for name in fields
+        )
+
+    def _subtree(self, conn: Connection, dir_id: int) -> dict[int, list[int]]:
+        """parent dir_id -> children ids, for the subtree rooted at ``dir_id``."""
+        d = catalog_dirs
+        base = select(d.c.dir_id, d.c.parent_id).where(d.c.dir_id == dir_id)
+        tree = base.cte("subtree", recursive=True)
+        tree = tree.union_all(
+            select(d.c.dir_id, d.c.parent_id).where(d.c.parent_id == tree.c.dir_id)
+        )
+        children: dict[int, list[int]] = defaultdict(list)
+        for child, parent in conn.execute(select(tree.c.dir_id, tree.c.parent_id)):
+            if child != dir_id:
+                children[parent].append(child)
+        return children
+
+    def _propagate(
+        self,
+        conn: Connection,
+        tree: Mapping[int, Sequence[int]],
+        top: int,
+        field: str,
+        eff: EffValue | None,
+    ) -> int:
+        """Write ``eff`` as the effective value of ``field`` on ``top`` and on every
+        descendant not shadowed by a nearer own value (None: no effective value)."""
+        below = [c for kids in tree.values() for c in kids]
+        own: set[int] = set()
+        for chunk in _chunks(below):
+            query = select(dir_meta.c.dir_id).where(
+                dir_meta.c.field == field, dir_meta.c.dir_id.in_(chunk)
+            )
+            own.update(conn.execute(query).scalars())
+        covered, todo = [top], [top]
+        while todo:
+            kids = [c for c in tree.get(todo.pop(), ()) if c not in own]
+            covered += kids
+            todo += kids
+        for chunk in _chunks(covered):
+            conn.execute(
+                delete(dir_meta_eff).where(
+                    dir_meta_eff.c.field == field, dir_meta_eff.c.dir_id.in_(chunk)
+                )
+            )
+        if eff is None:
+            return 0
+        vint, vfloat, vstr, source = eff
+        rows = [
+            {"dir_id": d, "field": field, "source_dir_id": source, "vint": vint,
+             "vfloat": vfloat, "vstr": vstr}
+            for d in covered
+        ]  # fmt: skip
+        for start in range(0, len(rows), CHUNK):
+            conn.execute(insert(dir_meta_eff), rows[start : start + CHUNK])
+        return len(rows)
+
+    def inherit_dirs(self, conn: Connection, pairs: Sequence[tuple[int, int]]) -> None:
+        """New directories (dir_id, parent_id) take their parent's effective values
+        (parents first, so that a chain of new directories inherits down)."""
+        if not pairs:
+            return
+        self.lock_fields(conn, None, share=True)
+        e = dir_meta_eff
+        stmt = insert(e).from_select(
+            ["dir_id", "field", "source_dir_id", "vint", "vfloat", "vstr"],
+            select(
+                cast(bindparam("b_child", type_=BigInteger), BigInteger),
+                e.c.field, e.c.source_dir_id, e.c.vint, e.c.vfloat, e.c.vstr,
+            ).where(e.c.dir_id == bindparam("b_parent")),
+        )  # fmt: skip
+        conn.execute(stmt, [{"b_child": c, "b_parent": p} for c, p in _parents_first(pairs)])
+
+    def delete_dirs(self, conn: Connection, dir_ids: Sequence[int]) -> None:
+        """Forget the own and effective values of removed directories."""
+        for chunk in _chunks(dir_ids):
+            conn.execute(delete(dir_meta).where(dir_meta.c.dir_id.in_(chunk)))
+            conn.execute(delete(dir_meta_eff).where(dir_meta_eff.c.dir_id.in_(chunk)))
+
+    def add_events(
+        self, conn: Connection, kind: str, now: datetime, *, file_ids: Sequence[int] = (),
+        dir_ids: Sequence[int] = (),
+    ) -> None:  # fmt: skip
+        """Catalog events (``meta`` for files, ``dirmeta`` for directories)."""
+        rows = [{"kind": kind, "file_id": f, "dir_id": None, "created": now} for f in file_ids]
+        rows += [{"kind": kind, "file_id": None, "dir_id": d, "created": now} for d in dir_ids]
+        if rows:
+            conn.execute(insert(catalog_events), rows)
+
+    # --- queries ------------------------------------------------------------------------------
+    def levels(
+        self, conn: Connection, types: Mapping[str, FieldType]
+    ) -> dict[str, tuple[bool, bool]]:
+        """field -> (has directory values, has file values), one indexed probe each."""
+        if not types:
+            return {}
+        cols: list[Any] = [
+            meta_fields.c.name,
+            exists().where(dir_meta.c.field == meta_fields.c.name),
+        ]
+        cols += [exists().where(t.c.field == meta_fields.c.name) for t in FILE_TABLES]
+        query = select(*cols).where(meta_fields.c.name.in_(list(types)))
+        out: dict[str, tuple[bool, bool]] = {}
+        for name, on_dirs, *on_files in conn.execute(query):
+            out[name] = (bool(on_dirs), bool(on_files[FILE_TABLES.index(FILE_TABLE[types[name]])]))
+        return out
+
+    def matching_dirs(
+        self, conn: Connection, conds: Sequence[TypedCondition], scope: int | None
+    ) -> list[tuple[int, str]]:
+        """(dir_id, path) of the directories matching every directory-level condition,
+        under ``scope`` (a dir_id) if given; by dir_id."""
+        d = catalog_dirs
+        if scope is not None:
+            tree = self._subtree(conn, scope)
+            within = {scope, *(c for kids in tree.values() for c in kids)}
+        where: list[ColumnElement[bool]] = []
+        for tc in conds:
+            e = dir_meta_eff.alias()
+            where.append(
+                exists().where(
+                    e.c.dir_id == d.c.dir_id,
+                    e.c.field == tc.cond.field,
+                    _compare(e.c[DIR_COLUMN[tc.ftype]], tc.cond, tc.ftype),
+                )
+            )
+        rows = conn.execute(select(d.c.dir_id, d.c.path).where(*where).order_by(d.c.dir_id))
+        if scope is None:
+            return [(int(i), p) for i, p in rows]
+        return [(int(i), p) for i, p in rows if i in within]
+
+    def file_conditions(self, conds: Sequence[TypedCondition]) -> list[ColumnElement[bool]]:
+        """SQL conditions on ``catalog_files`` for file-level and both-level conditions."""
+        f = catalog_files
+        out: list[ColumnElement[bool]] = []
+        for tc in conds:
+            t = FILE_TABLE[tc.ftype].alias()
+            own = exists().where(
+                t.c.file_id == f.c.file_id,
+                t.c.field == tc.cond.field,
+                _compare(t.c.value, tc.cond, tc.ftype),
+            )
+            if not tc.on_dirs:
+                out.append(own)
+                continue
+            t2, e = FILE_TABLE[tc.ftype].alias(), dir_meta_eff.alias()
+            has_own = exists().where(t2.c.file_id == f.c.file_id, t2.c.field == tc.cond.field)
+            inherited = exists().where(
+                e.c.dir_id == f.c.dir_id,
+                e.c.field == tc.cond.field,
+                _compare(e.c[DIR_COLUMN[tc.ftype]], tc.cond, tc.ftype),
+            )
+            out.append(or_(own, and_(not_(has_own), inherited)))
+        return out
+
+    def files_in_dirs(
+        self,
+        conn: Connection,
+        dir_ids: Sequence[int],
+        where: Sequence[ColumnElement[bool]],
+        after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[Any]:
+        """(dir_id, name, size) of matching files in ``dir_ids``, by (dir_id, name)."""
+        f = catalog_files
+        query = select(f.c.dir_id, f.c.name, f.c.size).where(f.c.dir_id.in_(dir_ids), *where)
+        if after is not None:
+            query = query.where(
+                or_(f.c.dir_id > after[0], and_(f.c.dir_id == after[0], f.c.name > after[1]))
+            )
+        return list(conn.execute(query.order_by(f.c.dir_id, f.c.name).limit(limit)))
+
+    def files_by_value(
+        self,
+        conn: Connection,
+        first: TypedCondition,
+        where: Sequence[ColumnElement[bool]],
+        after: int | None,
+        limit: int,
+    ) -> list[Any]:
+        """(file_id, path, name, size) of matching files, driven by the index range of
+        the file-level condition ``first``, by file_id."""
+        f, d, t = catalog_files, catalog_dirs, FILE_TABLE[first.ftype]
+        query = (
+            select(f.c.file_id, d.c.path, f.c.name, f.c.size)
+            .select_from(t.join(f, f.c.file_id == t.c.file_id).join(d, d.c.dir_id == f.c.dir_id))
+            .where(t.c.field == first.cond.field, _compare(t.c.value, first.cond, first.ftype))
+            .where(*where)
+        )
+        if after is not None:
+            query = query.where(t.c.file_id > after)
+        return list(conn.execute(query.order_by(t.c.file_id).limit(limit)))
+
+    def count_in_dirs(
+        self, conn: Connection, dir_ids: Sequence[int], where: Sequence[ColumnElement[bool]]
+    ) -> tuple[int, int]:
+        """(count, total size) of matching files in ``dir_ids``."""
+        f = catalog_files
+        count = size = 0
+        for chunk in _chunks(dir_ids):
+            query = select(func.count(), func.coalesce(func.sum(f.c.size), 0)).where(
+                f.c.dir_id.in_(chunk), *where
+            )
+            n, s = conn.execute(query).one()
+            count, size = count + int(n), size + int(s)
+        return count, size
+
+    def count_by_value(
+        self, conn: Connection, first: TypedCondition, where: Sequence[ColumnElement[bool]]
+    ) -> tuple[int, int]:
+        f, t = catalog_files, FILE_TABLE[first.ftype]
+        query = (
+            select(func.count(), func.coalesce(func.sum(f.c.size), 0))
+            .select_from(t.join(f, f.c.file_id == t.c.file_id))
+            .where(t.c.field == first.cond.field, _compare(t.c.value, first.cond, first.ftype))
+            .where(*where)
+        )
+        n, s = conn.execute(query).one()
+        return int(n), int(s)
+
+
+def _parents_first(pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Order (child, parent) pairs so that a new parent comes before its children."""
+    parent_of = dict(pairs)
+    depth: dict[int, int] = {}
+
+    def level(child: int) -> int:
+        seen = []
+        node = child
+        while node in parent_of and node not in depth:
+            seen.append(node)
+            node = parent_of[node]
+        base = depth.get(node, 0)
+        for n in reversed(seen):
+            base += 1
+            depth[n] = base
+        return depth.get(child, 0)
+
+    return sorted(pairs, key=lambda pair: level(pair[0]))
