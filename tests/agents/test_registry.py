@@ -27,6 +27,7 @@ def test_build_agents_from_settings(services: Any) -> None:
         ("pilot_factory", 10),
         ("pilot_status", 30),
         ("stalled_jobs", 5),
+        ("request_executor", 10),
     ]
     named = build_agents(services, services.tokens, names=["job_cleaning", "stalled_jobs"])
     assert [s.name for s in named] == ["stalled_jobs", "job_cleaning"]  # disabled, but named

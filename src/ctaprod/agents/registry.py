@@ -16,6 +16,7 @@ from ctaprod.agents.pilot_factory import (
     PilotFactory,
     PilotStatusAgent,
 )
+from ctaprod.agents.request_executor import RequestExecutorAgent
 from ctaprod.agents.runner import AgentSpec, RunOnce
 from ctaprod.agents.stalled import StalledJobsAgent
 from ctaprod.core.errors import InvalidInput
@@ -23,7 +24,13 @@ from ctaprod.logic.auth import TokenService
 from ctaprod.logic.context import Context
 from ctaprod.logic.matcher import Matcher
 
-AGENT_NAMES = ("pilot_factory", "pilot_status", "stalled_jobs", "job_cleaning")
+AGENT_NAMES = (
+    "pilot_factory",
+    "pilot_status",
+    "stalled_jobs",
+    "job_cleaning",
+    "request_executor",
+)
 
 
 class AgentServices(Protocol):
@@ -59,6 +66,7 @@ def build_agents(
         "pilot_status": lambda: PilotStatusAgent(ctx, ces).run_once,
         "stalled_jobs": lambda: StalledJobsAgent(ctx).run_once,
         "job_cleaning": lambda: JobCleaningAgent(ctx).run_once,
+        "request_executor": lambda: RequestExecutorAgent(ctx).run_once,
     }
     specs = []
     for name in AGENT_NAMES:
