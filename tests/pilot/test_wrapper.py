@@ -20,7 +20,7 @@ from ctaprod.core.matching import Resource
 from ctaprod.core.schemas import MatchResponse
 from ctaprod.pilot.config import RetryPolicy, WrapperOptions
 from ctaprod.pilot.loop import deliver_pending
-from ctaprod.pilot.wrapper import FINAL_FILE, NO_DATA, build_argv, run_job, select_outputs
+from ctaprod.pilot.wrapper import FINAL_FILE, build_argv, run_job, select_outputs
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -215,17 +215,6 @@ def test_retry_policy() -> None:
 
 def flaky_forever() -> None:
     raise ServerUnreachable("down")
-
-
-def test_input_data_fails_the_job(
-    live_server: Any, admin: Client, matched: Any, tmp_path: Path
-) -> None:
-    match = matched(Arguments="-c 'echo ran > ran.txt'", InputData=["/ctao/data/run1.h5"])
-    outcome = run_job(factory_for(live_server.url), match, tmp_path, OPTS)
-    assert (outcome.status, outcome.minor_status) == (J.FAILED, NO_DATA)
-    assert not (tmp_path / f"job_{match.job_id}" / "ran.txt").exists()
-    job = admin.job(match.job_id)
-    assert (job.status, job.minor_status) == (J.FAILED, NO_DATA)
 
 
 def test_job_killed_before_start_is_left_alone(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Any
@@ -67,6 +68,8 @@ class JobDescription(BaseModel):
     output_data: StrList = Field(alias="OutputData")
     output_se: StrList = Field(alias="OutputSE")
     output_path: str = Field("", alias="OutputPath", max_length=1024)
+    # Metadata set on every OutputData file when it is registered (JDL: a JSON string).
+    output_metadata: dict[str, Any] = Field(default_factory=dict, alias="OutputMetadata")
     std_output: str = Field("std.out", alias="StdOutput", max_length=255)
     std_error: str = Field("std.err", alias="StdError", max_length=255)
     environment: dict[str, str] = Field(default_factory=dict, alias="Environment")
@@ -108,6 +111,28 @@ class JobDescription(BaseModel):
                 env[key] = val
             return env
         return value
+
+    @field_validator("output_metadata", mode="before")
+    @classmethod
+    def _metadata(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError as exc:
+                raise ValueError(f"OutputMetadata is not a JSON object: {exc}") from None
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("OutputMetadata must map metadata field names to values")
+        return value
+
+    @field_validator("output_path", mode="after")
+    @classmethod
+    def _output_path(cls, value: str) -> str:
+        path = value[len(LFN_PREFIX) :] if value.upper().startswith(LFN_PREFIX) else value
+        if path and not path.startswith("/"):
+            raise ValueError(f"OutputPath {value!r}: an LFN directory is an absolute path")
+        return path.rstrip("/") or ("/" if path else "")
 
     @field_validator("sites", mode="after")
     @classmethod
@@ -153,7 +178,21 @@ class JobDescription(BaseModel):
         data = self.model_dump(by_alias=True, exclude_defaults=True)
         if "Environment" in data:  # JDL writes it as a list of NAME=value strings
             data["Environment"] = [f"{k}={v}" for k, v in data["Environment"].items()]
+        if "OutputMetadata" in data:  # JDL has no mappings: a JSON string
+            data["OutputMetadata"] = json.dumps(data["OutputMetadata"], sort_keys=True)
         return data
+
+    def output_lfns(self, default_dir: str) -> dict[str, str]:
+        """Each OutputData entry -> its LFN: ``LFN:`` entries as they are, others by file
+        name under OutputPath (``default_dir`` when the job gives none)."""
+        out = {}
+        for entry in self.output_data:
+            if entry.upper().startswith(LFN_PREFIX):
+                out[entry] = entry[len(LFN_PREFIX) :]
+            else:
+                base = (self.output_path or default_dir).rstrip("/")
+                out[entry] = f"{base}/{entry.rsplit('/', 1)[-1]}"
+        return out
 
 
 class JobSummary(BaseModel):

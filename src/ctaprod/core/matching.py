@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Self
 
 from pydantic import BaseModel, Field
@@ -47,9 +48,22 @@ class Requirements(BaseModel):
     sites: tuple[str, ...] = ()
     banned_sites: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    # Sites holding replicas of the input data (policy 'prefer'): pilots there take these
+    # queues first; others still may.
+    data_sites: tuple[str, ...] = ()
 
     @classmethod
-    def of_job(cls, desc: JobDescription, owner: str, owner_group: str) -> Self:
+    def of_job(
+        cls,
+        desc: JobDescription,
+        owner: str,
+        owner_group: str,
+        *,
+        sites: Sequence[str] | None = None,
+        data_sites: Sequence[str] = (),
+    ) -> Self:
+        """The requirements of a job; ``sites`` replaces the job's Site list (input-data
+        policy 'require'), ``data_sites`` are the preferred sites (policy 'prefer')."""
         tags = set(desc.tags)
         if desc.number_of_processors > 1:
             tags.add(processor_tag(desc.number_of_processors))
@@ -62,14 +76,18 @@ class Requirements(BaseModel):
             job_type=desc.job_type,
             cpu_segment=cpu_segment(desc.cpu_time),
             platform=desc.platform,
-            sites=tuple(sorted(set(desc.sites))),
+            sites=tuple(sorted(set(desc.sites if sites is None else sites))),
             banned_sites=tuple(sorted(set(desc.banned_sites) - set(desc.sites))),
             tags=tuple(sorted(tags)),
+            data_sites=tuple(sorted(set(data_sites))),
         )
 
     def key(self) -> str:
         """A stable digest of the requirements (the unique key of the task queue)."""
-        blob = json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump()
+        if not self.data_sites:  # keys of queues without input data stay as they were
+            del data["data_sites"]
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:40]
 
 

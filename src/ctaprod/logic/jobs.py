@@ -23,6 +23,7 @@ from ctaprod.core.jobs import LFN_PREFIX, SANDBOX_REF, JobDescription
 from ctaprod.core.matching import Requirements
 from ctaprod.core.properties import Property, TokenKind
 from ctaprod.db.jobs import JobState
+from ctaprod.logic import input_data
 from ctaprod.logic.context import Context
 from ctaprod.logic.job_status import Step, transition_jobs
 
@@ -64,6 +65,8 @@ def submit_jobs(ctx: Context, ident: Identity, descs: Sequence[JobDescription]) 
                     f"{where}InputSandbox file {entry!r} was not uploaded; "
                     "submit with the ctaprod client, which uploads local files"
                 )
+    # InputData is looked up before the write transaction: missing files stop it here.
+    reqs = input_data.job_requirements(ctx, [(d, ident.user, ident.group) for d in descs])
     now = ctx.clock()
     shas = sorted({s for d in descs for s in d.sandbox_refs()})
     with ctx.db.write() as conn:
@@ -123,16 +126,26 @@ def submit_jobs(ctx: Context, ident: Identity, descs: Sequence[JobDescription]) 
         )
         ctx.sandboxes.touch(conn, list(owned.values()), now)
         enqueue(
-            ctx, conn, [(i, d, ident.user, ident.group) for i, d in zip(ids, descs, strict=True)]
+            ctx,
+            conn,
+            [(i, d, ident.user, ident.group) for i, d in zip(ids, descs, strict=True)],
+            reqs,
         )
     return SubmitResult(ids)
 
 
 def enqueue(
-    ctx: Context, conn: Connection, items: Sequence[tuple[int, JobDescription, str, str]]
+    ctx: Context,
+    conn: Connection,
+    items: Sequence[tuple[int, JobDescription, str, str]],
+    reqs: Sequence[Requirements] | None = None,
 ) -> None:
-    """Put waiting jobs (id, description, owner, group) into their task queues."""
-    reqs = [Requirements.of_job(d, owner, group) for _, d, owner, group in items]
+    """Put waiting jobs (id, description, owner, group) into their task queues; ``reqs``
+    (one per item) are computed, with the input-data sites, when not given."""
+    if reqs is None:
+        reqs = input_data.job_requirements(
+            ctx, [(d, owner, group) for _, d, owner, group in items], strict=False
+        )
     tq_ids = ctx.queues.ensure_queues(conn, reqs, ctx.clock())
     ctx.queues.enqueue(
         conn,

@@ -1,10 +1,11 @@
 """The matcher: give a pilot the best job it can run.
 
 Choosing works on task queues (thousands), never on jobs (millions): the eligible queues for
-the pilot's resource are found in a short-lived in-memory snapshot, a group is drawn by fair
-share (weight = the group's share), a user inside it (equal shares), then that user's queue
-with the highest job priority; one job is claimed from it atomically in the database. A stale
-snapshot only costs a retry: the claim itself is the source of truth.
+the pilot's resource are found in a short-lived in-memory snapshot (those whose input data
+has replicas at the pilot's site come first), a group is drawn by fair share (weight = the
+group's share), a user inside it (equal shares), then that user's queue with the highest job
+priority; one job is claimed from it atomically in the database. A stale snapshot only costs
+a retry: the claim itself is the source of truth.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Snapshot:
     # Eligible queues per resource shape: pilots of one queue all look alike, so the scan
     # over every task queue is done once per snapshot and shape, not once per request.
     eligible: dict[tuple[object, ...], list[int]] = field(default_factory=dict)
+    # Per site: the queues whose input data is there (input-data policy 'prefer').
+    data_local: dict[str, frozenset[int]] = field(default_factory=dict)
     segments: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -148,6 +151,14 @@ class Matcher:
             snap.eligible[shape] = found
         return [q for q in found if q in snap.loads and snap.loads[q].waiting > 0]
 
+    def local_queues(self, site: str, snap: Snapshot) -> frozenset[int]:
+        """Queues of the snapshot whose input data has replicas at ``site``."""
+        found = snap.data_local.get(site)
+        if found is None:
+            found = frozenset(q for q, req in snap.queues.items() if site in req.data_sites)
+            snap.data_local[site] = found
+        return found
+
     def choose(self, candidates: list[int], snap: Snapshot) -> int:
         """Fair share: draw a group by share, a user in it uniformly, then best priority."""
         by_group: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
@@ -175,16 +186,21 @@ class Matcher:
         if not candidates:
             self._check_pilot(pilot_id)
             return None
+        # Jobs whose input data is at the pilot's site go first (policy 'prefer').
+        local = self.local_queues(res.site, snap)
+        near = [q for q in candidates if q in local] if local else []
         for _ in range(self.max_attempts):
             if not candidates:
                 return None
-            tq_id = self.choose(candidates, snap)
+            tq_id = self.choose(near or candidates, snap)
             found = self._claim(tq_id, pilot_id, res)
             if isinstance(found, Match):
                 return found
             if found is _TAKEN:
                 continue  # that job was being killed or deleted: the queue may hold more
             candidates.remove(tq_id)  # empty meanwhile: the snapshot was stale
+            if tq_id in near:
+                near.remove(tq_id)
             with self._lock:
                 if self._snap is snap:
                     snap.loads.pop(tq_id, None)

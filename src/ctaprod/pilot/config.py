@@ -88,6 +88,7 @@ class WrapperOptions:
     kill_grace: float = 5.0
     poll_interval: float = 0.5
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    site: str = ""  # the pilot's site: input data is read there first
 
 
 class PilotConfig(BaseSettings):
@@ -161,6 +162,7 @@ class PilotConfig(BaseSettings):
             self.wall_margin,
             self.kill_grace,
             retry=self.retry_policy(),
+            site=self.site,
         )
 
     def resource(self, cpu_time_left: int) -> Resource:

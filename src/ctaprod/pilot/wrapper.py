@@ -1,9 +1,11 @@
 """The job wrapper: run one matched job from input sandbox to final status.
 
-Steps: report Running; download and unpack the input sandboxes; run the payload under the
-watchdog with heartbeats (a Kill command, or the server disowning the job, kills it); pack
-and upload the output sandbox; report the final status. Calls that fail because the server is
-unreachable are retried with exponential backoff; the final report is kept in
+Steps: report Running; download and unpack the input sandboxes and the input data; run the
+payload under the watchdog with heartbeats (a Kill command, or the server disowning the job,
+kills it); store and register the output data (:mod:`ctaprod.pilot.data`); pack and upload
+the output sandbox; report the final status (Completed when a request must finish the
+outputs, which is then created). Calls that fail because the server is unreachable are
+retried with exponential backoff; the final report (and that request) is kept in
 ``<job dir>/final_status.json`` until delivered (the pilot retries leftovers at its end).
 When the server says the job is no longer ours (403/404/409) the wrapper leaves it alone.
 """
@@ -29,8 +31,16 @@ from ctaprod.core.archive import make_archive, safe_extract
 from ctaprod.core.errors import CtaprodError
 from ctaprod.core.job_states import JobStatus
 from ctaprod.core.jobs import LFN_PREFIX, check_relative_name
+from ctaprod.core.requests import RequestSpec
 from ctaprod.core.schemas import HeartbeatItem, MatchResponse, StatusReport
-from ctaprod.pilot.config import RetryPolicy, WrapperOptions, capture_log
+from ctaprod.pilot.config import TRANSIENT, RetryPolicy, WrapperOptions, capture_log
+from ctaprod.pilot.data import (
+    DataFailure,
+    StorageElements,
+    default_output_dir,
+    download_inputs,
+    handle_outputs,
+)
 from ctaprod.pilot.watchdog import Limits, Outcome, PayloadResult, Usage, last_line, run_payload
 
 logger = logging.getLogger("ctaprod.pilot.wrapper")
@@ -43,7 +53,7 @@ STAGE = ".output_sandbox"
 OUTPUT_ARCHIVE = ".output_sandbox.tar.gz"
 INTERNAL = frozenset({FINAL_FILE, f"{FINAL_FILE}.tmp", JOB_LOG, STAGE, OUTPUT_ARCHIVE})
 GONE = frozenset({403, 404, 409})  # the job is not (or no longer) ours
-NO_DATA = "Input data not available (no data management yet)"
+PENDING_REQUESTS = "Pending requests"
 J = JobStatus
 
 
@@ -95,21 +105,56 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def deliver_final(client: Client, path: Path, retry: RetryPolicy) -> bool:
-    """Send the final report kept in ``path``; remove the file unless the server was down."""
-    report = StatusReport.model_validate(json.loads(path.read_text())["report"])
-    try:
-        send_report(client, report, retry)
-    except JobGone as exc:
-        logger.warning("final status refused, dropped: %s", exc)
-        path.unlink(missing_ok=True)
-        return False
-    except (ServerUnreachable, ApiError) as exc:
-        logger.error(
-            "job %d: final status not delivered (%s); kept in %s", report.job_id, exc, path
-        )
+    """Send the final report kept in ``path``, then create the request kept with it (if
+    any); remove the file unless the server was down (what was sent is marked as such)."""
+    body = json.loads(path.read_text())
+    report = StatusReport.model_validate(body["report"])
+    if not body.get("reported"):
+        try:
+            send_report(client, report, retry)
+        except JobGone as exc:
+            logger.warning("final status refused, dropped: %s", exc)
+            path.unlink(missing_ok=True)
+            return False
+        except (ServerUnreachable, ApiError) as exc:
+            logger.error(
+                "job %d: final status not delivered (%s); kept in %s", report.job_id, exc, path
+            )
+            return False
+        logger.info("job %d: final status %s delivered", report.job_id, report.status)
+        if "request" in body:
+            body["reported"] = True
+            _write_private(path, json.dumps(body))
+    if "request" in body and not _deliver_request(client, body, path, retry):
         return False
     path.unlink(missing_ok=True)
-    logger.info("job %d: final status %s delivered", report.job_id, report.status)
+    return True
+
+
+def _deliver_request(client: Client, body: dict[str, Any], path: Path, retry: RetryPolicy) -> bool:
+    """Create the job's pending request; a refused one fails the job (nothing would ever
+    finish its outputs). False if the server could not be reached (the file is kept)."""
+    spec = RequestSpec.model_validate(body["request"])
+    job_id = int(body["report"]["job_id"])
+    try:
+        request_id = retry.call(lambda: client.create_request(spec), f"job {job_id}: request")
+    except ServerUnreachable as exc:
+        logger.error("job %d: request not created (%s); kept in %s", job_id, exc, path)
+        return False
+    except ApiError as exc:
+        if exc.status in TRANSIENT or exc.status >= 500:
+            logger.error("job %d: request not created (%s); kept in %s", job_id, exc, path)
+            return False
+        logger.error("job %d: request refused: %s", job_id, exc)
+        failed = StatusReport(
+            job_id=job_id, status=J.FAILED, minor_status=f"Request refused: {exc.message}"[:128]
+        )
+        try:
+            send_report(client, failed, retry)
+        except (JobGone, ServerUnreachable, ApiError) as err:
+            logger.error("job %d: could not report the refused request: %s", job_id, err)
+        return True
+    logger.info("job %d: request %s created for its outputs", job_id, request_id)
     return True
 
 
@@ -220,6 +265,14 @@ class _Job:
         self.stop_event = stop_event
         self.gone: str | None = None  # why the server took the job away during the payload
         self.argv: list[str] = []
+        self.request: RequestSpec | None = None  # to finish the outputs (job Completed)
+        self._storage: StorageElements | None = None
+
+    def storage(self) -> StorageElements:
+        """The SEs listed by the server (asked once per job)."""
+        if self._storage is None:
+            self._storage = StorageElements.fetch(self.client, self.opts.retry)
+        return self._storage
 
     def note(self, minor: str, **parameters: str) -> None:
         """A best-effort minor status (no retry); JobGone if the server refuses it."""
@@ -254,9 +307,11 @@ class _Job:
             raise JobGone(f"job {self.id}: {self.gone}")
         status, minor = _verdict(result, self.stop_event is not None and self.stop_event.is_set())
         logger.info("job %d: payload %s (%s)", self.id, result.message, minor)
+        if status is J.DONE and self.desc.output_data:
+            status, minor = self.output_data()
         self.note("Uploading output sandbox")
         problem = self.upload()
-        if problem is not None and status is J.DONE:
+        if problem is not None and status in (J.DONE, J.COMPLETED):
             status, minor = J.FAILED, problem
         return self.finish(status, minor, result)
 
@@ -281,10 +336,18 @@ class _Job:
                 return "Input sandbox is invalid"
             finally:
                 archive.unlink(missing_ok=True)
-        lfn_sandbox = [s for s in self.desc.input_sandbox if s.upper().startswith(LFN_PREFIX)]
-        if self.desc.input_data or lfn_sandbox:
-            self.note(NO_DATA)
-            return NO_DATA
+        lfn_sandbox = [s[4:] for s in self.desc.input_sandbox if s.upper().startswith(LFN_PREFIX)]
+        inputs = [*self.desc.input_data, *lfn_sandbox]
+        if inputs:
+            self.note("Downloading input data")
+            try:
+                download_inputs(
+                    self.client, self.storage(), inputs, self.dir, self.opts.site, self.opts.retry
+                )
+            except DataFailure as exc:
+                return str(exc)
+            except (ServerUnreachable, ApiError) as exc:
+                return f"Input data: storage element list unavailable ({exc})"
         try:
             self.argv = build_argv(self.desc.executable, self.desc.arguments, self.dir)
         except ValueError as exc:
@@ -346,6 +409,28 @@ class _Job:
             self.gone = "killed by the server (Kill command)"
             return True
         return False
+
+    def output_data(self) -> tuple[JobStatus, str]:
+        """Store and register the OutputData: the job's status and minor status after it."""
+        self.note("Uploading output data")
+        try:
+            result = handle_outputs(
+                self.client,
+                self.storage,
+                self.id,
+                self.desc,
+                self.dir,
+                default_output_dir(self.match.owner, self.id),
+                self.opts.site,
+                self.opts.retry,
+            )
+        except DataFailure as exc:
+            logger.error("job %d: %s", self.id, exc)
+            return J.FAILED, str(exc)
+        if result.request is not None:
+            self.request = result.request
+            return J.COMPLETED, PENDING_REQUESTS
+        return J.DONE, "Execution Complete"
 
     def upload(self) -> str | None:
         """Pack stdout, stderr and the declared outputs that exist; upload them with the
@@ -418,6 +503,8 @@ class _Job:
             "token": self.match.job_token,
             "report": report.model_dump(mode="json", exclude_none=True),
         }
+        if self.request is not None and status is J.COMPLETED:
+            body["request"] = self.request.model_dump(mode="json")
         _write_private(path, json.dumps(body))
         delivered = deliver_final(self.client, path, self.opts.retry)
         return JobOutcome(self.id, status, minor, report.exit_code, delivered)
