@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from typer.core import TyperGroup
 
 from ctaprod import __version__
-from ctaprod.cli import admin, dm, dm_meta, job_files, jobs, pilots, requests, se, server
+from ctaprod.cli import admin, dm, dm_data, dm_meta, job_files, jobs, pilots, requests, se, server
 from ctaprod.cli.common import CliState, client
 from ctaprod.cli.output import describe_validation_error, fmt, print_error, stdout, table
 from ctaprod.client.errors import ApiError, ServerUnreachable
@@ -107,6 +107,7 @@ app.add_typer(jobs.app, name="job")
 app.add_typer(admin.app, name="admin")
 app.add_typer(pilots.app, name="pilot")
 dm_meta.register(dm.app)
+dm_data.register(dm.app)
 app.add_typer(dm.app, name="dm")
 app.add_typer(se.app, name="se")
 app.add_typer(requests.app, name="request")

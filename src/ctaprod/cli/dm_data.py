@@ -1,0 +1,169 @@
+"""``ctaprod dm put | get | rm | replicate``: transfers between local files, SEs and the
+catalog, with progress bars on stderr."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from ctaprod.cli.common import client
+from ctaprod.cli.output import print_error, say, stderr
+from ctaprod.client.errors import ApiError
+from ctaprod.core.errors import CtaprodError
+from ctaprod.core.lfn import check_lfn, split
+
+LfnsArg = Annotated[list[str], typer.Argument(help="LFNs.", show_default=False, metavar="LFN")]
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=stderr(),
+        transient=True,
+    )
+
+
+def parse_meta(values: list[str]) -> dict[str, Any]:
+    """``k=v`` pairs; a value that reads as JSON (numbers, quoted strings) is taken as such."""
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r} is not key=value", param_hint="--meta")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        out[key.strip()] = value
+    return out
+
+
+@contextlib.contextmanager
+def _each(lfns: list[str], verb: str) -> Iterator[list[str]]:
+    """Collect the LFNs that failed (their error printed); exit 1 at the end if any did."""
+    failed: list[str] = []
+    yield failed
+    if failed:
+        print_error(f"{len(failed)} of {len(lfns)} files could not be {verb}")
+        raise typer.Exit(1)
+
+
+def register(dm_app: typer.Typer) -> None:
+    """Add the transfer commands to ``ctaprod dm``."""
+    dm_app.command("put")(put)
+    dm_app.command("get")(get)
+    dm_app.command("rm")(rm)
+    dm_app.command("replicate")(replicate)
+
+
+def put(
+    ctx: typer.Context,
+    local: Annotated[
+        Path, typer.Argument(help="Local file.", exists=True, dir_okay=False, show_default=False)
+    ],
+    lfn: Annotated[str, typer.Argument(help="LFN to register it as.", show_default=False)],
+    se: Annotated[str | None, typer.Option("--se", help="Target SE (default: server's).")] = None,
+    meta: Annotated[
+        list[str] | None, typer.Option("--meta", "-m", help="Metadata key=value (repeat).")
+    ] = None,
+    parent: Annotated[
+        list[str] | None, typer.Option("--parent", help="Ancestor LFN (repeat).")
+    ] = None,
+) -> None:
+    """Upload a local file to an SE and register it (size and ADLER32 checked)."""
+    metadata = parse_meta(meta or [])
+    with client(ctx) as cli, _bar() as bar:
+        task = bar.add_task(f"put {local.name}", total=local.stat().st_size)
+        stored = cli.data_put(
+            local,
+            lfn,
+            se=se,
+            metadata=metadata,
+            parents=parent or [],
+            progress=lambda n: bar.advance(task, n),
+        )
+    say(f"Stored {stored.lfn} on {stored.se} ({stored.size} bytes, ADLER32 {stored.checksum})")
+
+
+def get(
+    ctx: typer.Context,
+    lfn: Annotated[str, typer.Argument(help="LFN to download.", show_default=False)],
+    dest: Annotated[
+        Path | None, typer.Argument(help="Local file or directory (default: current directory).")
+    ] = None,
+    site: Annotated[
+        str | None, typer.Option("--site", help="Prefer replicas at this site.")
+    ] = None,
+) -> None:
+    """Download a file from its best replica (ADLER32 checked)."""
+    name = split(check_lfn(lfn))[1]
+    target = dest or Path(name)
+    if target.is_dir():
+        target = target / name
+    with client(ctx) as cli, _bar() as bar:
+        task = bar.add_task(f"get {name}", total=None)
+        se = cli.data_get(
+            lfn,
+            target,
+            site=site,
+            progress=lambda n: bar.advance(task, n),
+            total=lambda n: bar.update(task, total=n),
+        )
+    say(f"Downloaded {lfn} from {se} to {target}")
+
+
+def rm(
+    ctx: typer.Context,
+    lfns: LfnsArg,
+    se: Annotated[
+        str | None, typer.Option("--se", help="Only remove the replica on this SE.")
+    ] = None,
+) -> None:
+    """Remove files: every replica, then the catalog entry (--se: one replica only)."""
+    with client(ctx) as cli, _each(lfns, "removed") as failed:
+        for lfn in lfns:
+            try:
+                result = cli.data_remove_replica(lfn, se) if se else cli.data_remove_file(lfn)
+            except (ApiError, CtaprodError) as exc:
+                print_error(f"{lfn}: {exc}")
+                failed.append(lfn)
+                continue
+            where = ", ".join(result.removed) or "no replica"
+            say(f"Removed {lfn} from {where}" if se else f"Removed {lfn} ({where})")
+
+
+def replicate(
+    ctx: typer.Context,
+    lfns: LfnsArg,
+    se: Annotated[str, typer.Option("--se", help="Target SE.", show_default=False)],
+    source: Annotated[
+        str | None, typer.Option("--source", help="Source SE (default: best replica).")
+    ] = None,
+) -> None:
+    """Copy files to another SE (checked) and register the new replicas."""
+    with client(ctx) as cli, _each(lfns, "replicated") as failed:
+        for lfn in lfns:
+            try:
+                stored = cli.data_replicate(lfn, se, source)
+            except (ApiError, CtaprodError) as exc:
+                print_error(f"{lfn}: {exc}")
+                failed.append(lfn)
+                continue
+            say(f"{'Replicated' if stored.copied else 'Already on'} {se}: {lfn}")
