@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from ctaprod.core.lfn import check_lfn
 
-__all__ = ["CHECKSUM_TYPE", "FileInfo", "FileRegistration", "ReplicaRef", "check_adler32"]
+__all__ = [
+    "CHECKSUM_TYPE",
+    "Count",
+    "DirEntry",
+    "DirInfo",
+    "DirPage",
+    "FileInfo",
+    "FileLookup",
+    "FileRegistration",
+    "LfnList",
+    "MkdirRequest",
+    "Relative",
+    "ReplicaRef",
+    "check_adler32",
+]
 
 CHECKSUM_TYPE = "ADLER32"
 _HEX = frozenset("0123456789abcdef")
@@ -65,6 +79,7 @@ class ReplicaRef(BaseModel):
 class FileInfo(BaseModel):
     """A catalog entry as the API returns it."""
 
+    kind: Literal["file"] = "file"
     lfn: str
     size: int
     checksum: str
@@ -75,3 +90,73 @@ class FileInfo(BaseModel):
     status: str
     created: datetime
     replicas: list[str] = Field(default_factory=list, description="SE names")
+
+
+class DirInfo(BaseModel):
+    """A catalog directory as the API returns it."""
+
+    kind: Literal["dir"] = "dir"
+    path: str
+    owner: str
+    owner_group: str
+    created: datetime
+    files: int = Field(0, description="Files directly in the directory")
+    subdirs: int = Field(0, description="Directories directly in the directory")
+
+
+class DirEntry(BaseModel):
+    """One line of a directory listing: a subdirectory (``kind='dir'``) or a file."""
+
+    kind: Literal["dir", "file"]
+    name: str
+    owner: str
+    owner_group: str
+    created: datetime
+    size: int | None = None
+    checksum: str | None = None
+    status: str | None = None
+
+
+class DirPage(BaseModel):
+    """One page of a listing; pass ``next_cursor`` back as ``cursor`` for the next one."""
+
+    entries: list[DirEntry]
+    next_cursor: str | None = None
+
+
+class LfnList(BaseModel):
+    """A list of LFNs (request body)."""
+
+    lfns: list[str]
+
+    @field_validator("lfns")
+    @classmethod
+    def _lfns(cls, value: list[str]) -> list[str]:
+        return [check_lfn(v) for v in value]
+
+
+class FileLookup(BaseModel):
+    """The catalog entries of the LFNs asked for; those not in the catalog in ``missing``."""
+
+    files: list[FileInfo]
+    missing: list[str] = Field(default_factory=list)
+
+
+class MkdirRequest(BaseModel):
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return check_lfn(value)
+
+
+class Relative(BaseModel):
+    """An ancestor or descendant of a file, ``depth`` generations away (1: direct)."""
+
+    lfn: str
+    depth: int
+
+
+class Count(BaseModel):
+    count: int
