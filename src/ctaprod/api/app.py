@@ -11,6 +11,7 @@ from ctaprod.api.deps import Services
 from ctaprod.api.routers import (
     admin,
     catalog,
+    data,
     jobs,
     metadata,
     requests,
@@ -45,6 +46,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(catalog.router)
     app.include_router(metadata.router)
     app.include_router(storage.router)
+    app.include_router(data.router)
     app.include_router(requests.router)
 
     @app.get("/api/health", tags=["health"], operation_id="health_check")
