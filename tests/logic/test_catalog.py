@@ -241,3 +241,13 @@ def test_listing_order_pages_and_stat(ctx: Any, alice: Identity) -> None:
     with pytest.raises(NotFound):
         C.listdir(ctx, alice, "/nowhere")
     assert [e["name"] for e in C.listdir(ctx, alice, "/")] == ["l"]
+
+
+def test_names_are_case_sensitive_and_listed_bytewise(ctx: Any, alice: Identity) -> None:
+    names = ["File", "file", "B", "a", "_x", "0"]
+    C.register_files(
+        ctx, alice, [reg(f"/cs/{n}", size=i) for i, n in enumerate(names)], verify=False
+    )
+    found = C.get_files(ctx, ["/cs/File", "/cs/file"])
+    assert (found["/cs/File"].size, found["/cs/file"].size) == (0, 1)
+    assert [e["name"] for e in C.listdir(ctx, alice, "/cs")] == sorted(names)

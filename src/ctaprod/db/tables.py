@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql, postgresql
 
 from ctaprod.db.types import BigId, LongText, UTCDateTime
 
@@ -231,13 +232,20 @@ agent_heartbeats = Table(
 # unique index allows on MariaDB); ``path`` itself is kept for listings.
 LFN = 1024
 SE_NAME = 64
+# Names are case-sensitive (``File`` and ``file`` differ) and listed in byte order on every
+# engine; LFN characters are ASCII, so MariaDB keeps them as ascii_bin (1 byte each).
+CatalogName = (
+    String(255)
+    .with_variant(mysql.VARCHAR(255, charset="ascii", collation="ascii_bin"), "mysql", "mariadb")
+    .with_variant(postgresql.VARCHAR(255, collation="C"), "postgresql")
+)
 
 catalog_dirs = Table(
     "catalog_dirs",
     metadata,
     Column("dir_id", BigId, primary_key=True, autoincrement=True),
     Column("parent_id", BigId, nullable=True),
-    Column("name", String(255), nullable=False),
+    Column("name", CatalogName, nullable=False),
     Column("path", String(LFN), nullable=False),
     Column("path_hash", String(40), nullable=False, unique=True),
     Column("owner", String(NAME), nullable=False),
@@ -250,7 +258,7 @@ catalog_files = Table(
     metadata,
     Column("file_id", BigId, primary_key=True, autoincrement=True),
     Column("dir_id", BigId, nullable=False),
-    Column("name", String(255), nullable=False),
+    Column("name", CatalogName, nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("checksum", String(16), nullable=False),
     Column("checksum_type", String(16), nullable=False, server_default="ADLER32"),

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import ctaprod.db.types
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, postgresql
 
 revision = "0002"
 down_revision = "0001"
@@ -45,7 +45,15 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("parent_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column(
+            "name",
+            sa.String(length=255)
+            .with_variant(
+                mysql.VARCHAR(255, charset="ascii", collation="ascii_bin"), "mysql", "mariadb"
+            )
+            .with_variant(postgresql.VARCHAR(255, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("path", sa.String(length=1024), nullable=False),
         sa.Column("path_hash", sa.String(length=40), nullable=False),
         sa.Column("owner", sa.String(length=64), nullable=False),
@@ -82,7 +90,15 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("dir_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column(
+            "name",
+            sa.String(length=255)
+            .with_variant(
+                mysql.VARCHAR(255, charset="ascii", collation="ascii_bin"), "mysql", "mariadb"
+            )
+            .with_variant(postgresql.VARCHAR(255, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("checksum", sa.String(length=16), nullable=False),
         sa.Column("checksum_type", sa.String(length=16), server_default="ADLER32", nullable=False),
