@@ -222,7 +222,7 @@ class RequestDB:
         """Requests newest first; ``cursor`` is the last ID of the previous page."""
         stmt = select(requests).order_by(requests.c.request_id.desc()).limit(limit)
         if statuses:
-            stmt = stmt.where(requests.c.status.in_([s.value for s in statuses]))
+            stmt = stmt.where(requests.c.status.in_([str(s) for s in statuses]))
         if owner is not None:
             stmt = stmt.where(requests.c.owner == owner)
         if job_id is not None:

@@ -251,7 +251,10 @@ def execute_due(
         ids = ctx.requests.claim_due(conn, now, limit, claim, replica=replica, replicas=replicas)
     stats.claimed = len(ids)
     for request_id in ids:
-        _execute(ctx, request_id, claim, stats)
+        try:
+            _execute(ctx, request_id, claim, stats)
+        except Exception:  # a database hiccup: the request is released after stale_after
+            log.exception("request %d: execution broke off", request_id)
     return stats
 
 
@@ -270,12 +273,17 @@ def _execute(ctx: Context, request_id: int, claim: str, stats: ExecutionStats) -
         ops = ctx.requests.operations(conn, request_id)
         files = ctx.requests.files(conn, [int(op["op_id"]) for op in ops])
         ident = _owner_identity(ctx, conn, row)
+    if row["status"] != R.ASSIGNED or row["assigned_by"] != claim:
+        stats.lost += 1  # canceled since the claim
+        return
     for op in ops:
         status = Op(op["status"])
         if status is Op.DONE:
             continue
-        if status is not Op.WAITING:  # Queued after a Done one is made Waiting on record
-            OPERATION_MACHINE.check(op["op_id"], status, Op.WAITING)
+        if status not in (Op.WAITING, Op.QUEUED):  # cannot happen while Assigned
+            log.error("request %d: operation %d is %s", request_id, op["op_id"], status.value)
+            stats.lost += 1
+            return
         waiting = [f for f in files if f["op_id"] == op["op_id"] and f["status"] == F.WAITING]
         kind = OperationType(op["type"])
         work = Work(request_id, row["job_id"], kind, op["arguments"], waiting)
