@@ -1,0 +1,91 @@
+"""Storage element routes: listing with credentials only for jobs/admins, ban/allow rights,
+history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ctaprod.core.settings import Settings, StorageElementConfig
+from tests.api.conftest import Api, Headers
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        state_dir=tmp_path / "state",
+        database_url=db_url,
+        secret_key="test-secret-" + "x" * 40,
+        storage_elements={
+            "CTAO-S3": StorageElementConfig(
+                plugin="s3",
+                endpoint="http://127.0.0.1:1",
+                base_path="bucket/prefix",
+                site="LCG.A.org",
+                options={"access_key": "AK", "secret_key": "SK", "region": "eu"},
+            ),
+            "CTAO-DISK": StorageElementConfig(base_path=str(tmp_path / "disk"), site="LCG.B.org"),
+        },
+    )
+
+
+def test_list_hides_credentials_from_users(rest: Api, alice: Headers) -> None:
+    r = rest.client.get("/api/storage/elements", headers=alice)
+    assert r.status_code == 200, r.text
+    s3 = {se["name"]: se for se in r.json()}["CTAO-S3"]
+    assert s3["options"] == {"access_key": "***", "secret_key": "***", "region": "eu"}
+    assert (s3["plugin"], s3["endpoint"], s3["base_path"], s3["site"]) == (
+        "s3",
+        "http://127.0.0.1:1",
+        "bucket/prefix",
+        "LCG.A.org",
+    )
+    for headers in (rest.admin, rest.pilot):
+        r = rest.client.get("/api/storage/elements", headers=headers)
+        assert {se["name"]: se for se in r.json()}["CTAO-S3"]["options"]["secret_key"] == "SK"
+    _job_id, job, _, _ = rest.matched_job(alice)
+    r = rest.client.get("/api/storage/elements", headers=job)
+    assert {se["name"]: se for se in r.json()}["CTAO-S3"]["options"]["access_key"] == "AK"
+    assert rest.client.get("/api/storage/elements").status_code == 401
+
+
+def test_ban_allow_show(rest: Api, alice: Headers) -> None:
+    operator = rest.user("olga", "ctao_ops", ["Operator"])
+    body = {"access": "write", "reason": "disk full"}
+    r = rest.client.post("/api/storage/elements/CTAO-DISK/ban", headers=alice, json=body)
+    assert r.status_code == 403
+    assert "Operator or Admin" in r.json()["message"]
+    r = rest.client.post("/api/storage/elements/CTAO-DISK/ban", headers=operator, json=body)
+    assert r.status_code == 200, r.text
+    assert (r.json()["write"], r.json()["write_reason"], r.json()["read"]) == (
+        False,
+        "disk full",
+        True,
+    )
+    r = rest.client.post(
+        "/api/storage/elements/CTAO-DISK/ban", headers=operator, json={"access": "read"}
+    )
+    assert r.status_code == 400
+    assert "reason" in r.json()["message"]
+    r = rest.client.post(
+        "/api/storage/elements/CTAO-DISK/ban", headers=operator, json={"access": "all"}
+    )
+    assert r.status_code == 422
+    r = rest.client.post("/api/storage/elements/NOPE/ban", headers=operator, json=body)
+    assert r.status_code == 404
+    r = rest.client.post(
+        "/api/storage/elements/CTAO-DISK/allow", headers=rest.admin, json={"access": "both"}
+    )
+    assert r.json()["write"] is True
+    r = rest.client.get("/api/storage/elements/CTAO-DISK", headers=alice)
+    assert r.status_code == 200
+    history = r.json()["history"]
+    admin = rest.client.get("/api/auth/whoami", headers=rest.admin).json()["user"]
+    assert [(h["access"], h["allowed"], h["author"]) for h in history] == [
+        ("write", True, admin),
+        ("read", True, admin),
+        ("write", False, "olga"),
+    ]
+    assert history[-1]["reason"] == "disk full"
+    assert rest.client.get("/api/storage/elements/NOPE", headers=alice).status_code == 404
