@@ -23,7 +23,7 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ColumnElement, Select
 
 from ctaprod.core.metaquery import Condition, FieldType, Op, Scalar
 from ctaprod.db.tables import (
@@ -437,9 +437,11 @@ class MetadataDB:
         after: tuple[int, str] | None,
         limit: int,
     ) -> list[Any]:
-        """(dir_id, name, size) of matching files in ``dir_ids``, by (dir_id, name)."""
+        """(file_id, dir_id, name, size) of matching files in ``dir_ids``, by (dir_id, name)."""
         f = catalog_files
-        query = select(f.c.dir_id, f.c.name, f.c.size).where(f.c.dir_id.in_(dir_ids), *where)
+        query = select(f.c.file_id, f.c.dir_id, f.c.name, f.c.size).where(
+            f.c.dir_id.in_(dir_ids), *where
+        )
         if after is not None:
             query = query.where(
                 or_(f.c.dir_id > after[0], and_(f.c.dir_id == after[0], f.c.name > after[1]))
@@ -466,6 +468,25 @@ class MetadataDB:
         if after is not None:
             query = query.where(t.c.file_id > after)
         return list(conn.execute(query.order_by(t.c.file_id).limit(limit)))
+
+    def ids_in_dirs(
+        self, dir_ids: Sequence[int], where: Sequence[ColumnElement[bool]]
+    ) -> Select[Any]:
+        """The SELECT of the ids of matching files in ``dir_ids`` (to copy them in bulk)."""
+        f = catalog_files
+        return select(f.c.file_id).where(f.c.dir_id.in_(dir_ids), *where)
+
+    def ids_by_value(
+        self, first: TypedCondition, where: Sequence[ColumnElement[bool]]
+    ) -> Select[Any]:
+        """The SELECT of the ids of matching files, driven by the condition ``first``."""
+        f, t = catalog_files, FILE_TABLE[first.ftype]
+        return (
+            select(f.c.file_id)
+            .select_from(t.join(f, f.c.file_id == t.c.file_id))
+            .where(t.c.field == first.cond.field, _compare(t.c.value, first.cond, first.ftype))
+            .where(*where)
+        )
 
     def count_in_dirs(
         self, conn: Connection, dir_ids: Sequence[int], where: Sequence[ColumnElement[bool]]
