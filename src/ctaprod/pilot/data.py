@@ -252,8 +252,10 @@ def store_outputs(
         se = _first_working(storage, failover, local, lfn, size, checksum)
         if se is None:
             raise DataFailure(f"Output data {lfn}: no storage element took it")
-        logger.warning("%s: stored on failover SE %s, to go to %s later", lfn, se, targets)
-        out.append(StoredOutput(reg.model_copy(update={"se": se}), targets, fresh=old is None))
+        # As DIRAC does, the request moves the file to the first OutputSE (one replica).
+        logger.warning("%s: stored on failover SE %s, to go to %s later", lfn, se, targets[0])
+        moved = StoredOutput(reg.model_copy(update={"se": se}), targets[:1], fresh=old is None)
+        out.append(moved)
     return out
 
 
