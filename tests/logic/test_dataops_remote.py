@@ -1,0 +1,97 @@
+"""Data operations across the three plugins on real servers (POSIX, XRootD, S3): one test,
+since starting the servers costs seconds."""
+
+from __future__ import annotations
+
+import io
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ctaprod.core.errors import Unavailable
+from ctaprod.core.settings import Settings, StorageElementConfig
+from ctaprod.core.storage import FileUpload, se_path
+from ctaprod.logic import catalog
+from ctaprod.logic import dataops as D
+from ctaprod.logic.context import Context
+from ctaprod.resources.storage.s3 import MIN_PART_SIZE
+from tests.logic.conftest import user_identity
+from tests.resources.servers import (  # noqa: F401 - fixtures
+    S3Server,
+    XRootDServer,
+    s3_server,
+    xrootd_server,
+)
+
+ALICE = user_identity("alice")
+LFN = "/ctao/user/alice/remote/file.dat"
+DATA = bytes(range(251)) * 30_000  # ~7.5 MB: several chunks, two S3 parts
+
+
+@pytest.fixture
+def ctx(
+    db_url: str, tmp_path: Path, xrootd_server: XRootDServer, s3_server: S3Server
+) -> Iterator[Context]:
+    from ctaprod.server.services import build_services
+
+    base = f"dataops-{uuid.uuid4().hex[:10]}"
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        database_url=db_url,
+        secret_key="k" * 48,
+        storage_elements={
+            "DISK": StorageElementConfig(base_path=str(tmp_path / "disk"), site="LCG.A.org"),
+            "XRD": StorageElementConfig(
+                plugin="xrootd",
+                endpoint=xrootd_server.endpoint,
+                base_path=f"/{base}",
+                site="LCG.B.org",
+            ),
+            "S3": StorageElementConfig(
+                plugin="s3",
+                endpoint=s3_server.endpoint,
+                base_path=base,
+                site="LCG.C.org",
+                options={
+                    "bucket": s3_server.bucket,
+                    "access_key": s3_server.access_key,
+                    "secret_key": s3_server.secret_key,
+                    "part_size": MIN_PART_SIZE,
+                    "max_attempts": 1,
+                },
+            ),
+        },
+    )
+    svc = build_services(settings, migrate_db=False)
+    yield svc.ctx
+    svc.ctx.db.dispose()
+
+
+def test_transfers_between_posix_xrootd_and_s3(ctx: Context, s3_server: S3Server) -> None:
+    adler = f"{zlib.adler32(DATA) & 0xFFFFFFFF:08x}"
+    stored = D.put_and_register(ctx, ALICE, FileUpload(lfn=LFN), io.BytesIO(DATA), "XRD")
+    assert (stored.size, stored.checksum) == (len(DATA), adler)
+    D.replicate_and_register(ctx, ALICE, LFN, "S3")
+    D.replicate_and_register(ctx, ALICE, LFN, "DISK", source_se="S3")
+    assert sorted(catalog.get_files(ctx, [LFN])[LFN].replicas) == ["DISK", "S3", "XRD"]
+    for site, se in [("LCG.A.org", "DISK"), ("LCG.B.org", "XRD"), ("LCG.C.org", "S3")]:
+        replica = D.open_best_replica(ctx, ALICE, LFN, site)
+        assert replica.se == se
+        with replica.stream as stream:
+            assert stream.read() == DATA
+    # The S3 copy rewritten behind the SE's back: copying from it fails, nothing is left.
+    D.remove_replica(ctx, ALICE, LFN, "DISK")
+    s3 = ctx.storage("S3")
+    key = f"{s3.prefix}/{se_path(LFN).lstrip('/')}"  # type: ignore[attr-defined]
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key=key, Body=b"X" + DATA[1:])
+    with pytest.raises(Unavailable, match="mismatch"):
+        D.replicate_and_register(ctx, ALICE, LFN, "DISK", source_se="S3")
+    assert not ctx.storage("DISK").exists(se_path(LFN))
+    assert sorted(catalog.get_files(ctx, [LFN])[LFN].replicas) == ["S3", "XRD"]
+    result = D.remove_file(ctx, ALICE, LFN)
+    assert result.file_removed
+    assert catalog.get_files(ctx, [LFN]) == {}
+    assert not any(ctx.storage(se).exists(se_path(LFN)) for se in ("DISK", "XRD", "S3"))
