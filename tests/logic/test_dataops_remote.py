@@ -32,11 +32,15 @@ DATA = bytes(range(251)) * 30_000  # ~7.5 MB: several chunks, two S3 parts
 
 
 @pytest.fixture
-def ctx(
-    db_url: str, tmp_path: Path, xrootd_server: XRootDServer, s3_server: S3Server
-) -> Iterator[Context]:
+def servers(request: pytest.FixtureRequest) -> tuple[XRootDServer, S3Server]:
+    return request.getfixturevalue("xrootd_server"), request.getfixturevalue("s3_server")
+
+
+@pytest.fixture
+def ctx(db_url: str, tmp_path: Path, servers: tuple[XRootDServer, S3Server]) -> Iterator[Context]:
     from ctaprod.server.services import build_services
 
+    xrd, s3 = servers
     base = f"dataops-{uuid.uuid4().hex[:10]}"
     settings = Settings(
         state_dir=tmp_path / "state",
@@ -46,19 +50,19 @@ def ctx(
             "DISK": StorageElementConfig(base_path=str(tmp_path / "disk"), site="LCG.A.org"),
             "XRD": StorageElementConfig(
                 plugin="xrootd",
-                endpoint=xrootd_server.endpoint,
+                endpoint=xrd.endpoint,
                 base_path=f"/{base}",
                 site="LCG.B.org",
             ),
             "S3": StorageElementConfig(
                 plugin="s3",
-                endpoint=s3_server.endpoint,
+                endpoint=s3.endpoint,
                 base_path=base,
                 site="LCG.C.org",
                 options={
-                    "bucket": s3_server.bucket,
-                    "access_key": s3_server.access_key,
-                    "secret_key": s3_server.secret_key,
+                    "bucket": s3.bucket,
+                    "access_key": s3.access_key,
+                    "secret_key": s3.secret_key,
                     "part_size": MIN_PART_SIZE,
                     "max_attempts": 1,
                 },
@@ -70,7 +74,10 @@ def ctx(
     svc.ctx.db.dispose()
 
 
-def test_transfers_between_posix_xrootd_and_s3(ctx: Context, s3_server: S3Server) -> None:
+def test_transfers_between_posix_xrootd_and_s3(
+    ctx: Context, servers: tuple[XRootDServer, S3Server]
+) -> None:
+    s3 = servers[1]
     adler = f"{zlib.adler32(DATA) & 0xFFFFFFFF:08x}"
     stored = D.put_and_register(ctx, ALICE, FileUpload(lfn=LFN), io.BytesIO(DATA), "XRD")
     assert (stored.size, stored.checksum) == (len(DATA), adler)
@@ -84,9 +91,9 @@ def test_transfers_between_posix_xrootd_and_s3(ctx: Context, s3_server: S3Server
             assert stream.read() == DATA
     # The S3 copy rewritten behind the SE's back: copying from it fails, nothing is left.
     D.remove_replica(ctx, ALICE, LFN, "DISK")
-    s3 = ctx.storage("S3")
-    key = f"{s3.prefix}/{se_path(LFN).lstrip('/')}"  # type: ignore[attr-defined]
-    s3_server.client().put_object(Bucket=s3_server.bucket, Key=key, Body=b"X" + DATA[1:])
+    prefix = ctx.storage("S3").prefix  # type: ignore[attr-defined]
+    key = f"{prefix}/{se_path(LFN).lstrip('/')}"
+    s3.client().put_object(Bucket=s3.bucket, Key=key, Body=b"X" + DATA[1:])
     with pytest.raises(Unavailable, match="mismatch"):
         D.replicate_and_register(ctx, ALICE, LFN, "DISK", source_se="S3")
     assert not ctx.storage("DISK").exists(se_path(LFN))
