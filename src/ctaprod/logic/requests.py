@@ -253,9 +253,32 @@ def execute_due(
     for request_id in ids:
         try:
             _execute(ctx, request_id, claim, stats)
-        except Exception:  # a database hiccup: the request is released after stale_after
+        except Exception as exc:  # a database hiccup (deadlock victim, lost connection)
             log.exception("request %d: execution broke off", request_id)
+            _release(ctx, request_id, claim, f"executor error: {type(exc).__name__}: {exc}")
+            stats.retrying += 1
     return stats
+
+
+def _release(ctx: Context, request_id: int, claim: str, error: str) -> None:
+    """Give a request back (Waiting, after the base backoff); if even that fails, it is
+    released once ``stale_after`` has passed."""
+    now = ctx.clock()
+    delay = timedelta(seconds=ctx.settings.data.request_backoff_seconds)
+    try:
+        with ctx.db.write() as conn:
+            ctx.requests.set_status(
+                conn,
+                request_id,
+                [R.ASSIGNED],
+                R.WAITING,
+                now,
+                assigned_by=claim,
+                not_before=now + delay,
+                error=error[:MAX_ERROR],
+            )
+    except Exception:
+        log.exception("request %d: could not be released", request_id)
 
 
 def _owner_identity(ctx: Context, conn: Connection, row: Mapping[str, Any]) -> Identity:
