@@ -33,7 +33,7 @@ class _BodyReader:
 
     def __init__(self, body: AsyncIterator[bytes]) -> None:
         self._body = body
-        self._buffer = b""
+        self._buffer = bytearray()
         self._done = False
         self.received = 0
 
@@ -56,10 +56,9 @@ class _BodyReader:
             chunk = self._next()
             self.received += len(chunk)
             self._buffer += chunk
-        if size < 0:
-            out, self._buffer = self._buffer, b""
-        else:
-            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        count = len(self._buffer) if size < 0 else min(size, len(self._buffer))
+        out = bytes(self._buffer[:count])
+        del self._buffer[:count]
         return out
 
 
