@@ -205,9 +205,9 @@ def replicate_and_register(
     A replica already on the target is left alone (``copied`` False)."""
     info = _file(ctx, lfn)
     done = StoredFile(lfn=info.lfn, se=target_se, size=info.size, checksum=info.checksum)
-    S.check_access(ctx, target_se, "write")
     if target_se in info.replicas:
         return done.model_copy(update={"copied": False})
+    S.check_access(ctx, target_se, "write")
     _check_write(ctx, ident, info.lfn)
     if source_se is not None:
         if source_se not in info.replicas:
