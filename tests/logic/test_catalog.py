@@ -221,9 +221,9 @@ def test_listing_order_pages_and_stat(ctx: Any, alice: Identity) -> None:
     pages = list(C.listdir_pages(ctx, alice, "/l", page=10))
     assert [len(p) for p in pages] == [3, 10, 10, 5]
     entries = [e for p in pages for e in p]
-    assert [e["name"] for e in entries] == ["aa", "mm", "zz", *names]
-    assert {e["kind"] for e in entries[:3]} == {"dir"}
-    assert entries[3]["size"] == 10
+    assert [e.name for e in entries] == ["aa", "mm", "zz", *names]
+    assert {e.kind for e in entries[:3]} == {"dir"}
+    assert entries[3].size == 10
     # Paginated variant: follow the cursor.
     seen, cursor = [], None
     while True:
@@ -240,7 +240,7 @@ def test_listing_order_pages_and_stat(ctx: Any, alice: Identity) -> None:
         C.listdir(ctx, alice, "/l/f001")
     with pytest.raises(NotFound):
         C.listdir(ctx, alice, "/nowhere")
-    assert [e["name"] for e in C.listdir(ctx, alice, "/")] == ["l"]
+    assert [e.name for e in C.listdir(ctx, alice, "/")] == ["l"]
 
 
 def test_names_are_case_sensitive_and_listed_bytewise(ctx: Any, alice: Identity) -> None:
@@ -250,4 +250,4 @@ def test_names_are_case_sensitive_and_listed_bytewise(ctx: Any, alice: Identity)
     )
     found = C.get_files(ctx, ["/cs/File", "/cs/file"])
     assert (found["/cs/File"].size, found["/cs/file"].size) == (0, 1)
-    assert [e["name"] for e in C.listdir(ctx, alice, "/cs")] == sorted(names)
+    assert [e.name for e in C.listdir(ctx, alice, "/cs")] == sorted(names)

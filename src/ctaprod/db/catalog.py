@@ -12,10 +12,21 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.types import NullType
 
 from ctaprod.db.tables import (
     catalog_ancestry,
@@ -63,6 +74,35 @@ def path_hash(path: str) -> str:
 
 def join_path(directory: str, name: str) -> str:
     return directory + name if directory == ROOT else f"{directory}/{name}"
+
+
+class ListEntry(NamedTuple):
+    """One line of a listing; ``created`` as ISO 8601 UTC text (listings are streamed as
+    they are read, so rows skip the datetime round trip)."""
+
+    kind: str
+    name: str
+    owner: str
+    owner_group: str
+    created: str
+    size: int | None = None
+    checksum: str | None = None
+    status: str | None = None
+
+
+def _entries(rows: Sequence[tuple[Any, ...]]) -> list[ListEntry]:
+    # The creation time as the driver returns it (text on SQLite, a naive UTC datetime
+    # elsewhere), formatted once per distinct value: files registered together share it.
+    iso: dict[Any, str] = {}
+    out = []
+    for row in rows:
+        raw = row[4]
+        text = iso.get(raw)
+        if text is None:
+            value = datetime.fromisoformat(raw) if isinstance(raw, str) else raw
+            text = iso[raw] = value.replace(tzinfo=UTC).isoformat()
+        out.append(ListEntry(row[0], row[1], row[2], row[3], text, *row[5:]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -156,21 +196,32 @@ class CatalogDB:
 
     def subdirs_page(
         self, conn: Connection, dir_id: int, after: str | None, limit: int
-    ) -> list[Any]:
+    ) -> list[ListEntry]:
         """Subdirectories of ``dir_id`` by name, after ``after`` (keyset), at most ``limit``."""
-        stmt = select(d.name, d.owner, d.owner_group, d.created).where(d.parent_id == dir_id)
+        stmt = select(
+            literal("dir"), d.name, d.owner, d.owner_group, type_coerce(d.created, NullType())
+        ).where(d.parent_id == dir_id)
         if after is not None:
             stmt = stmt.where(d.name > after)
-        return list(conn.execute(stmt.order_by(d.name).limit(limit)))
+        return _entries(conn.execute(stmt.order_by(d.name).limit(limit)).all())
 
-    def files_page(self, conn: Connection, dir_id: int, after: str | None, limit: int) -> list[Any]:
+    def files_page(
+        self, conn: Connection, dir_id: int, after: str | None, limit: int
+    ) -> list[ListEntry]:
         """Files of ``dir_id`` by name, after ``after`` (keyset), at most ``limit``."""
         stmt = select(
-            f.name, f.owner, f.owner_group, f.created, f.size, f.checksum, f.status
+            literal("file"),
+            f.name,
+            f.owner,
+            f.owner_group,
+            type_coerce(f.created, NullType()),
+            f.size,
+            f.checksum,
+            f.status,
         ).where(f.dir_id == dir_id)
         if after is not None:
             stmt = stmt.where(f.name > after)
-        return list(conn.execute(stmt.order_by(f.name).limit(limit)))
+        return _entries(conn.execute(stmt.order_by(f.name).limit(limit)).all())
 
     # --- files ----------------------------------------------------------------------------
     def files_by_name(

@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ctaprod.core.catalog import (
+    DirEntry,
     DirInfo,
     DirPage,
     FileInfo,
@@ -29,7 +30,7 @@ from ctaprod.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Too
 from ctaprod.core.identity import Identity
 from ctaprod.core.lfn import ROOT, check_lfn
 from ctaprod.core.properties import Property, TokenKind
-from ctaprod.db.catalog import DirRow, FileRow
+from ctaprod.db.catalog import DirRow, FileRow, ListEntry
 from ctaprod.logic import metadata as meta_logic
 from ctaprod.logic.context import Context
 
@@ -497,33 +498,10 @@ def _open_dir(ctx: Context, path: str) -> DirRow | None:
     raise NotFound(f"no such directory: {path}", lfn=path)
 
 
-def _dir_entry(row: Any) -> dict[str, Any]:
-    return {
-        "kind": "dir",
-        "name": row.name,
-        "owner": row.owner,
-        "owner_group": row.owner_group,
-        "created": row.created.isoformat(),
-    }
-
-
-def _file_entry(row: Any) -> dict[str, Any]:
-    return {
-        "kind": "file",
-        "name": row.name,
-        "owner": row.owner,
-        "owner_group": row.owner_group,
-        "created": row.created.isoformat(),
-        "size": row.size,
-        "checksum": row.checksum,
-        "status": row.status,
-    }
-
-
 def listdir_pages(
     ctx: Context, ident: Identity, path: str, *, page: int = LIST_PAGE
-) -> Iterator[list[dict[str, Any]]]:
-    """A directory's subdirectories then files, by name, in pages of JSON-ready entries.
+) -> Iterator[list[ListEntry]]:
+    """A directory's subdirectories then files, by name, in pages.
 
     The directory is checked now (NotFound, InvalidInput); pages are read lazily, each in
     its own short transaction, so a listing of any size holds one page in memory.
@@ -533,23 +511,20 @@ def listdir_pages(
     return _pages(ctx, row, page) if row is not None else iter(())
 
 
-def _pages(ctx: Context, row: DirRow, page: int) -> Iterator[list[dict[str, Any]]]:
-    for fetch, entry in (
-        (ctx.catalog.subdirs_page, _dir_entry),
-        (ctx.catalog.files_page, _file_entry),
-    ):
+def _pages(ctx: Context, row: DirRow, page: int) -> Iterator[list[ListEntry]]:
+    for fetch in (ctx.catalog.subdirs_page, ctx.catalog.files_page):
         after: str | None = None
         while True:
             with ctx.db.read() as conn:
                 rows = fetch(conn, row.dir_id, after, page)
             if rows:
-                yield [entry(r) for r in rows]
+                yield rows
             if len(rows) < page:
                 break
             after = rows[-1].name
 
 
-def listdir(ctx: Context, ident: Identity, path: str) -> Iterator[dict[str, Any]]:
+def listdir(ctx: Context, ident: Identity, path: str) -> Iterator[ListEntry]:
     """The entries of :func:`listdir_pages`, one by one."""
     pages = listdir_pages(ctx, ident, path)
     return (entry for p in pages for entry in p)
@@ -568,22 +543,20 @@ def listdir_page(
         if kind not in ("d", "f") or not sep:
             raise InvalidInput(f"invalid cursor {cursor!r}")
     row = _open_dir(ctx, path)
-    entries: list[dict[str, Any]] = []
+    entries: list[ListEntry] = []
     if row is not None:
         with ctx.db.read() as conn:
             if kind == "d":
-                entries = [
-                    _dir_entry(r) for r in ctx.catalog.subdirs_page(conn, row.dir_id, after, limit)
-                ]
+                entries = ctx.catalog.subdirs_page(conn, row.dir_id, after, limit)
                 after = None
             if len(entries) < limit:
-                rows = ctx.catalog.files_page(conn, row.dir_id, after, limit - len(entries))
-                entries += [_file_entry(r) for r in rows]
+                entries += ctx.catalog.files_page(conn, row.dir_id, after, limit - len(entries))
     next_cursor = None
     if len(entries) == limit:
-        last = entries[-1]
-        next_cursor = f"{last['kind'][0]}:{last['name']}"
-    return DirPage.model_validate({"entries": entries, "next_cursor": next_cursor})
+        next_cursor = f"{entries[-1].kind[0]}:{entries[-1].name}"
+    return DirPage(
+        entries=[DirEntry.model_validate(e._asdict()) for e in entries], next_cursor=next_cursor
+    )
 
 
 # --- ancestry --------------------------------------------------------------------------------

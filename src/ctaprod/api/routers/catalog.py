@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
@@ -22,6 +22,7 @@ from ctaprod.core.catalog import (
     Relative,
     ReplicaRef,
 )
+from ctaprod.db.catalog import ListEntry
 from ctaprod.logic import catalog as L
 
 router = APIRouter(prefix="/api/catalog", tags=["catalog"])
@@ -77,10 +78,28 @@ def list_dir(path: str, svc: ServicesDep, ident: IdentityDep) -> StreamingRespon
     return StreamingResponse(_ndjson(pages), media_type="application/x-ndjson")
 
 
-def _ndjson(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
-    dumps = json.JSONEncoder(separators=(",", ":")).encode
+def _ndjson(pages: Iterator[list[ListEntry]]) -> Iterator[bytes]:
+    # Hand-built JSON: names, checksums and times cannot hold a quote or a backslash (LFN
+    # rules, hex, ISO 8601); owners, groups and statuses go through json, once per value.
+    quoted: dict[str | None, str] = {}
+
+    def q(value: str | None) -> str:
+        text = quoted.get(value)
+        if text is None:
+            text = quoted[value] = json.dumps(value)
+        return text
+
     for page in pages:
-        yield ("\n".join(map(dumps, page)) + "\n").encode()
+        lines = []
+        for e in page:
+            head = (
+                f'{{"kind":"{e.kind}","name":"{e.name}","owner":{q(e.owner)},'
+                f'"owner_group":{q(e.owner_group)},"created":"{e.created}"'
+            )
+            if e.kind == "file":
+                head += f',"size":{e.size},"checksum":"{e.checksum}","status":{q(e.status)}'
+            lines.append(head + "}\n")
+        yield "".join(lines).encode()
 
 
 @router.get("/dir/page")
