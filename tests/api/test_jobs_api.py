@@ -60,6 +60,8 @@ def test_local_input_sandbox_needs_an_upload(
     assert rest.count_jobs() == 0
     # The client replaces local files by the reference of their uploaded archive.
     sha = upload_script(rest, alice, tmp_path)
+    if "InputData" in text:  # input data must be in the catalog
+        register_lfns(rest, ["/vo.formation.idgrilles.fr/user/v/vhamar/test.txt"])
     [job_id] = rest.submit(
         alice,
         text.replace('"testJob.sh",', f'"SB:{sha}",').replace('{"testJob.sh"}', f'{{"SB:{sha}"}}'),
@@ -462,3 +464,17 @@ def test_times_without_a_zone_are_utc(rest: Api, alice: Headers) -> None:
         r = rest.client.post("/api/jobs/search", headers=alice, json=flt)
         assert r.status_code == 200, r.text
         assert _ids(r.json()) == expected, flt
+
+
+def register_lfns(rest: Api, lfns: list[str]) -> None:
+    """Catalog entries (replica on the embedded SE, not verified) for InputData LFNs."""
+    from ctaprod.core.catalog import FileRegistration
+    from ctaprod.core.identity import Identity
+    from ctaprod.core.properties import TokenKind
+    from ctaprod.logic import catalog
+
+    admin = Identity(
+        user="admin", group="ctao_admin", kind=TokenKind.USER, properties=frozenset({"Admin"})
+    )
+    regs = [FileRegistration(lfn=lfn, size=1, checksum="1", se="LOCAL-DISK") for lfn in lfns]
+    catalog.register_files(rest.services.ctx, admin, regs, verify=False)
