@@ -251,3 +251,27 @@ def test_names_are_case_sensitive_and_listed_bytewise(ctx: Any, alice: Identity)
     found = C.get_files(ctx, ["/cs/File", "/cs/file"])
     assert (found["/cs/File"].size, found["/cs/file"].size) == (0, 1)
     assert [e.name for e in C.listdir(ctx, alice, "/cs")] == sorted(names)
+
+
+def test_registration_with_metadata(ctx: Any, alice: Identity, prodman: Identity) -> None:
+    from ctaprod.core.metadata import FieldDeclaration
+    from ctaprod.core.metaquery import FieldType
+    from ctaprod.logic import metadata as M
+
+    M.add_field(ctx, prodman, FieldDeclaration(name="runNumber", type=FieldType.INT))
+    M.add_field(ctx, prodman, FieldDeclaration(name="site", type=FieldType.STRING))
+    C.mkdir(ctx, alice, "/m")
+    M.set_metadata(ctx, prodman, "/m", {"site": "LaPalma"})
+    regs = [reg(f"/m/new/f{i}", metadata={"runNumber": str(i)}) for i in range(3)]
+    C.register_files(ctx, alice, regs, verify=False)
+    view = M.get_metadata(ctx, "/m/new/f2")
+    assert view.own == {"runNumber": 2}
+    # The new directory /m/new inherited the value set on /m.
+    assert {v.field: v.value for v in M.get_metadata(ctx, "/m/new").effective} == {
+        "site": "LaPalma"
+    }
+    for bad, word in (({"nofield": 1}, "nofield"), ({"runNumber": "x"}, "runNumber")):
+        batch = [reg("/m/ok", metadata={"runNumber": 1}), reg("/m/bad", metadata=bad)]
+        with pytest.raises(InvalidInput, match=word):
+            C.register_files(ctx, alice, batch, verify=False)
+    assert count(ctx, catalog_files) == 3

@@ -29,6 +29,7 @@ from ctaprod.core.catalog import (
 from ctaprod.core.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
 from ctaprod.core.identity import Identity
 from ctaprod.core.lfn import ROOT, check_lfn
+from ctaprod.core.metaquery import FieldType, MetaSchema, Scalar, check_field_name, coerce
 from ctaprod.core.properties import Property, TokenKind
 from ctaprod.db.catalog import DirRow, FileRow, ListEntry
 from ctaprod.logic import metadata as meta_logic
@@ -322,18 +323,34 @@ def _parent_ids(
 
 def _checked_metadata(
     ctx: Context, conn: Connection, regs: Sequence[FileRegistration]
-) -> tuple[Any, list[tuple[str, Any]]] | None:
-    """(field types, [(lfn, checked values)]) of the registrations carrying metadata."""
+) -> tuple[dict[str, FieldType], list[tuple[str, dict[str, Scalar]]]] | None:
+    """(field types, [(lfn, coerced values)]) of the registrations carrying metadata.
+
+    The first file goes through ``logic.metadata.check_values``; the others are coerced
+    with the same core rules against the field types read once (``check_values`` reads
+    them per call: one query per file would cost most of a bulk registration).
+    """
     with_meta = [r for r in regs if r.metadata]
     if not with_meta:
         return None
-    checked = []
+    types = ctx.meta.field_types(conn)
+    schema = MetaSchema(types)
+    checked: list[tuple[str, dict[str, Scalar]]] = []
     for reg in with_meta:
         try:
-            checked.append((reg.lfn, meta_logic.check_values(ctx, conn, reg.metadata)))
+            if not checked:
+                values = meta_logic.check_values(ctx, conn, reg.metadata)
+            else:
+                values = {
+                    name: coerce(name, schema.field_type(check_field_name(name)), value)
+                    for name, value in reg.metadata.items()
+                }
         except InvalidInput as exc:
-            raise InvalidInput(f"{reg.lfn}: {exc.message}", lfn=reg.lfn, **exc.detail) from None
-    return ctx.meta.field_types(conn), checked
+            raise InvalidInput(
+                f"{reg.lfn}: {exc.message}", **{**exc.detail, "lfn": reg.lfn}
+            ) from None
+        checked.append((reg.lfn, values))
+    return types, checked
 
 
 def check_write(ctx: Context, conn: Connection, ident: Identity, lfn: str) -> None:
