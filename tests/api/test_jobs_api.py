@@ -60,7 +60,7 @@ def test_local_input_sandbox_needs_an_upload(
     assert rest.count_jobs() == 0
     # The client replaces local files by the reference of their uploaded archive.
     sha = upload_script(rest, alice, tmp_path)
-    if "InputData" in text:  # input data must be in the catalog
+    if "LFN:" in text:  # input data and LFN sandboxes must be in the catalog
         register_lfns(rest, ["/vo.formation.idgrilles.fr/user/v/vhamar/test.txt"])
     [job_id] = rest.submit(
         alice,

@@ -78,6 +78,9 @@ def test_missing_input_data_is_refused_whole(kit: Kit, alice: Identity) -> None:
     # A parametric submission with one missing file leaves nothing behind.
     with pytest.raises(InvalidInput, match="/ctao/data/x_2"):
         kit.submit(alice, Parameters=3, InputData=["/ctao/data/a", "/ctao/data/x_%n"])
+    # So must the LFN entries of InputSandbox.
+    with pytest.raises(InvalidInput, match=r"catalog: /ctao/sb/x.tar$"):
+        kit.submit(alice, InputSandbox=["LFN:/ctao/sb/x.tar"])
     assert kit.count_jobs() == 0
 
 

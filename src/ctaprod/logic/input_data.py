@@ -1,11 +1,11 @@
 """Jobs with input data: check that InputData is catalogued and find where its replicas are.
 
-At submission every InputData LFN must be in the catalog (one lookup for the whole
-submission, whatever the number of jobs). The sites holding replicas (each replica's SE ->
-the SE's ``site``) shape the job's task queue according to the input-data policy of its job
-type (``settings.data.input_data_policy``): ``require`` restricts the job's sites to them,
-``prefer`` (the default) records them so that the matcher hands the job to pilots there
-first while others may still take it.
+At submission every InputData LFN (and ``LFN:`` InputSandbox entry) must be in the catalog
+(one lookup for the whole submission, whatever the number of jobs). The sites holding
+replicas (each replica's SE -> the SE's ``site``) shape the job's task queue according to
+the input-data policy of its job type (``settings.data.input_data_policy``): ``require``
+restricts the job's sites to them, ``prefer`` (the default) records them so that the
+matcher hands the job to pilots there first while others may still take it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 from ctaprod.core.catalog import FileInfo
 from ctaprod.core.errors import InvalidInput
-from ctaprod.core.jobs import JobDescription
+from ctaprod.core.jobs import LFN_PREFIX, JobDescription
 from ctaprod.core.matching import Requirements
 from ctaprod.logic import catalog
 from ctaprod.logic.context import Context
@@ -69,6 +69,11 @@ def replica_sites(
     return out
 
 
+def sandbox_lfns(desc: JobDescription) -> list[str]:
+    """The catalogued files named in InputSandbox (``LFN:`` entries)."""
+    return [s[len(LFN_PREFIX) :] for s in desc.input_sandbox if s.upper().startswith(LFN_PREFIX)]
+
+
 def best_sites(lfns: Sequence[str], where: Mapping[str, frozenset[str]]) -> tuple[str, ...]:
     """The sites holding replicas of all ``lfns``; when none holds all, those holding the
     most of them."""
@@ -91,7 +96,7 @@ def job_requirements(
     its data raise ``InvalidInput``. Not strict (rescheduling): the job is queued with what
     is known.
     """
-    lfns = {lfn for d, _, _ in items for lfn in d.input_data}
+    lfns = {lfn for d, _, _ in items for lfn in (*d.input_data, *sandbox_lfns(d))}
     where = replica_sites(ctx, lfns, strict=strict)
     memo: dict[tuple[str, ...], tuple[str, ...]] = {}  # parametric jobs share their inputs
     out = []
