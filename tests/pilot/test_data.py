@@ -275,3 +275,31 @@ def test_request_kept_on_disk_until_the_server_takes_it(
     assert admin.job(job_id).status is J.COMPLETED
     [req] = admin.requests(job_id=job_id).requests
     assert req.name == "later"
+
+
+def test_output_lfns_and_metadata_in_jdl() -> None:
+    from ctaprod.core.jdl import parse_jdl
+    from ctaprod.logic.jobs import jdl_of
+
+    desc = JobDescription.model_validate(
+        {
+            "Executable": "x",
+            "OutputData": ["sub/a.dat", "LFN:/ctao/logs/b.log"],
+            "OutputPath": "LFN:/ctao/out/",
+            "OutputMetadata": '{"run": 3}',
+        }
+    )
+    assert desc.output_path == "/ctao/out"
+    assert desc.output_metadata == {"run": 3}
+    assert desc.output_lfns("/default") == {
+        "sub/a.dat": "/ctao/out/a.dat",
+        "LFN:/ctao/logs/b.log": "/ctao/logs/b.log",
+    }
+    no_path = desc.model_copy(update={"output_path": ""})
+    assert no_path.output_lfns("/default")["sub/a.dat"] == "/default/a.dat"
+    again = JobDescription.model_validate(dict(parse_jdl(jdl_of(desc))))
+    assert again == desc
+    with pytest.raises(ValueError, match="OutputMetadata"):
+        JobDescription.model_validate({"Executable": "x", "OutputMetadata": "[1]"})
+    with pytest.raises(ValueError, match="OutputPath"):
+        JobDescription.model_validate({"Executable": "x", "OutputPath": "rel/dir"})

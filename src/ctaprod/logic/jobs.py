@@ -52,7 +52,10 @@ def parse_descriptions(
 
 
 def submit_jobs(ctx: Context, ident: Identity, descs: Sequence[JobDescription]) -> SubmitResult:
-    """Validate and store jobs in one transaction; they end Waiting in their task queues."""
+    """Validate and store jobs in one transaction; they end Waiting in their task queues.
+
+    InputData must be in the catalog (``InvalidInput`` listing the missing LFNs); its
+    replica sites shape the task queues (see :mod:`ctaprod.logic.input_data`)."""
     ident.require_user()
     ident.require(Property.NORMAL_USER, Property.PRODUCTION_MANAGEMENT)
     if not descs:
