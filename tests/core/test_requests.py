@@ -79,9 +79,7 @@ def test_bad_specs_are_refused_with_a_reason() -> None:
     _bad(_spec(), "at least one operation")
     _bad(_spec({"type": "Teleport", "files": f}), "operation 1: unknown type 'Teleport'; known:")
     _bad(_spec({"type": "RemoveReplica", "files": f}), r"operation 1 \(RemoveReplica\): missing")
-    _bad(
-        _spec({"type": "RemoveFile", "files": f, "arguments": {"se": "X"}}), "unknown argument se"
-    )
+    _bad(_spec({"type": "RemoveFile", "files": f, "arguments": {"se": "X"}}), "unknown argument se")
     _bad(_spec({"type": "RemoveFile"}), "needs at least one file")
     _bad(_spec({"type": "RemoveFile", "files": [{"lfn": "/vo/../x"}]}), "invalid LFN '/vo/../x'")
     _bad(_spec({"type": "RemoveFile", "files": f + f}), "/vo/a given twice")
