@@ -193,3 +193,12 @@ def test_ctadirac_dataset_fixtures_run_as_written(ctx: Any) -> None:
         M.set_metadata(ctx, ALICE, f"{top}/Data", {"outputType": "Data"})
         M.set_metadata(ctx, ALICE, f"{top}/Log", {"outputType": "Log"})
         assert lfns(ctx, text) == [f"{top}/Data/f1", f"{top}/Data/f2"], path.name
+
+
+def test_string_values_match_case_sensitively(ctx: Any, tree: Tree) -> None:
+    """particle=Gamma is not particle=gamma, on every engine (MariaDB included)."""
+    assert lfns(ctx, {"particle": "Gamma"}) == []
+    assert len(lfns(ctx, {"particle": "gamma"})) == 6
+    M.set_metadata(ctx, ALICE, f"{BASE}/Paranal/gamma/f0", {"outputType": "DL1"})
+    assert lfns(ctx, {"outputType": "dl1"}) == []
+    assert lfns(ctx, {"outputType": "DL1"}) == [f"{BASE}/Paranal/gamma/f0"]

@@ -305,6 +305,11 @@ catalog_events = Table(
 # (own or inherited, nearest wins), maintained on writes so that queries are index lookups.
 # File values live in one narrow table per type so that each index holds only its type.
 META_STR = 255
+# String values compare case-sensitively on every engine (MariaDB's default collation
+# would make particle=Gamma match gamma).
+MetaString = String(META_STR).with_variant(
+    mysql.VARCHAR(META_STR, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+)
 
 meta_fields = Table(
     "meta_fields",
@@ -321,7 +326,7 @@ dir_meta = Table(
     Column("field", String(NAME), primary_key=True),
     Column("vint", BigInteger, nullable=True),
     Column("vfloat", Double(), nullable=True),
-    Column("vstr", String(META_STR), nullable=True),
+    Column("vstr", MetaString, nullable=True),
     Index(None, "field", "dir_id"),
 )
 dir_meta_eff = Table(
@@ -332,7 +337,7 @@ dir_meta_eff = Table(
     Column("source_dir_id", BigId, nullable=False),
     Column("vint", BigInteger, nullable=True),
     Column("vfloat", Double(), nullable=True),
-    Column("vstr", String(META_STR), nullable=True),
+    Column("vstr", MetaString, nullable=True),
     Index(None, "field", "vstr", "dir_id"),
     Index(None, "field", "vint", "dir_id"),
     Index(None, "field", "vfloat", "dir_id"),
@@ -359,7 +364,7 @@ file_meta_str = Table(
     metadata,
     Column("file_id", BigId, primary_key=True),
     Column("field", String(NAME), primary_key=True),
-    Column("value", String(META_STR), nullable=False),
+    Column("value", MetaString, nullable=False),
     Index(None, "field", "value", "file_id"),
 )
 datasets = Table(

@@ -167,7 +167,13 @@ def upgrade() -> None:
         sa.Column("field", sa.String(length=64), nullable=False),
         sa.Column("vint", sa.BigInteger(), nullable=True),
         sa.Column("vfloat", sa.Double(), nullable=True),
-        sa.Column("vstr", sa.String(length=255), nullable=True),
+        sa.Column(
+            "vstr",
+            sa.String(length=255).with_variant(
+                mysql.VARCHAR(255, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+            ),
+            nullable=True,
+        ),
         sa.PrimaryKeyConstraint("dir_id", "field", name=op.f("pk_dir_meta")),
     )
     with op.batch_alter_table("dir_meta", schema=None) as batch_op:
@@ -184,7 +190,13 @@ def upgrade() -> None:
         ),
         sa.Column("vint", sa.BigInteger(), nullable=True),
         sa.Column("vfloat", sa.Double(), nullable=True),
-        sa.Column("vstr", sa.String(length=255), nullable=True),
+        sa.Column(
+            "vstr",
+            sa.String(length=255).with_variant(
+                mysql.VARCHAR(255, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+            ),
+            nullable=True,
+        ),
         sa.PrimaryKeyConstraint("dir_id", "field", name=op.f("pk_dir_meta_eff")),
     )
     with op.batch_alter_table("dir_meta_eff", schema=None) as batch_op:
@@ -239,7 +251,13 @@ def upgrade() -> None:
         "file_meta_str",
         sa.Column("file_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("field", sa.String(length=64), nullable=False),
-        sa.Column("value", sa.String(length=255), nullable=False),
+        sa.Column(
+            "value",
+            sa.String(length=255).with_variant(
+                mysql.VARCHAR(255, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+            ),
+            nullable=False,
+        ),
         sa.PrimaryKeyConstraint("file_id", "field", name=op.f("pk_file_meta_str")),
     )
     with op.batch_alter_table("file_meta_str", schema=None) as batch_op:
