@@ -147,8 +147,9 @@ def populate(prep: C.Prepared, n: int) -> None:
                      "guid": f"{file_id:036d}", "owner": "admin", "owner_group": "ctao_admin",
                      "created": NOW}
                 )  # fmt: skip
-                fmeta.append({"file_id": file_id, "field": "runNumber", "value": run})
-                fmeta.append({"file_id": file_id, "field": "split", "value": run % 4})
+                at = dirs[chunk_path]
+                fmeta.append({"file_id": file_id, "field": "runNumber", "value": run, "dir_id": at})
+                fmeta.append({"file_id": file_id, "field": "split", "value": run % 4, "dir_id": at})
                 if len(files) >= 50_000:
                     conn.execute(insert(T.catalog_files), files)
                     conn.execute(insert(T.file_meta_int), fmeta)

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ColumnElement, Select
 
+from ctaprod.core.errors import NotFound
 from ctaprod.core.metaquery import Condition, FieldType, Op, Scalar
 from ctaprod.db.tables import (
     catalog_dirs,
@@ -162,28 +163,52 @@ class MetadataDB:
         conn: Connection,
         rows: Sequence[tuple[int, Mapping[str, Scalar]]],
         types: Mapping[str, FieldType],
+        *,
+        dir_ids: Mapping[int, int] | None = None,
     ) -> None:
-        """Insert checked values of new files: one statement per value table."""
+        """Insert checked values of new files: one statement per value table. Each row
+        carries its file's directory (``dir_ids``: file_id -> dir_id; looked up with one
+        SELECT per chunk when None), so that a file condition within directories is one
+        index range per directory."""
+        wanted = [file_id for file_id, values in rows if values]
+        known: Mapping[int, int] = dir_ids if dir_ids is not None else self._dirs_of(conn, wanted)
+        missing = [file_id for file_id in wanted if file_id not in known]
+        if missing:
+            known = {**known, **self._dirs_of(conn, missing)}
+            if unknown := [file_id for file_id in missing if file_id not in known]:
+                raise NotFound(f"no catalog file with id {unknown[0]}", file_id=unknown[0])
         per_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for file_id, values in rows:
             for name, value in values.items():
                 ftype = types[name]
                 per_table[FILE_TABLE[ftype].name].append(
-                    {"file_id": file_id, "field": name, "value": encode(ftype, value)}
-                )
+                    {"file_id": file_id, "field": name, "value": encode(ftype, value),
+                     "dir_id": known[file_id]}
+                )  # fmt: skip
         for table in FILE_TABLES:
             if per_table[table.name]:
                 conn.execute(insert(table), per_table[table.name])
+
+    def _dirs_of(self, conn: Connection, file_ids: Sequence[int]) -> dict[int, int]:
+        """file_id -> dir_id of catalog files (unknown ids absent)."""
+        f = catalog_files
+        out: dict[int, int] = {}
+        for chunk in _chunks(file_ids):
+            query = select(f.c.file_id, f.c.dir_id).where(f.c.file_id.in_(chunk))
+            out.update((int(i), int(d)) for i, d in conn.execute(query))
+        return out
 
     def set_file_values(
         self,
         conn: Connection,
         rows: Sequence[tuple[int, Mapping[str, Scalar]]],
         types: Mapping[str, FieldType],
+        *,
+        dir_ids: Mapping[int, int] | None = None,
     ) -> None:
         """Set (replace) values of existing files."""
         self.unset_file_values(conn, [(fid, list(values)) for fid, values in rows])
-        self.add_file_values(conn, rows, types)
+        self.add_file_values(conn, rows, types, dir_ids=dir_ids)
 
     def unset_file_values(
         self, conn: Connection, rows: Sequence[tuple[int, Sequence[str]]]
@@ -425,12 +450,13 @@ class MetadataDB:
                 .where(
                     t.c.field == tc.cond.field,
                     _compare(t.c.value, tc.cond, tc.ftype),
+                    t.c.dir_id == f.c.dir_id,
                     t.c.file_id == f.c.file_id,
                 )
             )
             if tc.cond.op in (Op.EQ, Op.IN):
                 # SQLite picks the (file_id, field) key, then reads the row for the value;
-                # (field, value, file_id) answers from the index alone: 2.5x faster.
+                # (field, value, dir_id, file_id) answers from the index alone: 2.5x faster.
                 probe = probe.with_hint(t, f"INDEXED BY {_VALUE_INDEX[table.name]}", "sqlite")
             own = probe.exists()
             if not tc.on_dirs:
@@ -466,26 +492,52 @@ class MetadataDB:
             query = query.where(f.c.name > after_name)
         return list(conn.execute(query.order_by(f.c.dir_id, f.c.name).limit(limit)))
 
+    def _by_value(
+        self, first: TypedCondition, where: Sequence[ColumnElement[bool]], *cols: Any
+    ) -> Select[Any]:
+        """SELECT ``cols`` of the files matching ``first`` (driving: an index range of
+        ``(field, value, dir_id, file_id)``; ``catalog_files`` joined by primary key) and
+        ``where``. On MariaDB the join order is forced (STRAIGHT_JOIN): the value table first."""
+        f, t = catalog_files, FILE_TABLE[first.ftype]
+        return (
+            select(*cols)
+            .select_from(t.join(f, f.c.file_id == t.c.file_id))
+            .where(t.c.field == first.cond.field, _compare(t.c.value, first.cond, first.ftype))
+            .where(*where)
+            .prefix_with("STRAIGHT_JOIN", dialect="mysql")
+        )
+
     def files_by_value(
         self,
         conn: Connection,
         first: TypedCondition,
         where: Sequence[ColumnElement[bool]],
-        after: int | None,
         limit: int,
+        *,
+        dir_ids: Sequence[int] | None = None,
+        after_dir: int | None = None,
+        after_file: int | None = None,
+        with_path: bool = False,
     ) -> list[Any]:
-        """(file_id, path, name, size) of matching files, driven by the index range of
-        the file-level condition ``first``, by file_id."""
+        """(file_id, dir_id, name, size[, path]) of matching files, driven by the index range
+        of the file-level condition ``first``, by (dir_id, file_id): in ``dir_ids`` if given
+        (one index range each for an equality), in directories after ``after_dir``, files
+        after ``after_file`` (with one directory in ``dir_ids``); ``with_path``: also the
+        directory's path (joined)."""
         f, d, t = catalog_files, catalog_dirs, FILE_TABLE[first.ftype]
-        query = (
-            select(f.c.file_id, d.c.path, f.c.name, f.c.size)
-            .select_from(t.join(f, f.c.file_id == t.c.file_id).join(d, d.c.dir_id == f.c.dir_id))
-            .where(t.c.field == first.cond.field, _compare(t.c.value, first.cond, first.ftype))
-            .where(*where)
-        )
-        if after is not None:
-            query = query.where(t.c.file_id > after)
-        return list(conn.execute(query.order_by(t.c.file_id).limit(limit)))
+        cols: list[Any] = [t.c.file_id, t.c.dir_id, f.c.name, f.c.size]
+        query = self._by_value(first, where, *cols)
+        if with_path:
+            query = query.add_columns(d.c.path).join(d, d.c.dir_id == t.c.dir_id)
+        if dir_ids is not None and len(dir_ids) == 1:
+            query = query.where(t.c.dir_id == dir_ids[0])
+        elif dir_ids is not None:
+            query = query.where(t.c.dir_id.in_(dir_ids))
+        if after_dir is not None:
+            query = query.where(t.c.dir_id > after_dir)
+        if after_file is not None:
+            query = query.where(t.c.file_id > after_file)
+        return list(conn.execute(query.order_by(t.c.dir_id, t.c.file_id).limit(limit)))
 
     def ids_in_dirs(
         self, dir_ids: Sequence[int], where: Sequence[ColumnElement[bool]]
@@ -495,16 +547,16 @@ class MetadataDB:
         return select(f.c.file_id).where(f.c.dir_id.in_(dir_ids), *where)
 
     def ids_by_value(
-        self, first: TypedCondition, where: Sequence[ColumnElement[bool]]
+        self,
+        first: TypedCondition,
+        where: Sequence[ColumnElement[bool]],
+        dir_ids: Sequence[int] | None = None,
     ) -> Select[Any]:
-        """The SELECT of the ids of matching files, driven by the condition ``first``."""
-        f, t = catalog_files, FILE_TABLE[first.ftype]
-        return (
-            select(f.c.file_id)
-            .select_from(t.join(f, f.c.file_id == t.c.file_id))
-            .where(t.c.field == first.cond.field, _compare(t.c.value, first.cond, first.ftype))
-            .where(*where)
-        )
+        """The SELECT of the ids of matching files, driven by the condition ``first``
+        (in ``dir_ids`` if given)."""
+        t = FILE_TABLE[first.ftype]
+        query = self._by_value(first, where, t.c.file_id)
+        return query if dir_ids is None else query.where(t.c.dir_id.in_(dir_ids))
 
     def count_in_dirs(
         self, conn: Connection, dir_ids: Sequence[int], where: Sequence[ColumnElement[bool]]
@@ -521,17 +573,25 @@ class MetadataDB:
         return count, size
 
     def count_by_value(
-        self, conn: Connection, first: TypedCondition, where: Sequence[ColumnElement[bool]]
+        self,
+        conn: Connection,
+        first: TypedCondition,
+        where: Sequence[ColumnElement[bool]],
+        dir_ids: Sequence[int] | None = None,
     ) -> tuple[int, int]:
+        """(count, total size) of matching files, driven by the condition ``first`` (in
+        ``dir_ids`` if given: one index range per directory, by chunks)."""
         f, t = catalog_files, FILE_TABLE[first.ftype]
-        query = (
-            select(func.count(), func.coalesce(func.sum(f.c.size), 0))
-            .select_from(t.join(f, f.c.file_id == t.c.file_id))
-            .where(t.c.field == first.cond.field, _compare(t.c.value, first.cond, first.ftype))
-            .where(*where)
-        )
-        n, s = conn.execute(query).one()
-        return int(n), int(s)
+        cols = (func.count(), func.coalesce(func.sum(f.c.size), 0))
+        if dir_ids is None:
+            n, s = conn.execute(self._by_value(first, where, *cols)).one()
+            return int(n), int(s)
+        count = size = 0
+        for chunk in _chunks(dir_ids):
+            query = self._by_value(first, where, *cols).where(t.c.dir_id.in_(chunk))
+            n, s = conn.execute(query).one()
+            count, size = count + int(n), size + int(s)
+        return count, size
 
 
 def _parents_first(pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:

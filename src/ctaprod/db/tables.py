@@ -349,7 +349,8 @@ file_meta_int = Table(
     Column("file_id", BigId, primary_key=True),
     Column("field", String(NAME), primary_key=True),
     Column("value", BigInteger, nullable=False),
-    Index(None, "field", "value", "file_id"),
+    Column("dir_id", BigId, nullable=False),  # the file's (files never move): see db/metadata
+    Index(None, "field", "value", "dir_id", "file_id"),
 )
 file_meta_float = Table(
     "file_meta_float",
@@ -357,7 +358,8 @@ file_meta_float = Table(
     Column("file_id", BigId, primary_key=True),
     Column("field", String(NAME), primary_key=True),
     Column("value", Double(), nullable=False),
-    Index(None, "field", "value", "file_id"),
+    Column("dir_id", BigId, nullable=False),  # the file's (files never move): see db/metadata
+    Index(None, "field", "value", "dir_id", "file_id"),
 )
 file_meta_str = Table(
     "file_meta_str",
@@ -365,7 +367,8 @@ file_meta_str = Table(
     Column("file_id", BigId, primary_key=True),
     Column("field", String(NAME), primary_key=True),
     Column("value", MetaString, nullable=False),
-    Index(None, "field", "value", "file_id"),
+    Column("dir_id", BigId, nullable=False),  # the file's (files never move): see db/metadata
+    Index(None, "field", "value", "dir_id", "file_id"),
 )
 datasets = Table(
     "datasets",

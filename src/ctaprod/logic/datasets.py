@@ -46,8 +46,13 @@ def _check_owner(ident: Identity, row: Any, what: str) -> None:
 def _freeze(ctx: Context, conn: Connection, row: Any) -> None:
     plan = plan_query(ctx, conn, row.query)
     where = ctx.meta.file_conditions(plan.file_conds)
-    if plan.driver is not None:
+    if plan.driver is not None and plan.dirs is None:
         ctx.datasets.add_files_from(conn, row.dataset_id, ctx.meta.ids_by_value(plan.driver, where))
+    elif plan.driver is not None:
+        ids = [d for d, _ in plan.dirs or ()]
+        for start in range(0, len(ids), 1000):
+            select_ids = ctx.meta.ids_by_value(plan.driver, where, ids[start : start + 1000])
+            ctx.datasets.add_files_from(conn, row.dataset_id, select_ids)
     else:
         ids = [d for d, _ in plan.dirs or ()]
         for start in range(0, len(ids), 1000):

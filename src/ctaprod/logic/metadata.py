@@ -2,11 +2,14 @@
 
 A query is planned once (``plan_query``): each field is looked up at the levels where it
 has values. Conditions on fields with directory values only select directories through
-``dir_meta_eff`` (one index range each); the other conditions are tested on the files of
-those directories, a field with values on both levels as "the file's own value, else its
-directory's" (nearest wins). Without directory conditions, the index range of a file
-condition drives the query. Results come in keyset pages, so that a stream of any length
-holds one page in memory.
+``dir_meta_eff`` (one index range each). A file condition on a field with file values only
+drives the query when it is an equality (or IN) - one range of the index
+``(field, value, dir_id, file_id)`` per matching directory - or, without directory
+conditions, whatever its operator (one range of the value). The other conditions are tested
+on each candidate file, a field with values on both levels as "the file's own value, else
+its directory's" (nearest wins). Results come in keyset pages, so that a stream of any
+length holds one page in memory: by directory id, then by name (no driving file condition)
+or by file id (registration order; a driving file condition, answered from the index).
 """
 
 from __future__ import annotations
@@ -51,12 +54,20 @@ STREAM_PAGE = 5000
 DIR_CHUNK = 1000
 
 
-def check_values(ctx: Context, conn: Connection, values: Mapping[str, object]) -> dict[str, Scalar]:
+def check_values(
+    ctx: Context,
+    conn: Connection,
+    values: Mapping[str, object],
+    *,
+    types: Mapping[str, FieldType] | None = None,
+) -> dict[str, Scalar]:
     """``values`` coerced to their declared types; ``InvalidInput`` naming the field for an
-    undeclared field or a value of the wrong type."""
+    undeclared field or a value of the wrong type. ``types``: the declared field types if the
+    caller already read them (``ctx.meta.field_types``), so that checking many files reads
+    them once."""
     if not values:
         return {}
-    schema = MetaSchema(ctx.meta.field_types(conn))
+    schema = MetaSchema(types if types is not None else ctx.meta.field_types(conn))
     out: dict[str, Scalar] = {}
     for name, value in values.items():
         ftype = schema.field_type(check_field_name(name))
@@ -163,7 +174,9 @@ def set_metadata(
             ctx.meta.set_dir_values(conn, target.dir_id, checked, types)
             ctx.meta.add_events(conn, "dirmeta", now, dir_ids=[target.dir_id])
         else:
-            ctx.meta.set_file_values(conn, [(target.file_id, checked)], types)
+            ctx.meta.set_file_values(
+                conn, [(target.file_id, checked)], types, dir_ids={target.file_id: target.dir_id}
+            )
             ctx.meta.add_events(conn, "meta", now, file_ids=[target.file_id])
         return _view(ctx, conn, target, types)
 
@@ -229,8 +242,9 @@ def _by_field(value: MetaValue) -> str:
 # --- queries --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class QueryPlan:
-    """A checked query and how to run it: over ``dirs`` (dir_id, path) sorted by id, or
-    driven by the file condition ``driver``; ``file_conds`` are tested on each file."""
+    """A checked query and how to run it: over ``dirs`` (dir_id, path) sorted by id (None:
+    every directory), driven by the file condition ``driver`` if any; ``file_conds`` (the
+    driver excepted) are tested on each file."""
 
     query: MetaQuery
     file_conds: tuple[TypedCondition, ...] = ()
@@ -269,12 +283,15 @@ def plan_query(
         typed = TypedCondition(cond, types[cond.field], on_dirs, on_files)
         (file_conds if on_files else dir_conds).append(typed)
     drivers = [tc for tc in file_conds if not tc.on_dirs]
+    dirs: tuple[tuple[int, str], ...] | None = None
     if dir_conds or scope is not None or not drivers:
-        dirs = ctx.meta.matching_dirs(conn, dir_conds, scope)
-        return QueryPlan(checked, tuple(file_conds), tuple(dirs))
+        dirs = tuple(ctx.meta.matching_dirs(conn, dir_conds, scope))
+        drivers = [tc for tc in drivers if tc.cond.op in (Op.EQ, Op.IN)]
+        if not drivers or not dirs:
+            return QueryPlan(checked, tuple(file_conds), dirs)
     driver = min(drivers, key=lambda tc: tc.cond.op is not Op.EQ)
     rest = tuple(tc for tc in file_conds if tc is not driver)
-    return QueryPlan(checked, rest, None, driver)
+    return QueryPlan(checked, rest, dirs, driver)
 
 
 def lfn_of(path: str, name: str) -> str:
@@ -282,12 +299,15 @@ def lfn_of(path: str, name: str) -> str:
 
 
 def _parse_cursor(cursor: str | None, plan: QueryPlan) -> Any:
+    """The keyset position of a cursor: (dir_id, name) or, for a driven plan,
+    (dir_id, file_id)."""
     if cursor is None:
         return None
     try:
-        if plan.dirs is None and cursor.startswith("f"):
-            return int(cursor[1:])
-        if plan.dirs is not None and cursor.startswith("d"):
+        if plan.driver is not None and cursor.startswith("f"):
+            dir_id, _, file_id = cursor[1:].partition("/")
+            return int(dir_id), int(file_id)
+        if plan.driver is None and cursor.startswith("d"):
             dir_id, _, name = cursor[1:].partition("/")
             return int(dir_id), name
     except ValueError:
@@ -295,16 +315,48 @@ def _parse_cursor(cursor: str | None, plan: QueryPlan) -> Any:
     raise InvalidInput(f"invalid cursor {cursor!r}: pass the next_cursor of the previous page")
 
 
+def _driven_page(
+    ctx: Context, conn: Connection, plan: QueryPlan, after: Any, limit: int
+) -> tuple[list[tuple[int, str, int]], Any]:
+    """``_page`` of a plan with a driving file condition: by (dir_id, file_id)."""
+    driver = plan.driver
+    assert driver is not None
+    where = ctx.meta.file_conditions(plan.file_conds)
+    found: list[Any] = []
+
+    def fetch(**kw: Any) -> None:
+        found.extend(ctx.meta.files_by_value(conn, driver, where, limit - len(found), **kw))
+
+    if plan.dirs is None:  # every directory: the cursor's, then the next ones
+        if after is not None:
+            fetch(dir_ids=[after[0]], after_file=after[1], with_path=True)
+        if len(found) < limit:
+            fetch(after_dir=None if after is None else after[0], with_path=True)
+        out = [(int(r.file_id), lfn_of(r.path, r.name), int(r.size)) for r in found]
+    else:
+        ids = [d for d, _ in plan.dirs]
+        paths = dict(plan.dirs)
+        start = 0
+        if after is not None:
+            start = bisect.bisect_right(ids, after[0])
+            if after[0] in paths:
+                fetch(dir_ids=[after[0]], after_file=after[1])
+        while start < len(ids) and len(found) < limit:
+            fetch(dir_ids=ids[start : start + DIR_CHUNK])
+            start += DIR_CHUNK
+        out = [(int(r.file_id), lfn_of(paths[r.dir_id], r.name), int(r.size)) for r in found]
+    last = found[-1] if len(found) == limit else None
+    return out, (None if last is None else (int(last.dir_id), int(last.file_id)))
+
+
 def _page(
     ctx: Context, conn: Connection, plan: QueryPlan, after: Any, limit: int
 ) -> tuple[list[tuple[int, str, int]], Any]:
     """Up to ``limit`` (file_id, lfn, size) after the keyset position ``after``; and the
     position of the next page (None at the end)."""
-    where = ctx.meta.file_conditions(plan.file_conds)
     if plan.driver is not None:
-        rows = ctx.meta.files_by_value(conn, plan.driver, where, after, limit)
-        out = [(int(r.file_id), lfn_of(r.path, r.name), int(r.size)) for r in rows]
-        return out, (int(rows[-1].file_id) if len(rows) == limit else None)
+        return _driven_page(ctx, conn, plan, after, limit)
+    where = ctx.meta.file_conditions(plan.file_conds)
     dirs = plan.dirs or ()
     ids = [d for d, _ in dirs]
     paths = dict(dirs)
@@ -335,10 +387,8 @@ def find_page(
         plan = plan_query(ctx, conn, query, path)
         rows, after = _page(ctx, conn, plan, _parse_cursor(cursor, plan), limit)
     next_cursor = None
-    if isinstance(after, int):
-        next_cursor = f"f{after}"
-    elif after is not None:
-        next_cursor = f"d{after[0]}/{after[1]}"
+    if after is not None:
+        next_cursor = f"{'f' if plan.driver is not None else 'd'}{after[0]}/{after[1]}"
     return LfnPage(lfns=[lfn for _, lfn, _ in rows], next_cursor=next_cursor)
 
 
@@ -374,7 +424,8 @@ def count_files(
         plan = plan_query(ctx, conn, query, path)
         where = ctx.meta.file_conditions(plan.file_conds)
         if plan.driver is not None:
-            count, size = ctx.meta.count_by_value(conn, plan.driver, where)
+            ids = None if plan.dirs is None else [d for d, _ in plan.dirs]
+            count, size = ctx.meta.count_by_value(conn, plan.driver, where, ids)
         else:
             count, size = ctx.meta.count_in_dirs(conn, [d for d, _ in plan.dirs or ()], where)
     return QueryCount(count=count, total_size=size)

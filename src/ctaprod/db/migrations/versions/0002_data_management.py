@@ -224,12 +224,13 @@ def upgrade() -> None:
         sa.Column("file_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("field", sa.String(length=64), nullable=False),
         sa.Column("value", sa.Double(), nullable=False),
+        sa.Column("dir_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.PrimaryKeyConstraint("file_id", "field", name=op.f("pk_file_meta_float")),
     )
     with op.batch_alter_table("file_meta_float", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_file_meta_float_field_value_file_id"),
-            ["field", "value", "file_id"],
+            batch_op.f("ix_file_meta_float_field_value_dir_id_file_id"),
+            ["field", "value", "dir_id", "file_id"],
             unique=False,
         )
 
@@ -238,12 +239,13 @@ def upgrade() -> None:
         sa.Column("file_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("field", sa.String(length=64), nullable=False),
         sa.Column("value", sa.BigInteger(), nullable=False),
+        sa.Column("dir_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.PrimaryKeyConstraint("file_id", "field", name=op.f("pk_file_meta_int")),
     )
     with op.batch_alter_table("file_meta_int", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_file_meta_int_field_value_file_id"),
-            ["field", "value", "file_id"],
+            batch_op.f("ix_file_meta_int_field_value_dir_id_file_id"),
+            ["field", "value", "dir_id", "file_id"],
             unique=False,
         )
 
@@ -258,12 +260,13 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
+        sa.Column("dir_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.PrimaryKeyConstraint("file_id", "field", name=op.f("pk_file_meta_str")),
     )
     with op.batch_alter_table("file_meta_str", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_file_meta_str_field_value_file_id"),
-            ["field", "value", "file_id"],
+            batch_op.f("ix_file_meta_str_field_value_dir_id_file_id"),
+            ["field", "value", "dir_id", "file_id"],
             unique=False,
         )
 
@@ -418,15 +421,15 @@ def downgrade() -> None:
     op.drop_table("requests")
     op.drop_table("meta_fields")
     with op.batch_alter_table("file_meta_str", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_file_meta_str_field_value_file_id"))
+        batch_op.drop_index(batch_op.f("ix_file_meta_str_field_value_dir_id_file_id"))
 
     op.drop_table("file_meta_str")
     with op.batch_alter_table("file_meta_int", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_file_meta_int_field_value_file_id"))
+        batch_op.drop_index(batch_op.f("ix_file_meta_int_field_value_dir_id_file_id"))
 
     op.drop_table("file_meta_int")
     with op.batch_alter_table("file_meta_float", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_file_meta_float_field_value_file_id"))
+        batch_op.drop_index(batch_op.f("ix_file_meta_float_field_value_dir_id_file_id"))
 
     op.drop_table("file_meta_float")
     with op.batch_alter_table("dir_meta_eff", schema=None) as batch_op:
