@@ -300,7 +300,12 @@ def _register(
     )
     if values is not None:
         types, checked = values
-        ctx.meta.add_file_values(conn, [(file_ids[lfn], v) for lfn, v in checked], types)
+        ctx.meta.add_file_values(
+            conn,
+            [(file_ids[lfn], v) for lfn, v in checked],
+            types,
+            dir_ids={file_ids[lfn]: key[lfn][0] for lfn, _ in checked},
+        )
     ctx.catalog.add_events(conn, "file", [(file_ids[lfn], key[lfn][0]) for lfn in new], now)
     return [file_ids[r.lfn] for r in regs]
 
