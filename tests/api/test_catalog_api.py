@@ -112,6 +112,11 @@ def test_streamed_and_paged_listing(rest: Api, alice: Headers) -> None:
     assert [e["name"] for e in lines] == ["sub", *names]
     assert lines[0]["kind"] == "dir"
     assert lines[1]["size"] == 3
+    assert lines[1]["created"].endswith("+00:00")
+    params = {"path": "/big", "long": "false"}
+    with rest.client.stream("GET", "/api/catalog/dir", headers=alice, params=params) as r:
+        plain = [json.loads(line) for line in r.iter_lines() if line]
+    assert plain == [{"kind": "dir", "name": "sub"}] + [{"kind": "file", "name": n} for n in names]
     got, cursor = [], None
     while True:
         params: dict[str, Any] = {"path": "/big", "limit": 50}
@@ -158,6 +163,12 @@ def test_client_methods(live_server: Any, tmp_path: Path) -> None:
         assert isinstance(cli.mkdir("/c/empty"), DirInfo)
         assert isinstance(cli.stat("/c"), DirInfo)
         assert [e.name for e in cli.listdir("/c")] == ["empty", "out", "raw"]
+        plain = list(cli.listdir("/c", long=False))
+        assert [(e.kind, e.name, e.owner) for e in plain] == [
+            ("dir", "empty", None),
+            ("dir", "out", None),
+            ("file", "raw", None),
+        ]
         with pytest.raises(ApiError) as err:
             list(cli.listdir("/c/none"))
         assert err.value.status == 404

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +225,18 @@ def test_listing_order_pages_and_stat(ctx: Any, alice: Identity) -> None:
     assert [e.name for e in entries] == ["aa", "mm", "zz", *names]
     assert {e.kind for e in entries[:3]} == {"dir"}
     assert entries[3].size == 10
+    # Long entries carry the times of stat (ISO 8601 UTC, microseconds kept on every engine).
+    for entry in (entries[0], entries[4]):
+        info = C.stat(ctx, alice, f"/l/{entry.name}")
+        assert entry.created is not None
+        assert datetime.fromisoformat(entry.created) == info.created
+        assert (entry.owner, entry.owner_group) == (info.owner, info.owner_group)
+    assert (entries[4].checksum, entries[4].status) == (entries[3].checksum, "AprioriGood")
+    # Plain listing: kinds and names only, same order and pages.
+    plain = list(C.listdir_pages(ctx, alice, "/l", page=10, long=False))
+    assert [len(p) for p in plain] == [3, 10, 10, 5]
+    assert [(e.kind, e.name) for p in plain for e in p] == [(e.kind, e.name) for e in entries]
+    assert {(e.owner, e.created, e.size) for p in plain for e in p} == {(None, None, None)}
     # Paginated variant: follow the cursor.
     seen, cursor = [], None
     while True:

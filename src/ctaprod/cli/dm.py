@@ -27,9 +27,11 @@ DepthOpt = Annotated[int, typer.Option("--depth", "-d", min=1, help="Generations
 _REGS = TypeAdapter(list[FileRegistration])
 
 
-def _long(kind: str, owner: str, group: str, size: int | None, created: Any, name: str) -> str:
+def _long(
+    kind: str, owner: str | None, group: str | None, size: int | None, created: Any, name: str
+) -> str:
     size_text = "" if size is None else str(size)
-    return f"{kind} {owner:<12} {group:<16} {size_text:>14} {fmt_time(created)}  {name}"
+    return f"{kind} {owner or '':<12} {group or '':<16} {size_text:>14} {fmt_time(created)}  {name}"
 
 
 @app.command("ls")
@@ -52,7 +54,7 @@ def ls(
             )
             return
         entry: DirEntry
-        for entry in cli.listdir(path):
+        for entry in cli.listdir(path, long=long):
             name = entry.name + ("/" if entry.kind == "dir" else "")
             if long:
                 kind = "d" if entry.kind == "dir" else "-"

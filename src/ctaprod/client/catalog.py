@@ -69,10 +69,14 @@ class CatalogAPI(ClientBase):
         resp = self.request("GET", "/api/catalog/stat", params={"path": path})
         return _PATH_INFO.validate_json(resp.content)
 
-    def listdir(self, path: str) -> Iterator[DirEntry]:
-        """A directory's entries (subdirectories, then files, by name), streamed."""
+    def listdir(self, path: str, *, long: bool = True) -> Iterator[DirEntry]:
+        """A directory's entries (subdirectories, then files, by name), streamed.
+
+        ``long=False``: the kind and the name only (owner, group, time, size... are None).
+        """
+        params = {"path": path, "long": "true" if long else "false"}
         try:
-            with self.http.stream("GET", "/api/catalog/dir", params={"path": path}) as resp:
+            with self.http.stream("GET", "/api/catalog/dir", params=params) as resp:
                 if resp.status_code >= 400:
                     resp.read()
                     raise api_error(resp)

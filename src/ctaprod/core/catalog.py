@@ -105,13 +105,17 @@ class DirInfo(BaseModel):
 
 
 class DirEntry(BaseModel):
-    """One line of a directory listing: a subdirectory (``kind='dir'``) or a file."""
+    """One line of a directory listing: a subdirectory (``kind='dir'``) or a file.
+
+    A plain listing (``long=false``) has the kind and the name only; the other fields are
+    then None.
+    """
 
     kind: Literal["dir", "file"]
     name: str
-    owner: str
-    owner_group: str
-    created: datetime
+    owner: str | None = None
+    owner_group: str | None = None
+    created: datetime | None = None
     size: int | None = None
     checksum: str | None = None
     status: str | None = None

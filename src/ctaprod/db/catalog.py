@@ -17,16 +17,15 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
+    String,
     bindparam,
+    cast,
     delete,
     func,
     insert,
-    literal,
     or_,
     select,
-    type_coerce,
 )
-from sqlalchemy.types import NullType
 
 from ctaprod.db.tables import (
     catalog_ancestry,
@@ -78,31 +77,36 @@ def join_path(directory: str, name: str) -> str:
 
 class ListEntry(NamedTuple):
     """One line of a listing; ``created`` as ISO 8601 UTC text (listings are streamed as
-    they are read, so rows skip the datetime round trip)."""
+    they are read, so rows skip the datetime round trip). A plain listing (``long=False``)
+    has the kind and the name only."""
 
     kind: str
     name: str
-    owner: str
-    owner_group: str
-    created: str
+    owner: str | None = None
+    owner_group: str | None = None
+    created: str | None = None
     size: int | None = None
     checksum: str | None = None
     status: str | None = None
 
 
-def _entries(rows: Sequence[tuple[Any, ...]]) -> list[ListEntry]:
-    # The creation time as the driver returns it (text on SQLite, a naive UTC datetime
-    # elsewhere), formatted once per distinct value: files registered together share it.
+def _long_entries(kind: str, rows: Sequence[tuple[Any, ...]]) -> list[ListEntry]:
+    # Rows (name, owner, group, created as text, [size, checksum, status]): the time is read
+    # as text on every engine (decoding 100,000 DATETIMEs is most of a listing's cost with
+    # pymysql) and formatted once per distinct value: files registered together share it.
     iso: dict[Any, str] = {}
     out = []
     for row in rows:
-        raw = row[4]
+        raw = row[3]
         text = iso.get(raw)
         if text is None:
-            value = datetime.fromisoformat(raw) if isinstance(raw, str) else raw
-            text = iso[raw] = value.replace(tzinfo=UTC).isoformat()
-        out.append(ListEntry(row[0], row[1], row[2], row[3], text, *row[5:]))
+            text = iso[raw] = datetime.fromisoformat(raw).replace(tzinfo=UTC).isoformat()
+        out.append(ListEntry(kind, row[0], row[1], row[2], text, *row[4:]))
     return out
+
+
+def _created_text(column: Any) -> Any:
+    return cast(column, String)
 
 
 @dataclass(frozen=True)
@@ -195,33 +199,36 @@ class CatalogDB:
         return int(files), int(subdirs)
 
     def subdirs_page(
-        self, conn: Connection, dir_id: int, after: str | None, limit: int
+        self, conn: Connection, dir_id: int, after: str | None, limit: int, *, long: bool = True
     ) -> list[ListEntry]:
-        """Subdirectories of ``dir_id`` by name, after ``after`` (keyset), at most ``limit``."""
-        stmt = select(
-            literal("dir"), d.name, d.owner, d.owner_group, type_coerce(d.created, NullType())
-        ).where(d.parent_id == dir_id)
+        """Subdirectories of ``dir_id`` by name, after ``after`` (keyset), at most ``limit``;
+        names only unless ``long``."""
+        cols = (d.name, d.owner, d.owner_group, _created_text(d.created)) if long else (d.name,)
+        stmt = select(*cols).where(d.parent_id == dir_id)
         if after is not None:
             stmt = stmt.where(d.name > after)
-        return _entries(conn.execute(stmt.order_by(d.name).limit(limit)).all())
+        rows = conn.execute(stmt.order_by(d.name).limit(limit)).all()
+        if long:
+            return _long_entries("dir", rows)
+        return [ListEntry("dir", name) for (name,) in rows]
 
     def files_page(
-        self, conn: Connection, dir_id: int, after: str | None, limit: int
+        self, conn: Connection, dir_id: int, after: str | None, limit: int, *, long: bool = True
     ) -> list[ListEntry]:
-        """Files of ``dir_id`` by name, after ``after`` (keyset), at most ``limit``."""
-        stmt = select(
-            literal("file"),
-            f.name,
-            f.owner,
-            f.owner_group,
-            type_coerce(f.created, NullType()),
-            f.size,
-            f.checksum,
-            f.status,
-        ).where(f.dir_id == dir_id)
+        """Files of ``dir_id`` by name, after ``after`` (keyset), at most ``limit``; names
+        only unless ``long``."""
+        cols = (
+            (f.name, f.owner, f.owner_group, _created_text(f.created), f.size, f.checksum, f.status)
+            if long
+            else (f.name,)
+        )
+        stmt = select(*cols).where(f.dir_id == dir_id)
         if after is not None:
             stmt = stmt.where(f.name > after)
-        return _entries(conn.execute(stmt.order_by(f.name).limit(limit)).all())
+        rows = conn.execute(stmt.order_by(f.name).limit(limit)).all()
+        if long:
+            return _long_entries("file", rows)
+        return [ListEntry("file", name) for (name,) in rows]
 
     # --- files ----------------------------------------------------------------------------
     def files_by_name(

@@ -72,13 +72,24 @@ def make_dir(body: MkdirRequest, svc: ServicesDep, ident: IdentityDep) -> DirInf
     response_class=StreamingResponse,
     responses={200: {"content": {"application/x-ndjson": {}}}},
 )
-def list_dir(path: str, svc: ServicesDep, ident: IdentityDep) -> StreamingResponse:
+def list_dir(
+    path: str,
+    svc: ServicesDep,
+    ident: IdentityDep,
+    long: Annotated[
+        bool,
+        Query(
+            description="Owner, group, time, size, checksum and status; false: kind and "
+            "name only (a plain ls, cheaper)"
+        ),
+    ] = True,
+) -> StreamingResponse:
     """A directory's entries as NDJSON (one DirEntry per line): subdirectories, then files."""
-    pages = L.listdir_pages(svc.ctx, ident, path)
-    return StreamingResponse(_ndjson(pages), media_type="application/x-ndjson")
+    pages = L.listdir_pages(svc.ctx, ident, path, long=long)
+    return StreamingResponse(_ndjson(pages, long), media_type="application/x-ndjson")
 
 
-def _ndjson(pages: Iterator[list[ListEntry]]) -> Iterator[bytes]:
+def _ndjson(pages: Iterator[list[ListEntry]], long: bool = True) -> Iterator[bytes]:
     # Hand-built JSON: names, checksums and times cannot hold a quote or a backslash (LFN
     # rules, hex, ISO 8601); owners, groups and statuses go through json, once per value.
     quoted: dict[str | None, str] = {}
@@ -90,6 +101,9 @@ def _ndjson(pages: Iterator[list[ListEntry]]) -> Iterator[bytes]:
         return text
 
     for page in pages:
+        if not long:
+            yield "".join(f'{{"kind":"{e.kind}","name":"{e.name}"}}\n' for e in page).encode()
+            continue
         lines = []
         for e in page:
             head = (
