@@ -125,6 +125,7 @@ def test_local_input_sandbox_files_are_refused(kit: Kit, alice: Identity) -> Non
 
 def test_input_sandboxes_are_attached(kit: Kit, alice: Identity, tmp_path: Path) -> None:
     sha = _sandbox(kit, alice, tmp_path, "a")
+    register_lfn(kit, "/vo/x")  # LFN sandboxes must be in the catalog
     [job_id] = kit.submit(alice, InputSandbox=[f"SB:{sha}", "LFN:/vo/x"])
     with kit.ctx.db.read() as conn:
         rows = kit.ctx.sandboxes.of_job(conn, job_id, "input")
@@ -319,3 +320,13 @@ def test_reschedule_of_a_finished_job_past_the_limit(kit: Kit, alice: Identity) 
     # The agents' lenient form leaves it alone.
     assert L.reschedule_jobs(kit.ctx, None, [job_id], "stalled", strict=False) == {}
     assert kit.state(job_id).status.value == "Killed"
+
+
+def register_lfn(kit: Kit, lfn: str) -> None:
+    """A catalog entry (replica on the embedded SE, not verified)."""
+    from ctaprod.core.catalog import FileRegistration
+    from ctaprod.logic import catalog
+
+    admin = user_identity("admin", "ctao_admin", frozenset({"Admin"}))
+    reg = FileRegistration(lfn=lfn, size=1, checksum="1", se="LOCAL-DISK")
+    catalog.register_files(kit.ctx, admin, [reg], verify=False)
