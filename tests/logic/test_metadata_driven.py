@@ -149,3 +149,15 @@ def test_frozen_dataset_of_a_driven_query(ctx: Any, grid: Any) -> None:
     frozen = D.freeze_dataset(ctx, ALICE, info.name)
     assert frozen.file_count == len(expected(grid, f"{BASE}/LaPalma/", split=2)) == 12
     assert frozen.total_size == 1200
+
+
+def test_check_values_with_types_read_once(ctx: Any) -> None:
+    types = {"split": FieldType.INT, "extra": FieldType.FLOAT}  # as a caller read them
+    with ctx.db.read() as conn:
+        assert M.check_values(ctx, conn, {"split": "3", "extra": 1}, types=types) == {
+            "split": 3,
+            "extra": 1.0,
+        }
+        assert M.check_values(ctx, conn, {"split": "3"}) == {"split": 3}
+        with pytest.raises(InvalidInput, match="'runNumber' is not declared"):
+            M.check_values(ctx, conn, {"runNumber": 1}, types=types)
