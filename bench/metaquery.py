@@ -21,6 +21,7 @@ Measure through the real server (uvicorn subprocess), sequential httpx requests:
 Targets (issue, at 1,000,000 files): find <= 200 ms median, count <= 50 ms, flat memory.
 
     .venv/bin/python bench/metaquery.py [--db sqlite|mysql|postgresql|URL] [--full] [--files N]
+        [--query Q]
 """
 
 from __future__ import annotations
@@ -222,6 +223,7 @@ def main() -> None:
     p = C.parser(__doc__ or "")
     p.add_argument("--files", type=int, default=None, help="files in the catalog (100k / 1M)")
     p.add_argument("--requests", type=int, default=20)
+    p.add_argument("--query", default=QUERY, help=f"the measured query (default {QUERY!r})")
     args = p.parse_args()
     n = args.files or (1_000_000 if args.full else 100_000)
     table = C.Table(f"metaquery.py results ({n:,} files)")
@@ -233,26 +235,27 @@ def main() -> None:
             C.client(server, prep.admin_token) as http,
         ):
             tag = f"[{env.kind}, {n:,} files]"
+            query = args.query
 
             def find() -> int:
-                r = http.post("/api/metadata/find", json={"query": QUERY})
+                r = http.post("/api/metadata/find", json={"query": query})
                 r.raise_for_status()
                 return r.text.count("\n")
 
             def count() -> Any:
-                r = http.post("/api/metadata/count", json={"query": QUERY})
+                r = http.post("/api/metadata/count", json={"query": query})
                 r.raise_for_status()
                 return r.json()
 
             def page() -> Any:
-                body = {"query": QUERY, "limit": 1000}
+                body = {"query": query, "limit": 1000}
                 r = http.post("/api/metadata/find/page", json=body)
                 r.raise_for_status()
                 return r.json()
 
             lat, found = timed(find, args.requests)
             table.add(
-                f"{tag} find '{QUERY}': {found:,} LFNs; median {C.med(lat):.0f} ms, "
+                f"{tag} find '{query}': {found:,} LFNs; median {C.med(lat):.0f} ms, "
                 f"p90 {C.pct(lat, 90):.0f} ms (target <= 200 ms at 1M files, 10,000 LFNs)"
             )
             lat, counted = timed(count, args.requests)

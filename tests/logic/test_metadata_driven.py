@@ -161,3 +161,18 @@ def test_check_values_with_types_read_once(ctx: Any) -> None:
         assert M.check_values(ctx, conn, {"split": "3"}) == {"split": 3}
         with pytest.raises(InvalidInput, match="'runNumber' is not declared"):
             M.check_values(ctx, conn, {"runNumber": 1}, types=types)
+
+
+@pytest.mark.parametrize("query", ["MCCampaign=Prod6", "MCCampaign=Prod6 split=1"])
+def test_pages_across_directory_chunks(ctx: Any, grid: Any, query: str, monkeypatch: Any) -> None:
+    whole = lfns(ctx, query)
+    monkeypatch.setattr(M, "DIR_CHUNK", 2)  # several IN lists of directory ids per page
+    assert lfns(ctx, query) == whole
+    seen, cursor = [], None
+    while True:
+        page = M.find_page(ctx, query, cursor=cursor, limit=7)
+        seen += page.lfns
+        if (cursor := page.next_cursor) is None:
+            break
+    assert seen == whole
+    assert len(whole) == M.count_files(ctx, query).count > 0

@@ -41,6 +41,10 @@ from ctaprod.db.tables import (
 )
 
 CHUNK = 5000  # ids per IN list
+# Directory ids per IN list of a query: MariaDB turns an IN list of 1,000 values or more
+# (in_predicate_conversion_threshold) into a join with a derived table, which loses the
+# index order: every page of a stream then sorted all the files of 1,000 directories.
+DIR_CHUNK = 500
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 DIR_COLUMN = {
@@ -564,7 +568,7 @@ class MetadataDB:
         """(count, total size) of matching files in ``dir_ids``."""
         f = catalog_files
         count = size = 0
-        for chunk in _chunks(dir_ids):
+        for chunk in _chunks(dir_ids, DIR_CHUNK):
             query = select(func.count(), func.coalesce(func.sum(f.c.size), 0)).where(
                 f.c.dir_id.in_(chunk), *where
             )
@@ -587,7 +591,7 @@ class MetadataDB:
             n, s = conn.execute(self._by_value(first, where, *cols)).one()
             return int(n), int(s)
         count = size = 0
-        for chunk in _chunks(dir_ids):
+        for chunk in _chunks(dir_ids, DIR_CHUNK):
             query = self._by_value(first, where, *cols).where(t.c.dir_id.in_(chunk))
             n, s = conn.execute(query).one()
             count, size = count + int(n), size + int(s)

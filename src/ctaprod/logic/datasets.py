@@ -15,6 +15,7 @@ from ctaprod.core.errors import Conflict, Forbidden, NotFound
 from ctaprod.core.identity import Identity
 from ctaprod.core.metadata import DatasetCreate, DatasetInfo, DatasetStatus, check_dataset_name
 from ctaprod.core.metaquery import MetaQuery, parse, to_dict, to_text
+from ctaprod.db.metadata import DIR_CHUNK
 from ctaprod.logic.context import Context
 from ctaprod.logic.metadata import STREAM_PAGE, WRITERS, count_files, iter_files, lfn_of, plan_query
 
@@ -50,13 +51,13 @@ def _freeze(ctx: Context, conn: Connection, row: Any) -> None:
         ctx.datasets.add_files_from(conn, row.dataset_id, ctx.meta.ids_by_value(plan.driver, where))
     elif plan.driver is not None:
         ids = [d for d, _ in plan.dirs or ()]
-        for start in range(0, len(ids), 1000):
-            select_ids = ctx.meta.ids_by_value(plan.driver, where, ids[start : start + 1000])
+        for start in range(0, len(ids), DIR_CHUNK):
+            select_ids = ctx.meta.ids_by_value(plan.driver, where, ids[start : start + DIR_CHUNK])
             ctx.datasets.add_files_from(conn, row.dataset_id, select_ids)
     else:
         ids = [d for d, _ in plan.dirs or ()]
-        for start in range(0, len(ids), 1000):
-            select_ids = ctx.meta.ids_in_dirs(ids[start : start + 1000], where)
+        for start in range(0, len(ids), DIR_CHUNK):
+            select_ids = ctx.meta.ids_in_dirs(ids[start : start + DIR_CHUNK], where)
             ctx.datasets.add_files_from(conn, row.dataset_id, select_ids)
     if not ctx.datasets.freeze(conn, row.dataset_id, ctx.clock()):
         raise Conflict(f"dataset {row.name!r} is already frozen")

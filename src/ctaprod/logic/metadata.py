@@ -45,13 +45,12 @@ from ctaprod.core.metaquery import (
     validate,
 )
 from ctaprod.core.properties import Property
-from ctaprod.db.metadata import TypedCondition
+from ctaprod.db.metadata import DIR_CHUNK, TypedCondition
 from ctaprod.db.tables import catalog_dirs, catalog_files
 from ctaprod.logic.context import Context
 
 WRITERS = (Property.PRODUCTION_MANAGEMENT, Property.ADMIN)
 STREAM_PAGE = 5000
-DIR_CHUNK = 1000
 
 
 def check_values(
