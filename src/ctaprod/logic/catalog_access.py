@@ -1,0 +1,170 @@
+"""The catalog's namespace rules, shared by its reads, removals and registration.
+
+Resolving LFNs to catalog rows, write permission on directories, creating missing
+directories (``mkdir -p``) and retrying a transaction lost to a concurrent creation.
+
+Permissions: every valid token may read. Writing into a directory needs a user or job token
+whose user owns the directory, whose group is the directory's group, or which holds
+ProductionManagement (or Admin). The root ``/`` is open: any user may create top-level
+directories, which then belong to them and their group. A new directory belongs to the
+identity that creates it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from ctaprod.core.errors import Conflict, Forbidden, TooLarge
+from ctaprod.core.identity import Identity
+from ctaprod.core.lfn import ROOT, check_lfn
+from ctaprod.core.properties import Property, TokenKind
+from ctaprod.db.catalog import DirRow, FileRow
+from ctaprod.logic.context import Context
+
+T = TypeVar("T")
+WRITE_PROPERTIES = (Property.PRODUCTION_MANAGEMENT, Property.ADMIN)
+_RETRIES = 3  # transactions lost to a concurrent creation of the same directory or file
+_SHOWN = 10  # LFNs named in one error message
+
+
+def split_lfn(lfn: str) -> tuple[str, str]:
+    """(directory, name) of a checked LFN."""
+    head, _, name = lfn.rpartition("/")
+    return head or ROOT, name
+
+
+def _dir_chain(directory: str) -> list[str]:
+    """``directory`` and all its ancestors, root first."""
+    if directory == ROOT:
+        return [ROOT]
+    parts = directory.split("/")
+    return [ROOT] + ["/".join(parts[: i + 1]) for i in range(1, len(parts))]
+
+
+def shown_names(items: Iterable[str]) -> str:
+    """The first few of ``items``, sorted, for an error message ("and N more")."""
+    items = sorted(set(items))
+    text = ", ".join(items[:_SHOWN])
+    return text + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
+
+
+def require_writer(ident: Identity) -> None:
+    """Forbidden for a pilot token: only users and jobs change the catalog."""
+    if ident.kind is TokenKind.PILOT:
+        raise Forbidden("a pilot token cannot change the file catalog")
+
+
+def check_batch(ctx: Context, n: int, what: str = "LFNs") -> None:
+    """TooLarge when ``n`` items exceed ``settings.data.max_lfns_per_call``."""
+    limit = ctx.settings.data.max_lfns_per_call
+    if n > limit:
+        raise TooLarge(f"{n} {what} in one call; the limit is {limit}")
+
+
+def _may_write(ident: Identity, directory: DirRow) -> bool:
+    return (
+        directory.path == ROOT
+        or ident.has(*WRITE_PROPERTIES)
+        or ident.user == directory.owner
+        or ident.group == directory.owner_group
+    )
+
+
+def _nearest(directory: str, known: dict[str, DirRow]) -> DirRow | None:
+    for path in reversed(_dir_chain(directory)):
+        if path in known:
+            return known[path]
+    return None
+
+
+def _check_dirs_writable(ident: Identity, dirs: Iterable[str], known: dict[str, DirRow]) -> None:
+    """Forbidden unless ``ident`` may write into each directory (or its nearest ancestor)."""
+    for directory in sorted(set(dirs)):
+        near = _nearest(directory, known)
+        if near is not None and not _may_write(ident, near):
+            raise Forbidden(
+                f"{ident.user}/{ident.group} may not write into {near.path} (owner "
+                f"{near.owner}, group {near.owner_group}), needed for {directory}",
+                path=near.path,
+            )
+
+
+def check_write(ctx: Context, conn: Connection, ident: Identity, lfn: str) -> None:
+    """Raise Forbidden unless ``ident`` may create ``lfn`` (nearest existing directory)."""
+    require_writer(ident)
+    directory = split_lfn(check_lfn(lfn))[0]
+    _check_dirs_writable(ident, [directory], ctx.catalog.dirs_by_path(conn, _dir_chain(directory)))
+
+
+def resolve(
+    ctx: Context, conn: Connection, lfns: Iterable[str]
+) -> tuple[dict[str, FileRow], dict[str, DirRow]]:
+    """The existing files among ``lfns`` and the directories holding them."""
+    split = {lfn: split_lfn(lfn) for lfn in lfns}
+    dirs = ctx.catalog.dirs_by_path(conn, {dn for dn, _ in split.values()})
+    keys = {lfn: (dirs[dn].dir_id, name) for lfn, (dn, name) in split.items() if dn in dirs}
+    rows = ctx.catalog.files_by_name(conn, keys.values())
+    return {lfn: rows[k] for lfn, k in keys.items() if k in rows}, dirs
+
+
+def writable_files(
+    ctx: Context, conn: Connection, ident: Identity, lfns: set[str]
+) -> dict[str, FileRow]:
+    """The existing files among ``lfns``; Forbidden unless ``ident`` may write their dirs."""
+    files, dirs = resolve(ctx, conn, lfns)
+    by_id = {row.dir_id: row for row in dirs.values()}
+    for lfn, row in files.items():
+        if not _may_write(ident, by_id[row.dir_id]):
+            directory = by_id[row.dir_id]
+            raise Forbidden(
+                f"{ident.user}/{ident.group} may not change {lfn} (directory owner "
+                f"{directory.owner}, group {directory.owner_group})",
+                lfn=lfn,
+            )
+    return files
+
+
+def ensure_dirs(
+    ctx: Context, conn: Connection, ident: Identity, targets: set[str], lookup: Iterable[str] = ()
+) -> dict[str, DirRow]:
+    """Check write access to ``targets`` and create the missing ones (``mkdir -p``).
+
+    Returns the known directories (targets, their ancestors and those of ``lookup`` that
+    exist): a name that is a file cannot become a directory (Conflict).
+    """
+    chain = {p for t in targets for p in _dir_chain(t)}
+    known = ctx.catalog.dirs_by_path(conn, chain | set(lookup))
+    _check_dirs_writable(ident, targets, known)
+    missing = sorted(chain - known.keys())
+    if not missing:
+        return known
+    keys = {
+        (known[split_lfn(p)[0]].dir_id, split_lfn(p)[1]): p
+        for p in missing
+        if p != ROOT and split_lfn(p)[0] in known
+    }
+    clash = ctx.catalog.files_by_name(conn, keys)
+    if clash:
+        raise Conflict(
+            f"cannot create directory {shown_names(keys[k] for k in clash)}: it is a file"
+        )
+    created = ctx.catalog.create_dirs(conn, missing, known, ident.user, ident.group, ctx.clock())
+    pairs = [(c.dir_id, c.parent_id) for c in created if c.parent_id is not None]
+    if pairs:
+        ctx.meta.inherit_dirs(conn, pairs)
+    return known
+
+
+def retrying(attempt_body: Callable[[], T]) -> T:
+    """Run a write transaction body again when a concurrent writer created the same row."""
+    for attempt in range(_RETRIES):
+        try:
+            return attempt_body()
+        except IntegrityError:
+            if attempt == _RETRIES - 1:
+                raise Conflict("the catalog changed concurrently too often; retry") from None
+    raise AssertionError("unreachable")

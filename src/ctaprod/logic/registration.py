@@ -1,0 +1,251 @@
+"""Catalog registration: new files (with first replica, metadata, ancestry, events) and new
+replicas of catalogued files.
+
+Each call checks its batch, optionally verifies size and checksum on the storage elements
+(outside any transaction), then writes in one transaction, run again when a concurrent
+writer created the same directory or file. Any error leaves the catalog unchanged.
+The public names are re-exported by :mod:`ctaprod.logic.catalog`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import Connection
+
+from ctaprod.core.catalog import FileRegistration, ReplicaRef, check_adler32
+from ctaprod.core.errors import Conflict, InvalidInput, NotFound
+from ctaprod.core.identity import Identity
+from ctaprod.core.metaquery import FieldType, Scalar
+from ctaprod.db.catalog import FileRow
+from ctaprod.logic import metadata as meta_logic
+from ctaprod.logic.catalog_access import (
+    check_batch,
+    ensure_dirs,
+    require_writer,
+    resolve,
+    retrying,
+    shown_names,
+    split_lfn,
+    writable_files,
+)
+from ctaprod.logic.context import Context
+
+
+def register_files(
+    ctx: Context, ident: Identity, regs: Sequence[FileRegistration], *, verify: bool | None = None
+) -> list[int]:
+    """Register files (with first replica, metadata, ancestry, events) in one transaction.
+
+    Returns the file ids in input order. The same file again (same size and checksum) only
+    adds its replica; any error leaves the catalog unchanged.
+    """
+    require_writer(ident)
+    check_batch(ctx, len(regs))
+    if not regs:
+        return []
+    unique: dict[str, FileRegistration] = {}
+    for reg in regs:
+        prev = unique.setdefault(reg.lfn, reg)
+        if (prev.size, prev.checksum) != (reg.size, reg.checksum):
+            raise InvalidInput(f"{reg.lfn} is twice in the batch with different size or checksum")
+        if reg.lfn in reg.parents:
+            raise InvalidInput(f"{reg.lfn} cannot be its own parent")
+    _check_ses(ctx, (r.se for r in regs if r.se))
+    if ctx.settings.data.verify_registration if verify is None else verify:
+        items = sorted({(r.lfn, r.se, r.size, r.checksum) for r in regs if r.se})
+        _verify(ctx, _unregistered(ctx, items))
+
+    def body() -> list[int]:
+        with ctx.db.write() as conn:
+            return _register(ctx, conn, ident, regs, unique)
+
+    return retrying(body)
+
+
+def add_replicas(
+    ctx: Context, ident: Identity, refs: Sequence[ReplicaRef], *, verify: bool | None = None
+) -> int:
+    """Add replica entries of catalogued files; returns how many were new."""
+    require_writer(ident)
+    check_batch(ctx, len(refs), "replicas")
+    _check_ses(ctx, (r.se for r in refs))
+    if ctx.settings.data.verify_registration if verify is None else verify:
+        with ctx.db.read() as conn:
+            files, _ = resolve(ctx, conn, {r.lfn for r in refs})
+        _missing(refs, files)
+        items = sorted({(r.lfn, r.se, files[r.lfn].size, files[r.lfn].checksum) for r in refs})
+        _verify(ctx, _unregistered(ctx, items))
+
+    def body() -> int:
+        with ctx.db.write() as conn:
+            files = writable_files(ctx, conn, ident, {r.lfn for r in refs})
+            _missing(refs, files)
+            have = ctx.catalog.replicas(conn, [row.file_id for row in files.values()])
+            pairs = {
+                (files[r.lfn].file_id, r.se)
+                for r in refs
+                if r.se not in have.get(files[r.lfn].file_id, ())
+            }
+            return ctx.catalog.add_replicas(conn, sorted(pairs), ctx.clock())
+
+    return retrying(body)
+
+
+# --- checks before the transaction -----------------------------------------------------------
+def _check_ses(ctx: Context, ses: Iterable[str]) -> None:
+    for se in sorted(set(ses)):
+        try:
+            ctx.settings.storage_element(se)
+        except KeyError:
+            raise NotFound(f"unknown storage element {se!r}", se=se) from None
+
+
+def _missing(refs: Sequence[ReplicaRef], files: dict[str, FileRow]) -> None:
+    missing = {r.lfn for r in refs} - files.keys()
+    if missing:
+        raise NotFound(f"not in the catalog: {shown_names(missing)}", missing=sorted(missing))
+
+
+def _verify(ctx: Context, items: Sequence[tuple[str, str, int, str]]) -> None:
+    """Each (lfn, se, size, checksum) must match the file on the SE (SE path = LFN)."""
+    for lfn, se, size, checksum in items:
+        storage = ctx.storage(se)
+        try:
+            actual_size = storage.size(lfn)
+            actual_sum = check_adler32(storage.checksum(lfn)) if actual_size == size else ""
+        except NotFound:
+            raise InvalidInput(f"{lfn} is not on {se}", lfn=lfn, se=se) from None
+        if actual_size != size:
+            raise InvalidInput(
+                f"{lfn}: size on {se} is {actual_size}, the registration says {size}",
+                lfn=lfn,
+                se=se,
+            )
+        if actual_sum != checksum:
+            raise InvalidInput(
+                f"{lfn}: ADLER32 on {se} is {actual_sum}, the registration says {checksum}",
+                lfn=lfn,
+                se=se,
+            )
+
+
+def _unregistered(
+    ctx: Context, items: Sequence[tuple[str, str, int, str]]
+) -> list[tuple[str, str, int, str]]:
+    """The (lfn, se, size, checksum) whose replica is not in the catalog yet."""
+    with ctx.db.read() as conn:
+        files, _ = resolve(ctx, conn, {i[0] for i in items})
+        reps = ctx.catalog.replicas(conn, [row.file_id for row in files.values()])
+    return [i for i in items if i[0] not in files or i[1] not in reps.get(files[i[0]].file_id, [])]
+
+
+# --- the registering transaction -------------------------------------------------------------
+def _register(
+    ctx: Context,
+    conn: Connection,
+    ident: Identity,
+    regs: Sequence[FileRegistration],
+    unique: dict[str, FileRegistration],
+) -> list[int]:
+    now = ctx.clock()
+    split = {lfn: split_lfn(lfn) for lfn in unique}
+    known = ensure_dirs(ctx, conn, ident, {dn for dn, _ in split.values()}, unique)
+    taken = [lfn for lfn in unique if lfn in known]
+    if taken:
+        raise Conflict(f"already a directory: {shown_names(taken)}")
+    key = {lfn: (known[dn].dir_id, name) for lfn, (dn, name) in split.items()}
+    existing = ctx.catalog.files_by_name(conn, key.values())
+    file_ids: dict[str, int] = {}
+    for lfn, reg in unique.items():
+        row = existing.get(key[lfn])
+        if row is None:
+            continue
+        if (row.size, row.checksum) != (reg.size, reg.checksum):
+            raise Conflict(
+                f"{lfn} is already registered with size {row.size} and ADLER32 "
+                f"{row.checksum} (this registration: {reg.size}, {reg.checksum})",
+                lfn=lfn,
+            )
+        file_ids[lfn] = row.file_id
+    new = [lfn for lfn in unique if lfn not in file_ids]
+    parents = _parent_ids(ctx, conn, unique, set(new))
+    values = _checked_metadata(ctx, conn, [unique[lfn] for lfn in new])
+    rows = [
+        {
+            "dir_id": key[lfn][0],
+            "name": key[lfn][1],
+            "size": unique[lfn].size,
+            "checksum": unique[lfn].checksum,
+            "guid": unique[lfn].guid or str(uuid.uuid4()),
+            "owner": ident.user,
+            "owner_group": ident.group,
+            "created": now,
+        }
+        for lfn in new
+    ]
+    file_ids.update(zip(new, ctx.catalog.insert_files(conn, rows), strict=True))
+    have = ctx.catalog.replicas(conn, [file_ids[lfn] for lfn in unique if lfn not in new])
+    pairs = {
+        (file_ids[r.lfn], r.se) for r in regs if r.se and r.se not in have.get(file_ids[r.lfn], ())
+    }
+    ctx.catalog.add_replicas(conn, sorted(pairs), now)
+    ctx.catalog.add_ancestry(
+        conn,
+        [
+            (file_ids[lfn], file_ids.get(p) or parents[p])
+            for lfn in new
+            for p in unique[lfn].parents
+        ],
+    )
+    if values is not None:
+        types, checked = values
+        ctx.meta.add_file_values(
+            conn,
+            [(file_ids[lfn], v) for lfn, v in checked],
+            types,
+            dir_ids={file_ids[lfn]: key[lfn][0] for lfn, _ in checked},
+        )
+    ctx.catalog.add_events(conn, "file", [(file_ids[lfn], key[lfn][0]) for lfn in new], now)
+    return [file_ids[r.lfn] for r in regs]
+
+
+def _parent_ids(
+    ctx: Context, conn: Connection, unique: dict[str, FileRegistration], new: set[str]
+) -> dict[str, int]:
+    """Ids of the ancestor LFNs of new files that are not in the batch; all must exist."""
+    wanted = {p for lfn in new for p in unique[lfn].parents if p not in unique}
+    if not wanted:
+        return {}
+    found, _ = resolve(ctx, conn, wanted)
+    missing = wanted - found.keys()
+    if missing:
+        raise InvalidInput(
+            f"parent files not in the catalog: {shown_names(missing)}", missing=sorted(missing)
+        )
+    return {lfn: row.file_id for lfn, row in found.items()}
+
+
+def _checked_metadata(
+    ctx: Context, conn: Connection, regs: Sequence[FileRegistration]
+) -> tuple[dict[str, FieldType], list[tuple[str, dict[str, Scalar]]]] | None:
+    """(field types, [(lfn, coerced values)]) of the registrations carrying metadata.
+
+    The field types are read once for the batch and passed to ``logic.metadata.check_values``
+    (reading them per file would cost most of a bulk registration).
+    """
+    with_meta = [r for r in regs if r.metadata]
+    if not with_meta:
+        return None
+    types = ctx.meta.field_types(conn)
+    checked: list[tuple[str, dict[str, Scalar]]] = []
+    for reg in with_meta:
+        try:
+            values = meta_logic.check_values(ctx, conn, reg.metadata, types=types)
+        except InvalidInput as exc:
+            raise InvalidInput(
+                f"{reg.lfn}: {exc.message}", **{**exc.detail, "lfn": reg.lfn}
+            ) from None
+        checked.append((reg.lfn, values))
+    return types, checked
