@@ -18,6 +18,7 @@ from ctaprod.core.identity import Identity
 from ctaprod.core.properties import TokenKind
 from ctaprod.core.requests import RequestSpec, RequestStatus
 from ctaprod.db.tables import request_files, request_operations, requests
+from ctaprod.logic import request_executor
 from ctaprod.logic import requests as L
 from ctaprod.logic.requests import ExecutionStats
 from tests.agents.helpers import ALICE, World
@@ -185,7 +186,8 @@ def test_a_request_canceled_while_executed_is_left_alone(world: World) -> None:
     assert run(world).claimed == 0  # Assigned: not claimed twice
     assert L.cancel_request(world.ctx, ALICE, rid).status == "Canceled"
     stats = ExecutionStats()
-    L._execute(world.ctx, rid, "x#1", stats)  # the executor that held it finishes its step
+    # the executor that held it finishes its step
+    request_executor._execute(world.ctx, rid, "x#1", stats)
     assert stats.lost == 1
     assert L.get_request(world.ctx, ALICE, rid).status == "Canceled"
 
