@@ -6,34 +6,32 @@ kills it); store and register the output data (:mod:`ctaprod.pilot.data`); pack 
 the output sandbox; report the final status (Completed when a request must finish the
 outputs, which is then created). Calls that fail because the server is unreachable are
 retried with exponential backoff; the final report (and that request) is kept in
-``<job dir>/final_status.json`` until delivered (the pilot retries leftovers at its end).
+``<job dir>/final_status.json`` until delivered (:mod:`ctaprod.pilot.final_status`; the
+pilot retries leftovers at its end). The output sandbox: :mod:`ctaprod.pilot.output_sandbox`.
 When the server says the job is no longer ours (403/404/409) the wrapper leaves it alone.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shlex
-import shutil
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from ctaprod.client.errors import ApiError, ServerUnreachable
 from ctaprod.client.http import Client
-from ctaprod.core.archive import make_archive, safe_extract
+from ctaprod.core.archive import safe_extract
 from ctaprod.core.errors import CtaprodError
 from ctaprod.core.job_states import JobStatus
-from ctaprod.core.jobs import LFN_PREFIX, check_relative_name
+from ctaprod.core.jobs import LFN_PREFIX
 from ctaprod.core.requests import RequestSpec
 from ctaprod.core.schemas import HeartbeatItem, MatchResponse, StatusReport
-from ctaprod.pilot.config import TRANSIENT, RetryPolicy, WrapperOptions, capture_log
+from ctaprod.pilot.config import WrapperOptions, capture_log
 from ctaprod.pilot.data import (
     DataFailure,
     StorageElements,
@@ -41,18 +39,34 @@ from ctaprod.pilot.data import (
     download_inputs,
     handle_outputs,
 )
+from ctaprod.pilot.final_status import (
+    FINAL_FILE,
+    GONE,
+    JobGone,
+    deliver_final,
+    keep_final,
+    send_report,
+)
+from ctaprod.pilot.output_sandbox import JOB_LOG, select_outputs, upload_outputs
 from ctaprod.pilot.watchdog import Limits, Outcome, PayloadResult, Usage, last_line, run_payload
+
+__all__ = [
+    "FINAL_FILE",
+    "PENDING_REQUESTS",
+    "ClientFactory",
+    "JobGone",
+    "JobOutcome",
+    "build_argv",
+    "deliver_final",
+    "run_job",
+    "select_outputs",
+    "send_report",
+]
 
 logger = logging.getLogger("ctaprod.pilot.wrapper")
 ClientFactory = Callable[[str], Client]
 """Builds a client for the server with the given bearer token."""
 
-FINAL_FILE = "final_status.json"
-JOB_LOG = "job.log"
-STAGE = ".output_sandbox"
-OUTPUT_ARCHIVE = ".output_sandbox.tar.gz"
-INTERNAL = frozenset({FINAL_FILE, f"{FINAL_FILE}.tmp", JOB_LOG, STAGE, OUTPUT_ARCHIVE})
-GONE = frozenset({403, 404, 409})  # the job is not (or no longer) ours
 PENDING_REQUESTS = "Pending requests"
 J = JobStatus
 
@@ -66,156 +80,6 @@ class JobOutcome:
     minor_status: str
     exit_code: int | None = None
     delivered: bool = False  # the final status reached the server
-
-
-class JobGone(Exception):
-    """The server refused an update: the job was killed, rescheduled or is not ours."""
-
-
-def send_report(client: Client, report: StatusReport, retry: RetryPolicy | None) -> None:
-    """Send a status report (with retries if ``retry``); JobGone if the server refuses it.
-
-    A 409 for a report whose status the job has already (an earlier attempt went through
-    but its answer was lost) counts as delivered.
-    """
-    what = f"job {report.job_id}: report {report.status or report.minor_status!r}"
-    try:
-        if retry is None:
-            client.report(report)
-        else:
-            retry.call(lambda: client.report(report), what)
-    except ApiError as exc:
-        if exc.status not in GONE:
-            raise
-        if exc.status == 409 and report.status is not None:
-            try:
-                if client.job(report.job_id).status is report.status:
-                    return
-            except (ApiError, ServerUnreachable):
-                pass
-        raise JobGone(f"job {report.job_id}: {exc.message}") from exc
-
-
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def deliver_final(client: Client, path: Path, retry: RetryPolicy) -> bool:
-    """Send the final report kept in ``path``, then create the request kept with it (if
-    any); remove the file unless the server was down (what was sent is marked as such)."""
-    body = json.loads(path.read_text())
-    report = StatusReport.model_validate(body["report"])
-    if not body.get("reported"):
-        try:
-            send_report(client, report, retry)
-        except JobGone as exc:
-            logger.warning("final status refused, dropped: %s", exc)
-            path.unlink(missing_ok=True)
-            return False
-        except (ServerUnreachable, ApiError) as exc:
-            logger.error(
-                "job %d: final status not delivered (%s); kept in %s", report.job_id, exc, path
-            )
-            return False
-        logger.info("job %d: final status %s delivered", report.job_id, report.status)
-        if "request" in body:
-            body["reported"] = True
-            _write_private(path, json.dumps(body))
-    if "request" in body and not _deliver_request(client, body, path, retry):
-        return False
-    path.unlink(missing_ok=True)
-    return True
-
-
-def _deliver_request(client: Client, body: dict[str, Any], path: Path, retry: RetryPolicy) -> bool:
-    """Create the job's pending request; a refused one fails the job (nothing would ever
-    finish its outputs). False if the server could not be reached (the file is kept)."""
-    spec = RequestSpec.model_validate(body["request"])
-    job_id = int(body["report"]["job_id"])
-    try:
-        request_id = retry.call(lambda: client.create_request(spec), f"job {job_id}: request")
-    except ServerUnreachable as exc:
-        logger.error("job %d: request not created (%s); kept in %s", job_id, exc, path)
-        return False
-    except ApiError as exc:
-        if exc.status in TRANSIENT or exc.status >= 500:
-            logger.error("job %d: request not created (%s); kept in %s", job_id, exc, path)
-            return False
-        logger.error("job %d: request refused: %s", job_id, exc)
-        failed = StatusReport(
-            job_id=job_id, status=J.FAILED, minor_status=f"Request refused: {exc.message}"[:128]
-        )
-        try:
-            send_report(client, failed, retry)
-        except (JobGone, ServerUnreachable, ApiError) as err:
-            logger.error("job %d: could not report the refused request: %s", job_id, err)
-        return True
-    logger.info("job %d: request %s created for its outputs", job_id, request_id)
-    return True
-
-
-def select_outputs(names: Sequence[str], job_dir: Path) -> tuple[list[str], list[str], list[str]]:
-    """Declared outputs as (existing relative names, missing names, refused names).
-
-    Glob patterns are expanded; ``LFN:`` entries (output data) are skipped; a name that
-    leads outside the job directory (through a symbolic link) is refused.
-    """
-    root = job_dir.resolve()
-    found: list[str] = []
-    missing: list[str] = []
-    refused: list[str] = []
-    for name in names:
-        if name.upper().startswith(LFN_PREFIX):
-            continue
-        try:
-            check_relative_name(name, "output file")
-        except ValueError:
-            refused.append(name)
-            continue
-        if set(name) & set("*?["):
-            hits = sorted(p.relative_to(job_dir).as_posix() for p in job_dir.glob(name))
-        else:
-            hits = [name] if os.path.lexists(job_dir / name) else []
-        hits = [h for h in hits if h.split("/")[0] not in INTERNAL]
-        if not hits:
-            missing.append(name)
-        for rel in hits:
-            real = (job_dir / rel).resolve()
-            if rel in found or rel in missing or rel in refused:
-                continue
-            if not real.is_relative_to(root):
-                refused.append(rel)
-            elif not real.exists():
-                missing.append(rel)
-            else:
-                found.append(rel)
-    return found, missing, refused
-
-
-def _stage(src: Path, dst: Path, root: Path, skip: frozenset[Path], active: set[Path]) -> None:
-    """Mirror ``src`` at ``dst`` with hard links (copies if linking fails), following
-    symbolic links that stay under ``root`` and dropping the others."""
-    real = src.resolve()
-    if not real.is_relative_to(root):
-        logger.warning("output %s points outside the job directory: left out", src)
-    elif real in skip or real in active:
-        return
-    elif real.is_dir():
-        dst.mkdir(parents=True, exist_ok=True)
-        active.add(real)
-        for child in sorted(real.iterdir()):
-            _stage(child, dst / child.name, root, skip, active)
-        active.discard(real)
-    elif real.is_file() and not dst.exists():
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(real, dst)
-        except OSError:
-            shutil.copy2(real, dst)
 
 
 def build_argv(executable: str, arguments: str, job_dir: Path) -> list[str]:
@@ -447,42 +311,7 @@ class _Job:
             )
             logger.warning("job %d: output sandbox: %s", self.id, text)
             self.note(f"Output sandbox: {text}", OutputSandboxProblems=text[:255])
-        stage, archive = self.dir / STAGE, self.dir / OUTPUT_ARCHIVE
-        shutil.rmtree(stage, ignore_errors=True)
-        stage.mkdir()
-        try:
-            root = self.dir.resolve()
-            skip = frozenset(root / name for name in INTERNAL)
-            for rel in found:
-                _stage(self.dir / rel, stage / rel, root, skip, set())
-            entries = sorted(stage.iterdir())
-            if not entries:
-                return None
-            sha = make_archive(entries, archive, base=stage)
-            self.opts.retry.call(
-                lambda: self.client.upload_sandbox(archive, sha, job_id=self.id),
-                f"job {self.id}: output sandbox",
-            )
-            logger.info(
-                "job %d: output sandbox SB:%s uploaded (%d bytes)",
-                self.id,
-                sha,
-                archive.stat().st_size,
-            )
-        except ServerUnreachable:
-            return "Output sandbox upload failed (server unreachable)"
-        except ApiError as exc:
-            if exc.status in (403, 404):
-                raise JobGone(f"job {self.id}: {exc.message}") from exc
-            logger.error("job %d: output sandbox upload failed: %s", self.id, exc)
-            return f"Output sandbox upload failed (HTTP {exc.status})"
-        except (CtaprodError, OSError) as exc:
-            logger.error("job %d: cannot pack the output sandbox: %s", self.id, exc)
-            return "Output sandbox could not be packed"
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-            archive.unlink(missing_ok=True)
-        return None
+        return upload_outputs(self.client, self.id, self.dir, found, self.opts.retry)
 
     def finish(self, status: JobStatus, minor: str, result: PayloadResult | None) -> JobOutcome:
         """Keep the final report on disk, deliver it, and say what happened."""
@@ -498,14 +327,8 @@ class _Job:
             wall_seconds=result.usage.wall_seconds if result else None,
             peak_rss_bytes=result.usage.peak_rss_bytes if result else None,
         )
-        path = self.dir / FINAL_FILE
-        body: dict[str, Any] = {
-            "token": self.match.job_token,
-            "report": report.model_dump(mode="json", exclude_none=True),
-        }
-        if self.request is not None and status is J.COMPLETED:
-            body["request"] = self.request.model_dump(mode="json")
-        _write_private(path, json.dumps(body))
+        request = self.request if status is J.COMPLETED else None
+        path = keep_final(self.dir, self.match.job_token, report, request)
         delivered = deliver_final(self.client, path, self.opts.retry)
         return JobOutcome(self.id, status, minor, report.exit_code, delivered)
 
