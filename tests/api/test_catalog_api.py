@@ -11,21 +11,16 @@ import pytest
 from ctaprod.client.errors import ApiError
 from ctaprod.client.http import Client
 from ctaprod.core.catalog import DirInfo, FileInfo, FileRegistration, ReplicaRef
+from ctaprod.core.settings import Settings
 from tests.api.conftest import Api, Headers
+from tests.dm_helpers import make_settings, posix_se
 
 SE = "DISK-A"
 
 
 @pytest.fixture
-def settings(db_url: str, tmp_path: Path) -> Any:
-    from ctaprod.core.settings import Settings, StorageElementConfig
-
-    return Settings(
-        state_dir=tmp_path / "state",
-        database_url=db_url,
-        secret_key="test-secret-" + "x" * 40,
-        storage_elements={SE: StorageElementConfig(plugin="posix", base_path=str(tmp_path / "a"))},
-    )
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return make_settings(db_url, tmp_path, storage_elements={SE: posix_se(tmp_path / "a")})
 
 
 def regs(*lfns: str, **kw: Any) -> list[dict[str, Any]]:

@@ -9,14 +9,14 @@ import pytest
 
 from ctaprod.core.settings import Settings, StorageElementConfig
 from tests.api.conftest import Api, Headers
+from tests.dm_helpers import make_settings
 
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        state_dir=tmp_path / "state",
-        database_url=db_url,
-        secret_key="test-secret-" + "x" * 40,
+    return make_settings(
+        db_url,
+        tmp_path,
         storage_elements={
             "CTAO-S3": StorageElementConfig(
                 plugin="s3",

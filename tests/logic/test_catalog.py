@@ -15,28 +15,24 @@ from ctaprod.core.catalog import FileRegistration, ReplicaRef
 from ctaprod.core.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
 from ctaprod.core.identity import Identity
 from ctaprod.core.properties import TokenKind
+from ctaprod.core.settings import Settings
 from ctaprod.db.tables import catalog_events, catalog_files, catalog_replicas
 from ctaprod.logic import catalog as C
+from tests.dm_helpers import make_settings, posix_se
 from tests.logic.conftest import user_identity
 
 SE = "DISK-A"
 
 
 @pytest.fixture
-def settings(db_url: str, tmp_path: Path) -> Any:
-    from ctaprod.core.settings import Settings, StorageElementConfig
-
-    return Settings(
-        state_dir=tmp_path / "state",
-        database_url=db_url,
-        secret_key="test-secret-" + "x" * 40,
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    site = "LOCAL.localhost.org"
+    return make_settings(
+        db_url,
+        tmp_path,
         storage_elements={
-            SE: StorageElementConfig(
-                plugin="posix", base_path=str(tmp_path / "se-a"), site="LOCAL.localhost.org"
-            ),
-            "DISK-B": StorageElementConfig(
-                plugin="posix", base_path=str(tmp_path / "se-b"), site="LOCAL.localhost.org"
-            ),
+            SE: posix_se(tmp_path / "se-a", site),
+            "DISK-B": posix_se(tmp_path / "se-b", site),
         },
     )
 

@@ -13,36 +13,12 @@ from ctaprod.client.http import Client
 from ctaprod.core.catalog import FileRegistration
 from ctaprod.core.errors import InvalidInput
 from ctaprod.core.identity import Identity
-from ctaprod.core.settings import DataSettings, Settings, StorageElementConfig
+from ctaprod.core.settings import Settings
 from ctaprod.logic import catalog, input_data
+from tests.dm_helpers import data_settings
 from tests.logic.conftest import Kit, user_identity
 
 ADMIN = user_identity("admin", "ctao_admin", frozenset({"Admin", "ProductionManagement"}))
-
-
-def data_settings(db_url: str, tmp_path: Path, policy: dict[str, str] | None = None) -> Settings:
-    """SE-A at site A, SE-B at site B, SE-B2 at site B, SE-X without a site, a failover SE."""
-    ses = {
-        name: StorageElementConfig(plugin="posix", base_path=str(tmp_path / "se" / name), site=site)
-        for name, site in (
-            ("SE-A", "A"),
-            ("SE-B", "B"),
-            ("SE-B2", "B"),
-            ("SE-X", ""),
-            ("FAILOVER", "F"),
-        )
-    }
-    return Settings(
-        state_dir=tmp_path / "state",
-        database_url=db_url,
-        secret_key="test-secret-" + "x" * 40,
-        storage_elements=ses,
-        data=DataSettings(
-            se_groups={"failover": ["FAILOVER"]},
-            input_data_policy=policy or {"MC": "require"},
-            verify_registration=False,
-        ),
-    )
 
 
 @pytest.fixture

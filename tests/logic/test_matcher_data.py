@@ -9,8 +9,9 @@ import pytest
 
 from ctaprod.core.identity import Identity
 from ctaprod.core.settings import Settings
+from tests.dm_helpers import data_settings
 from tests.logic.conftest import Kit
-from tests.logic.test_input_data import data_settings, register
+from tests.logic.test_input_data import register
 
 
 @pytest.fixture

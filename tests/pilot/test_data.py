@@ -33,7 +33,8 @@ from ctaprod.pilot.data import (
 from ctaprod.pilot.wrapper import FINAL_FILE, PENDING_REQUESTS, deliver_final, run_job
 from ctaprod.resources.storage import adler32_of
 from tests.conftest import free_port
-from tests.logic.test_input_data import ADMIN, data_settings
+from tests.dm_helpers import data_settings
+from tests.logic.test_input_data import ADMIN
 
 pytestmark = pytest.mark.timeout(60)
 J = JobStatus
