@@ -97,21 +97,35 @@ def _release(ctx: Context, request_id: int, claim: str, error: str) -> None:
     """Give a request back (Waiting, after the base backoff); if even that fails, it is
     released once ``stale_after`` has passed."""
     now = ctx.clock()
-    delay = timedelta(seconds=ctx.settings.data.request_backoff_seconds)
     try:
         with ctx.db.write() as conn:
-            ctx.requests.set_status(
-                conn,
-                request_id,
-                [R.ASSIGNED],
-                R.WAITING,
-                now,
-                assigned_by=claim,
-                not_before=now + delay,
-                error=error[:MAX_ERROR],
+            _wait_again(
+                ctx, conn, request_id, claim, now, ctx.settings.data.request_backoff_seconds, error
             )
     except Exception:
         log.exception("request %d: could not be released", request_id)
+
+
+def _wait_again(
+    ctx: Context,
+    conn: Connection,
+    request_id: int,
+    claim: str,
+    now: datetime,
+    delay: float,
+    error: str,
+) -> None:
+    """Our Assigned request back to Waiting, due ``delay`` seconds from ``now``, with ``error``."""
+    ctx.requests.set_status(
+        conn,
+        request_id,
+        [R.ASSIGNED],
+        R.WAITING,
+        now,
+        assigned_by=claim,
+        not_before=now + timedelta(seconds=delay),
+        error=error[:MAX_ERROR],
+    )
 
 
 def _owner_identity(ctx: Context, conn: Connection, row: Mapping[str, Any]) -> Identity:
@@ -210,15 +224,8 @@ def _record(
                 conn, [op_id], [Op.WAITING], Op.WAITING, now, error=worst[0], **op_values
             )
             REQUEST_MACHINE.check(request_id, R.ASSIGNED, R.WAITING)
-            ctx.requests.set_status(
-                conn,
-                request_id,
-                [R.ASSIGNED],
-                R.WAITING,
-                now,
-                assigned_by=claim,
-                not_before=now + timedelta(seconds=delay),
-                error=f"retrying in {delay:g} s: {worst[0]}"[:MAX_ERROR],
+            _wait_again(
+                ctx, conn, request_id, claim, now, delay, f"retrying in {delay:g} s: {worst[0]}"
             )
             return "retrying"
         OPERATION_MACHINE.check(op_id, Op.WAITING, Op.DONE)
