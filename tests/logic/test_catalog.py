@@ -117,6 +117,19 @@ def test_conflict_and_atomicity(ctx: Any, alice: Identity) -> None:
     assert count(ctx, catalog_files) == 1
 
 
+def test_permission_is_checked_before_storage_is_read(
+    ctx: Any, alice: Identity, carol: Identity
+) -> None:
+    """A user who may not write the directory gets 403, not a checksum of someone's file."""
+    C.register_files(ctx, alice, [put(ctx, SE, "/ctao/p/mine", b"data")], verify=True)
+    bad_sum = put(ctx, SE, "/ctao/p/other", b"12345").model_copy(update={"checksum": "00000bad"})
+    with pytest.raises(Forbidden, match="carol/other_group"):
+        C.register_files(ctx, carol, [bad_sum], verify=True)
+    put(ctx, "DISK-B", "/ctao/p/mine", b"data")
+    with pytest.raises(Forbidden, match="carol/other_group"):
+        C.add_replicas(ctx, carol, [ReplicaRef(lfn="/ctao/p/mine", se="DISK-B")], verify=True)
+
+
 def test_lfn_rules_and_limits(ctx: Any, alice: Identity) -> None:
     for bad in ["ctao/x", "/ctao//x", "/ctao/../x", "/ctao/x/", "/ctao/a b"]:
         with pytest.raises(InvalidInput, match="invalid LFN"):

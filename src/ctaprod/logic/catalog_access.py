@@ -96,8 +96,16 @@ def _check_dirs_writable(ident: Identity, dirs: Iterable[str], known: dict[str, 
 def check_write(ctx: Context, conn: Connection, ident: Identity, lfn: str) -> None:
     """Raise Forbidden unless ``ident`` may create ``lfn`` (nearest existing directory)."""
     require_writer(ident)
-    directory = split_lfn(check_lfn(lfn))[0]
-    _check_dirs_writable(ident, [directory], ctx.catalog.dirs_by_path(conn, _dir_chain(directory)))
+    check_dirs_writable(ctx, conn, ident, [split_lfn(check_lfn(lfn))[0]])
+
+
+def check_dirs_writable(
+    ctx: Context, conn: Connection, ident: Identity, directories: Iterable[str]
+) -> None:
+    """Raise Forbidden unless ``ident`` may create entries in each of ``directories``."""
+    targets = set(directories)
+    chains = {path for directory in targets for path in _dir_chain(directory)}
+    _check_dirs_writable(ident, targets, ctx.catalog.dirs_by_path(conn, chains))
 
 
 def resolve(

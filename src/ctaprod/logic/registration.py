@@ -22,6 +22,7 @@ from ctaprod.db.catalog import FileRow
 from ctaprod.logic import metadata as meta_logic
 from ctaprod.logic.catalog_access import (
     check_batch,
+    check_dirs_writable,
     ensure_dirs,
     require_writer,
     resolve,
@@ -54,6 +55,9 @@ def register_files(
             raise InvalidInput(f"{reg.lfn} cannot be its own parent")
     _check_ses(ctx, (r.se for r in regs if r.se))
     if ctx.settings.data.verify_registration if verify is None else verify:
+        # Permission first: nobody may make the server read files it would not register.
+        with ctx.db.read() as conn:
+            check_dirs_writable(ctx, conn, ident, {split_lfn(lfn)[0] for lfn in unique})
         items = sorted({(r.lfn, r.se, r.size, r.checksum) for r in regs if r.se})
         _verify(ctx, _unregistered(ctx, items))
 
@@ -73,7 +77,7 @@ def add_replicas(
     _check_ses(ctx, (r.se for r in refs))
     if ctx.settings.data.verify_registration if verify is None else verify:
         with ctx.db.read() as conn:
-            files, _ = resolve(ctx, conn, {r.lfn for r in refs})
+            files = writable_files(ctx, conn, ident, {r.lfn for r in refs})
         _missing(refs, files)
         items = sorted({(r.lfn, r.se, files[r.lfn].size, files[r.lfn].checksum) for r in refs})
         _verify(ctx, _unregistered(ctx, items))
