@@ -47,6 +47,7 @@ from ctaprod.pilot.final_status import (
     keep_final,
     send_report,
 )
+from ctaprod.pilot.keepalive import KeepAlive
 from ctaprod.pilot.output_sandbox import JOB_LOG, select_outputs, upload_outputs
 from ctaprod.pilot.watchdog import Limits, Outcome, PayloadResult, Usage, last_line, run_payload
 
@@ -162,7 +163,8 @@ class _Job:
             StatusReport(job_id=self.id, status=J.RUNNING, minor_status="Job started"),
             self.opts.retry,
         )
-        failure = self.prepare()
+        with self.keepalive():
+            failure = self.prepare()
         if failure is not None:
             logger.error("job %d: %s", self.id, failure)
             return self.finish(J.FAILED, failure, None)
@@ -171,10 +173,11 @@ class _Job:
             raise JobGone(f"job {self.id}: {self.gone}")
         status, minor = _verdict(result, self.stop_event is not None and self.stop_event.is_set())
         logger.info("job %d: payload %s (%s)", self.id, result.message, minor)
-        if status is J.DONE and self.desc.output_data:
-            status, minor = self.output_data()
-        self.note("Uploading output sandbox")
-        problem = self.upload()
+        with self.keepalive():
+            if status is J.DONE and self.desc.output_data:
+                status, minor = self.output_data()
+            self.note("Uploading output sandbox")
+            problem = self.upload()
         if problem is not None and status in (J.DONE, J.COMPLETED):
             status, minor = J.FAILED, problem
         return self.finish(status, minor, result)
@@ -247,6 +250,12 @@ class _Job:
             poll_interval=self.opts.poll_interval,
             stop_event=self.stop_event,
             kill_grace=self.opts.kill_grace,
+        )
+
+    def keepalive(self) -> KeepAlive:
+        """Heartbeats while sandboxes and data move (the watchdog sends them for the payload)."""
+        return KeepAlive(
+            self.heartbeat, self.opts.heartbeat_interval or self.match.heartbeat_interval
         )
 
     def heartbeat(self, usage: Usage) -> bool:
