@@ -29,6 +29,11 @@ def test_beats_while_the_block_runs_and_stops_after() -> None:
 
 def test_no_beat_before_one_interval() -> None:
     seen: list[Usage] = []
-    with KeepAlive(lambda u: seen.append(u) is None and False, 10.0):
+
+    def beat(usage: Usage) -> bool:
+        seen.append(usage)
+        return False
+
+    with KeepAlive(beat, 10.0):
         time.sleep(0.05)
     assert seen == []
