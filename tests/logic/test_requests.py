@@ -72,6 +72,17 @@ def test_created_request_shows_its_ordered_operations(world: World) -> None:
     ]
 
 
+def test_a_job_request_sent_twice_is_created_once(world: World) -> None:
+    """The wrapper retries when a reply is lost: the same named job request is not doubled."""
+    job_id, job_ident = completed_job(world)
+    first = L.create_request(world.ctx, job_ident, spec(set_done(), job_id=job_id, name="out"))
+    again = L.create_request(world.ctx, job_ident, spec(set_done(), job_id=job_id, name="out"))
+    other = L.create_request(world.ctx, job_ident, spec(set_done(), job_id=job_id, name="x"))
+    assert again == first != other
+    with world.ctx.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(requests)).scalar() == 2
+
+
 def test_set_job_status_moves_a_completed_job_to_done(world: World) -> None:
     job_id, _ = completed_job(world)
     rid = L.create_request(

@@ -41,6 +41,12 @@ class RequestDB:
     """Requests, operations and files. Methods never commit."""
 
     # --- writing ----------------------------------------------------------------------
+    def find_job_request(self, conn: Connection, job_id: int, name: str, owner: str) -> int | None:
+        """The id of the request ``name`` of ``owner`` for job ``job_id``, if there is one."""
+        t = requests.c
+        stmt = select(t.request_id).where(t.job_id == job_id, t.name == name, t.owner == owner)
+        return conn.execute(stmt.order_by(t.request_id).limit(1)).scalar()
+
     def insert_request(self, conn: Connection, row: Mapping[str, Any]) -> int:
         res = conn.execute(insert(requests).values(**row))
         return int(res.inserted_primary_key[0])  # type: ignore[index]

@@ -68,6 +68,11 @@ def create_request(ctx: Context, ident: Identity, spec: RequestSpec) -> int:
             if spec.job_id not in states:
                 raise NotFound(f"no job {spec.job_id}")
             check_access(ident, states[spec.job_id])
+        if spec.job_id is not None and spec.name:
+            # A job's named request is created once: a retry after a lost reply gets the same.
+            known = ctx.requests.find_job_request(conn, spec.job_id, spec.name, ident.user)
+            if known is not None:
+                return known
         request_id = ctx.requests.insert_request(
             conn,
             {
