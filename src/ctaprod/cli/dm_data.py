@@ -13,6 +13,7 @@ import typer
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeRemainingColumn,
@@ -37,6 +38,19 @@ def _bar() -> Progress:
         TimeRemainingColumn(),
         console=stderr(),
         transient=True,
+    )
+
+
+def _count_bar(shown: bool) -> Progress:
+    """Files done out of files asked (several LFNs); hidden for a single file."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=stderr(),
+        transient=True,
+        disable=not shown,
     )
 
 
@@ -158,7 +172,9 @@ def replicate(
     ] = None,
 ) -> None:
     """Copy files to another SE (checked) and register the new replicas."""
-    with client(ctx) as cli, _each(lfns, "replicated") as failed:
+    bar = _count_bar(len(lfns) > 1)
+    with client(ctx) as cli, _each(lfns, "replicated") as failed, bar:
+        task = bar.add_task(f"to {se}", total=len(lfns))
         for lfn in lfns:
             try:
                 stored = cli.data_replicate(lfn, se, source)
@@ -166,4 +182,6 @@ def replicate(
                 print_error(f"{lfn}: {exc}")
                 failed.append(lfn)
                 continue
+            finally:
+                bar.advance(task)
             say(f"{'Replicated' if stored.copied else 'Already on'} {se}: {lfn}")
