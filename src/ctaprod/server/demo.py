@@ -1,8 +1,10 @@
 """`ctaprod demo`: the main job on the embedded default, end to end on one machine.
 
 Starts ``ctaprod up`` as a real process (server, agents, Local CE on SQLite) in a state
-directory, submits a parametric DIRAC JDL with an input sandbox, lets real pilot processes
-run the jobs, waits for them to finish, and fetches one output sandbox.
+directory, stores an input file on the local storage element and registers it in the file
+catalog, submits a parametric DIRAC JDL (input sandbox, InputData, OutputData with metadata),
+lets real pilot processes run the jobs, waits for them to finish, fetches one output sandbox
+and finds the jobs' outputs in the catalog by a metadata query.
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ from ctaprod.core.job_states import FINAL_STATES, JobStatus
 from ctaprod.core.schemas import JobFilter
 
 SCRIPT = """#!/bin/sh
-# A stand-in payload: prints where it runs and writes a small result file.
+# A stand-in payload: reads its input data, writes a small result file (its output data).
 echo "job $CTAPROD_JOB_ID parameter $1 on $(hostname)"
 sleep 0.2
-echo "result of parameter $1" > result_$1.txt
+echo "result of parameter $1 from $(cat corsika_demo.dat)" > result_$1.txt
 echo "done with $1"
 """
+
+INPUT_LFN = "/ctao/demo/input/corsika_demo.dat"
+OUTPUT_DIR = "/ctao/demo/output"
+FIELDS = {"particle": "string", "runNumber": "int", "data_level": "int"}
 
 JDL = """[
   JobName = "demo_%s";
@@ -45,6 +51,11 @@ JDL = """[
   StdOutput = "StdOut";
   StdError = "StdErr";
   OutputSandbox = {{"StdOut", "StdErr", "result_%s.txt"}};
+  InputData = {{"LFN:{input_lfn}"}};
+  OutputData = {{"result_%s.txt"}};
+  OutputSE = {{"LOCAL-DISK"}};
+  OutputPath = "{output_dir}";
+  OutputMetadata = "{{\\"runNumber\\": %s, \\"data_level\\": 1}}";
 ]
 """
 
@@ -86,7 +97,10 @@ def run_demo(state_dir: Path, jobs: int, port: int, slots: int, timeout: float, 
         token = (state_dir / "client" / "token").read_text().strip()
         with Client(url, token) as client, tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "demo.sh").write_text(SCRIPT)
-            (Path(tmp) / "demo.jdl").write_text(JDL.format(n=jobs))
+            (Path(tmp) / "demo.jdl").write_text(
+                JDL.format(n=jobs, input_lfn=INPUT_LFN, output_dir=OUTPUT_DIR)
+            )
+            _prepare_data(client, Path(tmp), console)
             ids = submit_file(client, Path(tmp) / "demo.jdl")
             console.print(f"Submitted {len(ids)} jobs ({ids[0]}-{ids[-1]}) from a parametric JDL")
             ok = _follow(client, ids, timeout, console)
@@ -101,7 +115,8 @@ def run_demo(state_dir: Path, jobs: int, port: int, slots: int, timeout: float, 
                 text = member.read().decode() if member else ""
             console.print(f"Output sandbox of job {ids[0]}: {', '.join(names)}")
             console.print(f"  StdOut: {text.strip()}")
-            return 0 if ok else 1
+            found = _report_data(client, jobs, console)
+            return 0 if ok and found == jobs else 1
     finally:
         if keep:
             console.print(f"ctaprod up keeps running (pid {proc.pid}); stop it with kill")
@@ -112,6 +127,33 @@ def run_demo(state_dir: Path, jobs: int, port: int, slots: int, timeout: float, 
             except subprocess.TimeoutExpired:
                 proc.kill()
         log.close()
+
+
+def _prepare_data(client: Client, tmp: Path, console: Console) -> None:
+    """Declare the demo's metadata fields, store and register its input file."""
+    known = {f.name for f in client.meta_fields()}
+    for name, ftype in FIELDS.items():
+        if name not in known:
+            client.add_meta_field(name, ftype)
+    if not client.files([INPUT_LFN]):
+        local = tmp / "corsika_demo.dat"
+        local.write_text("simulated showers\n")
+        client.data_put(local, INPUT_LFN, se="LOCAL-DISK", metadata={"data_level": -3})
+    client.set_meta(OUTPUT_DIR.rsplit("/", 1)[0], {"particle": "gamma"})
+    console.print(f"Input data {INPUT_LFN} stored on LOCAL-DISK and registered")
+
+
+def _report_data(client: Client, jobs: int, console: Console) -> int:
+    """Find the jobs' outputs by a metadata query; show one's replicas and ancestry."""
+    query = {"particle": "gamma", "data_level": 1}
+    count = client.count_files(query, OUTPUT_DIR).count
+    console.print(f"Metadata query particle=gamma data_level=1: {count} output files found")
+    first = next(iter(client.find_lfns(query, OUTPUT_DIR)), None)
+    if first is not None:
+        info = client.files([first])[first]
+        parents = [r.lfn for r in client.ancestors(first)]
+        console.print(f"  {first}: {info.size} bytes on {', '.join(info.replicas)}, from {parents}")
+    return count
 
 
 def _follow(client: Client, ids: list[int], timeout: float, console: Console) -> bool:
