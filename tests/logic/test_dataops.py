@@ -4,6 +4,7 @@ leaves storage and catalog consistent."""
 from __future__ import annotations
 
 import io
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from ctaprod.logic import catalog
 from ctaprod.logic import dataops as D
 from ctaprod.logic import storage as S
 from ctaprod.logic.context import Context
+from ctaprod.resources.storage import STORAGE_PLUGINS, PosixStorageElement, StorageElement
 from tests.logic.conftest import user_identity
 
 ALICE = user_identity("alice")
@@ -46,6 +48,9 @@ def ctx(db_url: str, tmp_path: Path) -> Iterator[Context]:
             "DISK-A": se("DISK-A", "LCG.A.org"),
             "DISK-B": se("DISK-B", "LCG.B.org"),
             "FAILOVER-A": se("FAILOVER-A", "LCG.A.org"),
+            "NO-RENAME": StorageElementConfig(
+                plugin="test-no-rename", base_path=str(tmp_path / "se" / "NO-RENAME")
+            ),
         },
         data=DataSettings(default_se="DISK-A", se_groups={"failover": ["FAILOVER-A"]}),
     )
@@ -228,3 +233,149 @@ def test_remove_file(ctx: Context) -> None:
     assert not any(on_se(ctx, se) for se in ("DISK-A", "DISK-B", "FAILOVER-A"))
     with pytest.raises(NotFound):
         D.remove_file(ctx, ALICE, LFN)
+
+
+def se_files(ctx: Context, se: str) -> list[str]:
+    """Every file under the SE's base (temporaries included), relative to it."""
+    base = Path(ctx.settings.storage_element(se).base_path)
+    return sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file())
+
+
+class Gate(io.RawIOBase):
+    """An upload whose first read waits until every racer has started its upload, so all
+    of them have passed the 'not in the catalog yet' check before any byte is stored."""
+
+    def __init__(self, data: bytes, barrier: threading.Barrier) -> None:
+        self.stream = io.BytesIO(data)
+        self.barrier = barrier
+        self.waited = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.waited:
+            self.waited = True
+            self.barrier.wait(timeout=30)
+        return self.stream.read(size)
+
+
+def race(ctx: Context, lfn: str, contents: list[bytes], se: str) -> list[Any]:
+    """Put ``lfn`` with each of ``contents`` at once, one thread each; the outcomes."""
+    barrier = threading.Barrier(len(contents))
+    outcomes: list[Any] = [None] * len(contents)
+
+    def one(index: int) -> None:
+        try:
+            upload = FileUpload(lfn=lfn)
+            gate = Gate(contents[index], barrier)
+            outcomes[index] = D.put_and_register(ctx, ALICE, upload, gate, se)  # type: ignore[arg-type]
+        except Exception as exc:
+            outcomes[index] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(contents))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return outcomes
+
+
+@pytest.mark.parametrize("same", [False, True], ids=["different-content", "same-content"])
+def test_concurrent_puts_of_one_lfn(ctx: Context, same: bool) -> None:
+    """Exactly one put wins; the catalog describes the bytes at the final path; the loser
+    gets Conflict and leaves no temporary file (and did not touch the winner's)."""
+    for round_ in range(5):
+        lfn = f"/ctao/user/alice/race/file{round_}.dat"
+        contents = [DATA, DATA] if same else [DATA, DATA[::-1] + b"other"]
+        outcomes = race(ctx, lfn, contents, "DISK-A")
+        won = [o for o in outcomes if not isinstance(o, Exception)]
+        lost = [o for o in outcomes if isinstance(o, Exception)]
+        assert len(won) == 1, outcomes
+        assert len(lost) == 1, outcomes
+        assert isinstance(lost[0], Conflict), outcomes
+        assert "already in the catalog" in lost[0].message
+        info = catalog.get_files(ctx, [lfn])[lfn]
+        stored = local_file(ctx, "DISK-A", lfn).read_bytes()
+        assert (info.size, info.checksum) == (len(stored), adler(stored))
+        assert (won[0].size, won[0].checksum) == (info.size, info.checksum)
+        assert info.replicas == ["DISK-A"]
+    expected = [f"ctao/user/alice/race/file{i}.dat" for i in range(5)]
+    assert se_files(ctx, "DISK-A") == expected  # no temporary copy left
+
+
+def test_put_replaces_a_stale_file_at_the_final_path(ctx: Context) -> None:
+    """A file left on the SE without a catalog entry (a crash) does not block the put."""
+    local_file(ctx, "DISK-A").parent.mkdir(parents=True)
+    local_file(ctx, "DISK-A").write_bytes(b"left by a crash")
+    put(ctx)
+    assert local_file(ctx, "DISK-A").read_bytes() == DATA
+    assert se_files(ctx, "DISK-A") == [LFN.lstrip("/")]
+
+
+def test_temporary_path_is_never_an_lfn() -> None:
+    from ctaprod.core.lfn import check_lfn
+
+    first, second = D.temporary_path(LFN), D.temporary_path(LFN)
+    assert first != second
+    assert first.startswith("/ctao/user/alice/run1/.file.dat~ctaprod-upload-")
+    with pytest.raises(InvalidInput):
+        check_lfn(first)
+    assert D.temporary_path("/top").startswith("/.top~")
+    long_name = "/ctao/" + "n" * 255
+    assert len(D.temporary_path(long_name).rpartition("/")[2]) < 200
+
+
+class NoRename(PosixStorageElement):
+    """A real POSIX SE whose rename fails like a storage outage."""
+
+    def rename(self, src_path: str, dst_path: str) -> None:
+        assert self.exists(src_path)
+        raise Unavailable(f"{self.name}: rename refused (test)", se=self.name)
+
+
+@pytest.fixture
+def no_rename(monkeypatch: pytest.MonkeyPatch) -> None:
+    def factory(name: str, config: StorageElementConfig) -> StorageElement:
+        return NoRename(name, config.base_path)
+
+    monkeypatch.setitem(STORAGE_PLUGINS, "test-no-rename", factory)
+
+
+@pytest.mark.usefixtures("no_rename")
+def test_failed_rename_undoes_the_registration(ctx: Context) -> None:
+    with pytest.raises(Unavailable, match=r"NO-RENAME: could not move .* undone") as caught:
+        put(ctx, se="NO-RENAME")
+    assert caught.value.detail["se"] == "NO-RENAME"
+    assert catalog.get_files(ctx, [LFN]) == {}
+    assert se_files(ctx, "NO-RENAME") == []
+    put(ctx)  # the LFN is free again
+    with pytest.raises(Unavailable, match=r"NO-RENAME: could not move .* undone"):
+        D.replicate_and_register(ctx, ALICE, LFN, "NO-RENAME")
+    assert catalog.get_files(ctx, [LFN])[LFN].replicas == ["DISK-A"]
+    assert se_files(ctx, "NO-RENAME") == []
+    assert local_file(ctx, "DISK-A").read_bytes() == DATA
+
+
+def test_concurrent_replications_to_one_se(ctx: Context) -> None:
+    """Both copy; one adds the replica and renames its copy into place, the other only
+    removes its own temporary copy."""
+    put(ctx)
+    outcomes: list[Any] = []
+
+    def one() -> None:
+        try:
+            outcomes.append(D.replicate_and_register(ctx, ALICE, LFN, "DISK-B"))
+        except Exception as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    assert sum(o.copied for o in outcomes) == 1
+    assert catalog.get_files(ctx, [LFN])[LFN].replicas == ["DISK-A", "DISK-B"]
+    assert local_file(ctx, "DISK-B").read_bytes() == DATA
+    assert se_files(ctx, "DISK-B") == [LFN.lstrip("/")]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ctaprod.core.errors import Unavailable
+from ctaprod.core.errors import Conflict, Unavailable
 from ctaprod.core.settings import Settings, StorageElementConfig
 from ctaprod.core.storage import FileUpload, se_path
 from ctaprod.logic import catalog
@@ -102,3 +102,30 @@ def test_transfers_between_posix_xrootd_and_s3(
     assert result.file_removed
     assert catalog.get_files(ctx, [LFN]) == {}
     assert not any(ctx.storage(se).exists(se_path(LFN)) for se in ("DISK", "XRD", "S3"))
+
+
+@pytest.mark.parametrize("se", ["XRD", "S3"])
+def test_concurrent_puts_on_remote_ses(
+    ctx: Context, servers: tuple[XRootDServer, S3Server], se: str
+) -> None:
+    """Two puts of one LFN with different content: one wins, the bytes at the final path
+    are the ones the catalog describes, no temporary copy is left."""
+    from tests.logic.test_dataops import race
+
+    xrd, s3 = servers
+    small = DATA[:300_000]
+    outcomes = race(ctx, LFN, [small, small[::-1] + b"x"], se)
+    assert sum(isinstance(o, Conflict) for o in outcomes) == 1, outcomes
+    info = catalog.get_files(ctx, [LFN])[LFN]
+    storage = ctx.storage(se)
+    with storage.open(se_path(LFN)) as stream:
+        stored = stream.read()
+    assert (info.size, info.checksum) == (len(stored), f"{zlib.adler32(stored) & 0xFFFFFFFF:08x}")
+    if se == "S3":
+        prefix = f"{storage.prefix}/"  # type: ignore[attr-defined]
+        listed = s3.client().list_objects_v2(Bucket=s3.bucket, Prefix=prefix)
+        names = [item["Key"][len(prefix) :] for item in listed.get("Contents", [])]
+    else:
+        base = xrd.data / storage.base_path.lstrip("/")  # type: ignore[attr-defined]
+        names = [str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()]
+    assert names == [LFN.lstrip("/")]

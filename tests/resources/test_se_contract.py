@@ -361,6 +361,44 @@ def test_remove_then_not_found(se: StorageElement, tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "file").exists()
 
 
+@pytest.mark.parametrize("content", [b"", b"small payload", BIG], ids=["empty", "small", "big"])
+def test_rename(backend: Backend, se: StorageElement, content: bytes) -> None:
+    se.put("up/load.tmp", io.BytesIO(content))
+    se.rename("up/load.tmp", "/ctao/new/dir/final.bin")  # missing directories are created
+    assert not se.exists("up/load.tmp")
+    assert se.exists("ctao/new/dir/final.bin")
+    assert se.size("ctao/new/dir/final.bin") == len(content)
+    assert se.checksum("ctao/new/dir/final.bin") == adler(content)
+    with se.open("/ctao/new/dir/final.bin") as stream:
+        assert stream.read() == content
+    assert backend.listing(se) == ["ctao/new/dir/final.bin"]
+
+
+def test_rename_replaces_the_target(backend: Backend, se: StorageElement) -> None:
+    se.put("d/final.bin", io.BytesIO(BIG))
+    se.put("d/.final.bin~upload", io.BytesIO(b"newer"))
+    se.rename("d/.final.bin~upload", "d/final.bin")
+    assert se.size("d/final.bin") == 5
+    assert se.checksum("d/final.bin") == adler(b"newer")
+    assert backend.listing(se) == ["d/final.bin"]
+
+
+def test_rename_of_a_missing_file(backend: Backend, se: StorageElement) -> None:
+    se.put("kept.bin", io.BytesIO(b"kept"))
+    with pytest.raises(NotFound):
+        se.rename("not/there.bin", "kept.bin")
+    se.put("a/b/c.bin", io.BytesIO(b"c"))
+    with pytest.raises(NotFound):
+        se.rename("a/b", "elsewhere")  # a directory (or key prefix) is not a file
+    for bad in ("../escape", "a\x00b"):
+        with pytest.raises(InvalidInput):
+            se.rename("kept.bin", bad)
+        with pytest.raises(InvalidInput):
+            se.rename(bad, "kept.bin")
+    assert se.checksum("kept.bin") == adler(b"kept")
+    assert backend.listing(se) == ["a/b/c.bin", "kept.bin"]
+
+
 def test_missing_and_directories(se: StorageElement) -> None:
     assert se.exists("never/written") is False
     with pytest.raises(NotFound):
@@ -441,6 +479,7 @@ def test_down_server_is_unavailable_quickly(backend: Backend, tmp_path: Path) ->
                 ("open", lambda: down.open("f")),
                 ("get", lambda: down.get("f", tmp_path / "f")),
                 ("remove", lambda: down.remove("f")),
+                ("rename", lambda: down.rename("f", "g")),
             ]
         for name, call in calls:
             start = time.monotonic()
@@ -602,3 +641,21 @@ def test_s3_large_upload_is_multipart_with_metadata(s3: S3Server, base: str) -> 
     head = s3.client().head_object(Bucket=s3.bucket, Key=f"{base}/big.bin")
     assert head["ETag"].strip('"').endswith("-2")  # two parts of MIN_PART_SIZE
     assert head["Metadata"] == {"adler32": adler(BIG)}  # sent as x-amz-meta-adler32
+
+
+def test_s3_rename_keeps_the_checksum_metadata(s3: S3Server, base: str) -> None:
+    """The stored ADLER32 goes with the object, also through a multipart copy."""
+    se = S3Backend(s3).make(base)
+    assert isinstance(se, S3StorageElement)
+    se.copy_limit = MIN_PART_SIZE  # BIG is then copied in two parts
+    se.put("big.tmp", io.BytesIO(BIG))
+    se.rename("big.tmp", "big.bin")
+    head = s3.client().head_object(Bucket=s3.bucket, Key=f"{base}/big.bin")
+    assert head["Metadata"] == {"adler32": adler(BIG)}
+    assert head["ContentLength"] == len(BIG)
+    assert se.checksum("big.bin") == adler(BIG)
+    se.put("small.tmp", io.BytesIO(b"small"))
+    se.rename("small.tmp", "small.bin")
+    head = s3.client().head_object(Bucket=s3.bucket, Key=f"{base}/small.bin")
+    assert head["Metadata"] == {"adler32": adler(b"small")}
+    assert S3Backend(s3).listing(se) == ["big.bin", "small.bin"]

@@ -12,11 +12,13 @@ identity that creates it.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ctaprod.core.errors import Conflict, Forbidden, TooLarge
 from ctaprod.core.identity import Identity
@@ -168,11 +170,21 @@ def ensure_dirs(
 
 
 def retrying(attempt_body: Callable[[], T]) -> T:
-    """Run a write transaction body again when a concurrent writer created the same row."""
+    """Run a write transaction body again when a concurrent writer created the same row, or
+    when the database chose it as a deadlock victim (two registrations creating the same
+    directory or file on MySQL/PostgreSQL)."""
+    from ctaprod.logic.stalled import is_deadlock  # here: logic.stalled imports the catalog
+
     for attempt in range(_RETRIES):
         try:
             return attempt_body()
         except IntegrityError:
             if attempt == _RETRIES - 1:
                 raise Conflict("the catalog changed concurrently too often; retry") from None
+        except DBAPIError as exc:
+            if not is_deadlock(exc):
+                raise
+            if attempt == _RETRIES - 1:
+                raise Conflict("the catalog changed concurrently too often; retry") from None
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
     raise AssertionError("unreachable")

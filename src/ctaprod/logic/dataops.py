@@ -4,12 +4,20 @@ Every transfer is checked (size and ADLER32, counted while the bytes pass and re
 the SE) before the catalog changes; a transfer or a registration that fails removes what it
 stored, so the catalog never names a replica that is not there. A file's path on every SE
 is its LFN (:func:`ctaprod.core.storage.se_path`).
+
+Transfers land at a temporary path of their own next to the final one
+(:func:`temporary_path`), are checked there, registered, and only then renamed to the final
+path. The catalog decides between concurrent transfers of the same LFN (one creates the
+entry, the others get Conflict and remove only their own temporary copy), so a loser never
+overwrites or removes the winner's file. A rename that fails undoes the registration.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
@@ -29,9 +37,21 @@ __all__ = [
     "remove_file",
     "remove_replica",
     "replicate_and_register",
+    "temporary_path",
 ]
 
 log = logging.getLogger("ctaprod.dataops")
+
+# '~' is not an LFN character (core/lfn.py): no LFN anyone registers names a temporary file.
+TEMPORARY_MARK = "~ctaprod-upload-"
+_KEPT_NAME = 150  # characters of the file name kept in a temporary name (file systems: 255)
+
+
+def temporary_path(lfn: str) -> str:
+    """A fresh SE path next to ``lfn``'s where a transfer lands before its rename into place:
+    ``<dir>/.<name>~ctaprod-upload-<32 hex>``, never an LFN."""
+    head, _, name = se_path(lfn).rpartition("/")
+    return f"{head}/.{name[:_KEPT_NAME]}{TEMPORARY_MARK}{uuid.uuid4().hex}"
 
 
 class _Counted:
@@ -79,14 +99,38 @@ def _discard(se: StorageElement, path: str) -> None:
         log.warning("could not remove the unchecked copy %s on %s: %s", path, se.name, exc)
 
 
-def _verify(se: StorageElement, path: str, size: int, checksum: str) -> None:
-    """Size and ADLER32 of ``path`` on ``se`` as stored, against what was sent."""
+def _verify(se: StorageElement, path: str, size: int, checksum: str, shown: str) -> None:
+    """Size and ADLER32 of ``path`` on ``se`` as stored, against what was sent; errors name
+    ``shown`` (the final path of a temporary copy)."""
     stored_size = se.size(path)
     if stored_size != size:
-        raise _mismatch("size", se.name, path, size, stored_size)
+        raise _mismatch("size", se.name, shown, size, stored_size)
     stored = se.checksum(path)
     if stored != checksum:
-        raise _mismatch("checksum", se.name, path, checksum, stored)
+        raise _mismatch("checksum", se.name, shown, checksum, stored)
+
+
+def _place(se: StorageElement, temporary: str, lfn: str, undo: Callable[[], object]) -> None:
+    """Rename the checked and registered ``temporary`` copy to ``lfn``'s path. If that
+    fails, ``undo`` the registration, remove the copy and raise Unavailable naming the SE."""
+    try:
+        se.rename(temporary, se_path(lfn))
+    except BaseException as exc:
+        undone = "its registration was undone"
+        try:
+            undo()
+        except Exception as undo_exc:
+            why = undo_exc.message if isinstance(undo_exc, CtaprodError) else repr(undo_exc)
+            log.error("could not undo the registration of %s on %s: %s", lfn, se.name, why)
+            undone = f"its registration could NOT be undone ({why})"
+        _discard(se, temporary)
+        if not isinstance(exc, CtaprodError):
+            raise
+        raise Unavailable(
+            f"{se.name}: could not move {lfn} into place ({exc.message}); {undone}",
+            se=se.name,
+            lfn=lfn,
+        ) from exc
 
 
 def _file(ctx: Context, lfn: str) -> FileInfo:
@@ -107,7 +151,10 @@ def put_and_register(
     """Store ``stream`` as ``upload.lfn`` on ``se`` (default SE if None), check it, register it.
 
     Write permission and SE access are checked before any byte moves; an existing LFN is a
-    Conflict. A cut or mismatching upload, or a refused registration, leaves no file.
+    Conflict. The bytes go to a temporary path, are checked, the file is registered (only
+    if nobody registered the LFN meanwhile: Conflict otherwise), then renamed into place. A
+    cut or mismatching upload, a refused registration or a failed rename leaves no file and
+    no entry.
     """
     se_name = se or S.default_se(ctx)
     lfn = upload.lfn
@@ -116,9 +163,9 @@ def put_and_register(
     if catalog.get_files(ctx, [lfn]):
         raise Conflict(f"{lfn} is already in the catalog: remove it first", lfn=lfn)
     storage = ctx.storage(se_name)
-    path = se_path(lfn)
+    temporary = temporary_path(lfn)
     counted = _Counted(stream)
-    storage.put(path, cast(BinaryIO, counted))  # a failing source leaves no file
+    storage.put(temporary, cast(BinaryIO, counted))  # a failing source leaves no file
     try:
         if upload.size is not None and counted.size != upload.size:
             raise InvalidInput(
@@ -132,7 +179,7 @@ def put_and_register(
                 f"{upload.checksum} announced",
                 lfn=lfn,
             )
-        _verify(storage, path, counted.size, counted.checksum)
+        _verify(storage, temporary, counted.size, counted.checksum, se_path(lfn))
         reg = FileRegistration(
             lfn=lfn,
             size=counted.size,
@@ -142,10 +189,11 @@ def put_and_register(
             metadata=upload.metadata,
             parents=upload.parents,
         )
-        catalog.register_files(ctx, ident, [reg], verify=False)
+        catalog.register_files(ctx, ident, [reg], verify=False, exclusive=True)
     except BaseException:
-        _discard(storage, path)
+        _discard(storage, temporary)
         raise
+    _place(storage, temporary, lfn, lambda: catalog.remove_file_entries(ctx, ident, [lfn]))
     return StoredFile(lfn=lfn, se=se_name, size=counted.size, checksum=counted.checksum)
 
 
@@ -179,21 +227,21 @@ def open_best_replica(
     raise Unavailable(f"no replica of {lfn} could be read: {'; '.join(errors)}", lfn=lfn)
 
 
-def _copy(src: StorageElement, dst: StorageElement, info: FileInfo) -> None:
-    """Copy ``info`` from ``src`` to ``dst`` through this process; checked on both sides
-    against the catalog, the target copy removed if anything disagrees."""
+def _copy(src: StorageElement, dst: StorageElement, info: FileInfo, temporary: str) -> None:
+    """Copy ``info`` from ``src`` to ``temporary`` on ``dst`` through this process; checked
+    on both sides against the catalog, the copy removed if anything disagrees."""
     path = se_path(info.lfn)
     with src.open(path) as stream:
         counted = _Counted(stream)
-        dst.put(path, cast(BinaryIO, counted))
+        dst.put(temporary, cast(BinaryIO, counted))
     try:
         if counted.size != info.size:
             raise _mismatch("size", src.name, path, info.size, counted.size)
         if counted.checksum != info.checksum:
             raise _mismatch("checksum", src.name, path, info.checksum, counted.checksum)
-        _verify(dst, path, info.size, info.checksum)
+        _verify(dst, temporary, info.size, info.checksum, path)
     except BaseException:
-        _discard(dst, path)
+        _discard(dst, temporary)
         raise
 
 
@@ -202,7 +250,9 @@ def replicate_and_register(
 ) -> StoredFile:
     """Copy ``lfn`` to ``target_se`` (from ``source_se`` or the best readable replica,
     trying the next one on failure), verify it against the catalog, then add the replica.
-    A replica already on the target is left alone (``copied`` False)."""
+    A replica already on the target is left alone (``copied`` False), also when a concurrent
+    replication registers it first: the copy goes to a temporary path and is renamed into
+    place only by the one that added the replica entry."""
     info = _file(ctx, lfn)
     done = StoredFile(lfn=info.lfn, se=target_se, size=info.size, checksum=info.checksum)
     if target_se in info.replicas:
@@ -217,10 +267,11 @@ def replicate_and_register(
     else:
         sources = _ranked_sources(ctx, info, ctx.settings.storage_element(target_se).site)
     target = ctx.storage(target_se)
+    temporary = temporary_path(info.lfn)
     errors: list[str] = []
     for source in sources:
         try:
-            _copy(ctx.storage(source), target, info)
+            _copy(ctx.storage(source), target, info, temporary)
             break
         except (NotFound, Unavailable) as exc:
             if len(sources) == 1:
@@ -228,11 +279,16 @@ def replicate_and_register(
             errors.append(exc.message)
     else:
         raise Unavailable(f"could not replicate {lfn}: {'; '.join(errors)}", lfn=lfn)
+    ref = ReplicaRef(lfn=info.lfn, se=target_se)
     try:
-        catalog.add_replicas(ctx, ident, [ReplicaRef(lfn=info.lfn, se=target_se)], verify=False)
+        added = catalog.add_replicas(ctx, ident, [ref], verify=False)
     except BaseException:
-        _discard(target, se_path(info.lfn))
+        _discard(target, temporary)
         raise
+    if not added:  # a concurrent replication registered it first: its copy is in place
+        _discard(target, temporary)
+        return done.model_copy(update={"copied": False})
+    _place(target, temporary, info.lfn, lambda: catalog.remove_replica_entries(ctx, ident, [ref]))
     return done
 
 

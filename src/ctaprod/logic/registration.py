@@ -35,12 +35,19 @@ from ctaprod.logic.context import Context
 
 
 def register_files(
-    ctx: Context, ident: Identity, regs: Sequence[FileRegistration], *, verify: bool | None = None
+    ctx: Context,
+    ident: Identity,
+    regs: Sequence[FileRegistration],
+    *,
+    verify: bool | None = None,
+    exclusive: bool = False,
 ) -> list[int]:
     """Register files (with first replica, metadata, ancestry, events) in one transaction.
 
     Returns the file ids in input order. The same file again (same size and checksum) only
-    adds its replica; any error leaves the catalog unchanged.
+    adds its replica, unless ``exclusive``: then any LFN already in the catalog is a
+    Conflict (the caller must be the one who creates it). Any error leaves the catalog
+    unchanged.
     """
     require_writer(ident)
     check_batch(ctx, len(regs))
@@ -63,7 +70,7 @@ def register_files(
 
     def body() -> list[int]:
         with ctx.db.write() as conn:
-            return _register(ctx, conn, ident, regs, unique)
+            return _register(ctx, conn, ident, regs, unique, exclusive=exclusive)
 
     return retrying(body)
 
@@ -152,6 +159,8 @@ def _register(
     ident: Identity,
     regs: Sequence[FileRegistration],
     unique: dict[str, FileRegistration],
+    *,
+    exclusive: bool = False,
 ) -> list[int]:
     now = ctx.clock()
     split = {lfn: split_lfn(lfn) for lfn in unique}
@@ -166,6 +175,8 @@ def _register(
         row = existing.get(key[lfn])
         if row is None:
             continue
+        if exclusive:
+            raise Conflict(f"{lfn} is already in the catalog: remove it first", lfn=lfn)
         if (row.size, row.checksum) != (reg.size, reg.checksum):
             raise Conflict(
                 f"{lfn} is already registered with size {row.size} and ADLER32 "

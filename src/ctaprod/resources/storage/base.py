@@ -82,6 +82,18 @@ class StorageElement(abc.ABC):
         """Delete the file at ``path``; False when it did not exist."""
 
     @abc.abstractmethod
+    def rename(self, src_path: str, dst_path: str) -> None:
+        """Move the file at ``src_path`` to ``dst_path`` (creating its parent directories),
+        replacing a file already there.
+
+        Atomic where the backend allows it (a POSIX ``rename``, an XRootD ``mv``): readers
+        see the old file at ``dst_path`` (or none) until the new one is there.  Where it
+        cannot be (S3: server-side copy, then delete), a failure leaves the file at
+        ``src_path``.  :class:`~ctaprod.core.errors.NotFound` when ``src_path`` is not a
+        file.
+        """
+
+    @abc.abstractmethod
     def exists(self, path: str) -> bool:
         """Whether a file exists at ``path``."""
 

@@ -100,15 +100,8 @@ class PosixStorageElement(StorageElement):
             raise NotFound(f"{self.name}: {path!r} is not a file", se=self.name, path=path)
         return target
 
-    def put(self, path: str, source: BinaryIO | Path) -> int:
-        """Store ``source`` at ``path`` atomically (temporary name, fsync, rename)."""
-        target = self._local(path)
-        if target.is_dir():
-            raise InvalidInput(f"{self.name}: {path!r} is a directory", se=self.name, path=path)
-        if self.base_path.exists() and not self.base_path.is_dir():
-            raise Unavailable(
-                f"{self.name}: base path {self.base_path} is not a directory", se=self.name
-            )
+    def _make_parent(self, target: Path, path: str) -> None:
+        """Create the directories above ``target`` (the local file of SE ``path``)."""
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
@@ -121,6 +114,17 @@ class PosixStorageElement(StorageElement):
                 se=self.name,
                 path=path,
             ) from exc
+
+    def put(self, path: str, source: BinaryIO | Path) -> int:
+        """Store ``source`` at ``path`` atomically (temporary name, fsync, rename)."""
+        target = self._local(path)
+        if target.is_dir():
+            raise InvalidInput(f"{self.name}: {path!r} is a directory", se=self.name, path=path)
+        if self.base_path.exists() and not self.base_path.is_dir():
+            raise Unavailable(
+                f"{self.name}: base path {self.base_path} is not a directory", se=self.name
+            )
+        self._make_parent(target, path)
         if isinstance(source, (str, os.PathLike)):
             try:
                 stream = open(source, "rb")  # noqa: SIM115 - closed just below
@@ -158,6 +162,22 @@ class PosixStorageElement(StorageElement):
                 path=path,
             ) from exc
         return True
+
+    def rename(self, src_path: str, dst_path: str) -> None:
+        """Move ``src_path`` to ``dst_path`` atomically (``os.replace``), then fsync the
+        directories so that the move survives a crash."""
+        source = self._file(src_path)
+        target = self._local(dst_path)
+        if target.is_dir():
+            raise InvalidInput(
+                f"{self.name}: {dst_path!r} is a directory", se=self.name, path=dst_path
+            )
+        self._make_parent(target, dst_path)
+        with _backend(self.name, f"rename to {dst_path!r}", src_path):
+            os.replace(source, target)
+        _fsync_dir(target.parent)
+        if source.parent != target.parent:
+            _fsync_dir(source.parent)
 
     def exists(self, path: str) -> bool:
         """Whether a regular file exists at ``path``."""

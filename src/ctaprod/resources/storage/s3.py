@@ -39,6 +39,8 @@ __all__ = ["MIN_PART_SIZE", "S3StorageElement"]
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # the S3 minimum for all parts but the last
 DEFAULT_PART_SIZE = 16 * 1024 * 1024
+MAX_COPY_SIZE = 5 * 1024**3  # the S3 limit of one CopyObject (and of one part)
+MAX_PARTS = 10_000
 METADATA_KEY = "adler32"  # sent as the header x-amz-meta-adler32
 
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -192,6 +194,7 @@ class S3StorageElement(StorageElement):
         self.bucket = bucket
         self.prefix = str(prefix).strip("/")
         self.part_size = int(part_size)
+        self.copy_limit = MAX_COPY_SIZE  # larger objects are renamed by a multipart copy
         access_key = access_key or os.environ.get("AWS_ACCESS_KEY_ID")
         secret_key = secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY")
         if bool(access_key) != bool(secret_key):
@@ -519,6 +522,79 @@ class S3StorageElement(StorageElement):
         with self._errors("remove", path):
             self._client.delete_object(Bucket=self.bucket, Key=self._key(path))
         return True
+
+    def rename(self, src_path: str, dst_path: str) -> None:
+        """Server-side copy of ``src_path`` to ``dst_path`` (user metadata, hence the stored
+        ADLER32, carried over; a multipart copy above :attr:`copy_limit`), checked, then
+        the source deleted.  Not atomic: if the copy or the deletion fails, the copy is
+        deleted (best effort) and the file stays at ``src_path``."""
+        src_key, dst_key = self._key(src_path), self._key(dst_path)
+        head = self._head(src_path)
+        if head is None:
+            raise NotFound(f"{self.name}: no file {src_path!r}", se=self.name, path=src_path)
+        size = int(head["ContentLength"])
+        metadata = dict(head.get("Metadata", {}))
+        source = {"Bucket": self.bucket, "Key": src_key}
+        etag = str(head.get("ETag", ""))  # copy exactly the object just seen
+        try:
+            with self._errors(f"rename to {dst_path!r}", src_path):
+                if size <= self.copy_limit:
+                    self._client.copy_object(
+                        Bucket=self.bucket,
+                        Key=dst_key,
+                        CopySource=source,
+                        CopySourceIfMatch=etag,
+                        MetadataDirective="REPLACE",
+                        Metadata=metadata,
+                    )
+                else:
+                    self._multipart_copy(source, etag, dst_key, size, metadata)
+            copied = self._head(dst_path)
+            if copied is None or int(copied.get("ContentLength", -1)) != size:
+                found = "nothing" if copied is None else f"{copied.get('ContentLength')} bytes"
+                self._mismatch(dst_path, "rename", "size", str(size), found)
+            expected = _normalise_adler(metadata.get(METADATA_KEY))
+            stored = _normalise_adler(copied.get("Metadata", {}).get(METADATA_KEY))
+            if stored != expected:
+                self._mismatch(dst_path, "rename", "adler32", str(expected), str(stored))
+            with self._errors(f"rename to {dst_path!r}", src_path):
+                self._client.delete_object(Bucket=self.bucket, Key=src_key)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._client.delete_object(Bucket=self.bucket, Key=dst_key)
+            raise
+
+    def _multipart_copy(
+        self, source: dict[str, str], etag: str, key: str, size: int, metadata: dict[str, str]
+    ) -> None:
+        """Copy ``source`` (``size`` bytes) to ``key`` in parts (S3 copies at most 5 GiB
+        in one request)."""
+        part = min(max(self.part_size, -(-size // MAX_PARTS)), MAX_COPY_SIZE)
+        upload = self._client.create_multipart_upload(
+            Bucket=self.bucket, Key=key, Metadata=metadata
+        )
+        upload_id = upload["UploadId"]
+        try:
+            parts = []
+            for number, start in enumerate(range(0, size, part), start=1):
+                end = min(start + part, size) - 1
+                answer = self._client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceIfMatch=etag,
+                    CopySourceRange=f"bytes={start}-{end}",
+                )
+                parts.append({"ETag": answer["CopyPartResult"]["ETag"], "PartNumber": number})
+            self._client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
 
     def exists(self, path: str) -> bool:
         """Whether an object exists at ``path``."""

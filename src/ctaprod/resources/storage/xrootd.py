@@ -382,6 +382,23 @@ class XRootDStorageElement(StorageElement):
             raise InvalidInput(f"{self.name}: {path!r} is a directory", se=self.name, path=path)
         self._fail(status, "remove", path)
 
+    def rename(self, src_path: str, dst_path: str) -> None:
+        """Move ``src_path`` to ``dst_path`` with the server's ``mv`` (one atomic rename on
+        the server's file system, which creates the missing directories and replaces a file
+        already at ``dst_path``)."""
+        source, target = self._remote(src_path), self._remote(dst_path)
+        info = self._stat(src_path)
+        if info is None or self._is_dir(info):
+            raise NotFound(f"{self.name}: no file {src_path!r}", se=self.name, path=src_path)
+        status, _ = self._fs.mv(source, target, timeout=self.timeout)
+        if status.ok:
+            return
+        if int(getattr(status, "errno", 0) or 0) in (_IS_DIRECTORY, _ITEM_EXISTS):
+            raise InvalidInput(
+                f"{self.name}: {dst_path!r} is a directory", se=self.name, path=dst_path
+            )
+        self._fail(status, f"rename to {dst_path!r}", src_path)
+
     def exists(self, path: str) -> bool:
         """Whether a file (not a directory) exists at ``path``."""
         info = self._stat(path)
