@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from ctaprod.db.tables import metadata
 
@@ -109,3 +110,14 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         write = conn.get_execution_options().get("ctaprod_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def is_deadlock(exc: DBAPIError) -> bool:
+    """Whether the database aborted the transaction to break a deadlock (safe to retry)."""
+    if exc.connection_invalidated:
+        return False
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in ("40P01", "40001"):  # PostgreSQL (psycopg)
+        return True
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    return bool(args) and args[0] in (1213, 1205)  # MySQL/MariaDB: deadlock, lock wait

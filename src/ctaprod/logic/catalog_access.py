@@ -25,6 +25,7 @@ from ctaprod.core.identity import Identity
 from ctaprod.core.lfn import ROOT, check_lfn
 from ctaprod.core.properties import Property, TokenKind
 from ctaprod.db.catalog import DirRow, FileRow
+from ctaprod.db.engine import is_deadlock
 from ctaprod.logic.context import Context
 
 T = TypeVar("T")
@@ -173,7 +174,6 @@ def retrying(attempt_body: Callable[[], T]) -> T:
     """Run a write transaction body again when a concurrent writer created the same row, or
     when the database chose it as a deadlock victim (two registrations creating the same
     directory or file on MySQL/PostgreSQL)."""
-    from ctaprod.logic.stalled import is_deadlock  # here: logic.stalled imports the catalog
 
     for attempt in range(_RETRIES):
         try:

@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ctaprod.core.job_states import JobStatus
 from ctaprod.core.pilot_states import PILOT_ALIVE
+from ctaprod.db.engine import is_deadlock
 from ctaprod.db.jobs import JobState
 from ctaprod.logic.context import Context
 from ctaprod.logic.job_status import Step, transition_jobs
@@ -182,17 +183,6 @@ def in_transaction(ctx: Context, work: Callable[[Connection], T], attempts: int 
                 raise
             time.sleep(random.uniform(0.01, 0.05) * attempt)
     raise AssertionError("unreachable")
-
-
-def is_deadlock(exc: DBAPIError) -> bool:
-    """Whether the database aborted the transaction to break a deadlock (safe to retry)."""
-    if exc.connection_invalidated:
-        return False
-    orig = exc.orig
-    if getattr(orig, "sqlstate", None) in ("40P01", "40001"):  # PostgreSQL (psycopg)
-        return True
-    args: tuple[Any, ...] = getattr(orig, "args", ())
-    return bool(args) and args[0] in (1213, 1205)  # MySQL/MariaDB: deadlock, lock wait
 
 
 def _count(outcome: Mapping[int, JobStatus], status: JobStatus) -> int:
