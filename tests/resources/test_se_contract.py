@@ -454,6 +454,45 @@ def test_path_escape_refused(
     assert backend.listing(se) == []
 
 
+def test_list(backend: Backend, se: StorageElement) -> None:
+    files = {"/d/a.bin": b"", "/d/sub/b.bin": b"22", "/d/sub/deeper/c.bin": b"333"}
+    for path, data in files.items():
+        se.put(path, io.BytesIO(data))
+    se.put("/dx/outside.bin", io.BytesIO(b"4444"))  # same leading characters, outside
+    se.put("/top.bin", io.BytesIO(b"55555"))
+    expected = {path: len(data) for path, data in files.items()}
+    assert sorted(se.list("/d")) == sorted(expected.items())
+    assert sorted(se.list("d/")) == sorted(expected.items())
+    assert sorted(se.list("/d/sub")) == [("/d/sub/b.bin", 2), ("/d/sub/deeper/c.bin", 3)]
+    everything = {**expected, "/dx/outside.bin": 4, "/top.bin": 5}
+    assert sorted(se.list("/")) == sorted(everything.items())
+    assert list(se.list("/nothing/here")) == []
+    assert list(se.list("/d/sub/b.bin")) == []  # a file is not a directory
+    stream = se.list("/d")
+    assert not isinstance(stream, list)  # an iterator, read as it goes
+    assert next(iter(stream))[0] in expected
+    modified = se.modified("/d/a.bin")
+    assert modified is not None
+    assert modified.tzinfo is not None
+    assert abs(time.time() - modified.timestamp()) < 120
+    with pytest.raises(NotFound):
+        se.modified("/d/missing.bin")
+
+
+@pytest.mark.parametrize(
+    "bad", ["../escape", "/a/../../escape", "a/..", "", "..", "a\x00b", "a\nb", "tab\there"]
+)
+def test_list_refuses_bad_prefixes(backend: Backend, se: StorageElement, bad: str) -> None:
+    se.put("/a/kept.bin", io.BytesIO(b"x"))
+    with pytest.raises(InvalidInput):
+        se.list(bad)
+    assert list(se.list("/a")) == [("/a/kept.bin", 1)]
+
+
+def test_list_of_an_empty_se(backend: Backend, se: StorageElement) -> None:
+    assert list(se.list("/")) == []  # nothing written yet: no base directory or prefix
+
+
 @pytest.mark.parametrize("good", [0, 100 * 1024, 6 * MiB], ids=["at-once", "small", "large"])
 def test_cut_upload_leaves_nothing(backend: Backend, se: StorageElement, good: int) -> None:
     with pytest.raises(ConnectionResetError):
@@ -470,7 +509,10 @@ def test_cut_upload_leaves_nothing(backend: Backend, se: StorageElement, good: i
 
 def test_down_server_is_unavailable_quickly(backend: Backend, tmp_path: Path) -> None:
     with backend.down() as down:
-        calls: list[tuple[str, Any]] = [("put", lambda: down.put("f", io.BytesIO(b"x")))]
+        calls: list[tuple[str, Any]] = [
+            ("put", lambda: down.put("f", io.BytesIO(b"x"))),
+            ("list", lambda: list(down.list("/"))),  # never "nothing there"
+        ]
         if backend.remote:  # a local file system is either there or not
             calls += [
                 ("exists", lambda: down.exists("f")),

@@ -1,5 +1,6 @@
 """``ctaprod dm put | get | rm | replicate``: transfers between local files, SEs and the
-catalog, with progress bars on stderr."""
+catalog, with progress bars on stderr; ``ctaprod dm check``: catalog <-> storage
+consistency."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from rich.progress import (
 )
 
 from ctaprod.cli.common import client
-from ctaprod.cli.output import print_error, say, stderr
+from ctaprod.cli.output import print_error, say, stderr, stdout, table
 from ctaprod.client.errors import ApiError
+from ctaprod.core.consistency import DEFAULT_LIMIT, DEFAULT_STALE_AGE, KINDS, MAX_LIMIT
 from ctaprod.core.errors import CtaprodError
 from ctaprod.core.lfn import check_lfn, split
 
@@ -85,6 +87,7 @@ def register(dm_app: typer.Typer) -> None:
     dm_app.command("get")(get)
     dm_app.command("rm")(rm)
     dm_app.command("replicate")(replicate)
+    dm_app.command("check")(check)
 
 
 def put(
@@ -185,3 +188,66 @@ def replicate(
             finally:
                 bar.advance(task)
             say(f"{'Replicated' if stored.copied else 'Already on'} {se}: {lfn}")
+
+
+def check(
+    ctx: typer.Context,
+    path: Annotated[str, typer.Argument(help="Catalog directory (recursive).", show_default=False)],
+    se: Annotated[str, typer.Option("--se", help="Storage element.", show_default=False)],
+    checksums: Annotated[
+        bool, typer.Option("--checksums", help="Also compare ADLER32 (reads every file).")
+    ] = False,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", min=0, max=MAX_LIMIT, help="LFNs listed per kind of problem."),
+    ] = DEFAULT_LIMIT,
+    remove_stale_uploads: Annotated[
+        bool,
+        typer.Option(
+            "--remove-stale-uploads",
+            help="Remove temporary upload files older than --min-age (Operator, Admin).",
+        ),
+    ] = False,
+    min_age: Annotated[
+        int, typer.Option("--min-age", min=0, help="Seconds; see --remove-stale-uploads.")
+    ] = DEFAULT_STALE_AGE,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Remove stale uploads even if the SE cannot tell their age."),
+    ] = False,
+) -> None:
+    """Compare the catalog's replicas on an SE under PATH with the files the SE holds there:
+    missing files, orphans, stale temporary uploads, wrong sizes (and checksums). Exit code 1
+    when anything is inconsistent."""
+    with client(ctx) as cli, stderr().status(f"Checking {path} on {se}..."):
+        report = cli.data_check(
+            path,
+            se,
+            checksums=checksums,
+            limit=limit,
+            remove_stale_uploads=remove_stale_uploads,
+            min_age=min_age,
+            force=force,
+        )
+    kinds = [k for k in KINDS if k != "checksum_mismatch" or checksums]
+    summary = table("Kind", "Files", title=f"{report.path} on {report.se}")
+    summary.add_row("files on storage", str(report.storage_files))
+    summary.add_row("replica entries", str(report.catalog_replicas))
+    for kind in kinds:
+        summary.add_row(kind, str(report.issues(kind).count))
+    if remove_stale_uploads:
+        summary.add_row("removed_stale_uploads", str(report.removed_stale_uploads.count))
+        summary.add_row("kept_stale_uploads", str(report.kept_stale_uploads))
+    stdout().print(summary)
+    for kind in [*kinds, "removed_stale_uploads"]:
+        issues = report.issues(kind)
+        if not issues.lfns:
+            continue
+        more = issues.count - len(issues.lfns)
+        say(f"{kind} ({issues.count}{f', first {len(issues.lfns)} shown' if more else ''}):")
+        for lfn in issues.lfns:
+            say(f"  {lfn}")
+    if not report.consistent:
+        print_error(f"{report.path} on {report.se} is not consistent with the catalog")
+        raise typer.Exit(1)
+    say(f"{report.path} on {report.se}: consistent")

@@ -13,6 +13,7 @@ import httpx
 
 from ctaprod.client.base import ClientBase, api_error
 from ctaprod.client.errors import ServerUnreachable
+from ctaprod.core.consistency import DEFAULT_LIMIT, DEFAULT_STALE_AGE, ConsistencyReport
 from ctaprod.core.errors import Unavailable
 from ctaprod.core.storage import (
     AccessChange,
@@ -164,3 +165,29 @@ class StorageAPI(ClientBase):
     def data_remove_replica(self, lfn: str, se: str) -> RemovalResult:
         resp = self.request("DELETE", "/api/data/replicas", params={"lfn": lfn, "se": se})
         return RemovalResult.model_validate_json(resp.content)
+
+    def data_check(
+        self,
+        path: str,
+        se: str,
+        *,
+        checksums: bool = False,
+        limit: int = DEFAULT_LIMIT,
+        remove_stale_uploads: bool = False,
+        min_age: int = DEFAULT_STALE_AGE,
+        force: bool = False,
+    ) -> ConsistencyReport:
+        """Compare the catalog's replicas on ``se`` under ``path`` with the SE's files (may
+        take long: no read timeout)."""
+        body = {
+            "path": path,
+            "se": se,
+            "checksums": checksums,
+            "limit": limit,
+            "remove_stale_uploads": remove_stale_uploads,
+            "min_age": min_age,
+            "force": force,
+        }
+        return self._post(
+            "/api/data/check", ConsistencyReport, body, timeout=httpx.Timeout(60.0, read=None)
+        )

@@ -230,6 +230,30 @@ class CatalogDB:
             return _long_entries("file", rows)
         return [ListEntry("file", name) for (name,) in rows]
 
+    def subdir_ids_page(
+        self, conn: Connection, dir_id: int, after: str | None, limit: int
+    ) -> list[tuple[str, int]]:
+        """``(name, dir_id)`` of the subdirectories of ``dir_id`` by name, after ``after``
+        (keyset), at most ``limit``."""
+        stmt = select(d.name, d.dir_id).where(d.parent_id == dir_id)
+        if after is not None:
+            stmt = stmt.where(d.name > after)
+        return [(n, i) for n, i in conn.execute(stmt.order_by(d.name).limit(limit))]
+
+    def replica_files_page(
+        self, conn: Connection, dir_id: int, se: str, after: str | None, limit: int
+    ) -> list[tuple[str, int]]:
+        """``(name, file_id)`` of the files of ``dir_id`` with a replica on ``se``, by name,
+        after ``after`` (keyset), at most ``limit``."""
+        stmt = (
+            select(f.name, f.file_id)
+            .join(catalog_replicas, r.file_id == f.file_id)
+            .where(f.dir_id == dir_id, r.se == se)
+        )
+        if after is not None:
+            stmt = stmt.where(f.name > after)
+        return [(n, i) for n, i in conn.execute(stmt.order_by(f.name).limit(limit))]
+
     # --- files ----------------------------------------------------------------------------
     def files_by_name(
         self, conn: Connection, keys: Iterable[tuple[int, str]]

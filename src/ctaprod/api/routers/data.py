@@ -1,10 +1,11 @@
 """Data transfer routes: streamed upload with registration, best-replica download,
-replication and removal of files and replicas."""
+replication and removal of files and replicas; the catalog <-> storage consistency check."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Annotated, Any
 
 from anyio import from_thread
@@ -15,8 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from ctaprod.api.deps import IdentityDep, ServicesDep
+from ctaprod.core.consistency import ConsistencyCheck, ConsistencyReport
 from ctaprod.core.errors import InvalidInput
 from ctaprod.core.storage import FileUpload, RemovalResult, ReplicateRequest, StoredFile
+from ctaprod.logic import consistency as C
 from ctaprod.logic import dataops as D
 
 router = APIRouter(prefix="/api/data", tags=["data"])
@@ -154,3 +157,21 @@ def remove_file(lfn: str, svc: ServicesDep, ident: IdentityDep) -> RemovalResult
 def remove_replica(lfn: str, se: str, svc: ServicesDep, ident: IdentityDep) -> RemovalResult:
     """Remove one replica (not the last one: remove the file instead)."""
     return D.remove_replica(svc.ctx, ident, lfn, se)
+
+
+@router.post("/check")
+def check(body: ConsistencyCheck, svc: ServicesDep, ident: IdentityDep) -> ConsistencyReport:
+    """Compare the catalog's replicas on an SE under a directory with the SE's files there
+    (orphans, missing files, sizes, optionally ADLER32); optionally remove stale temporary
+    uploads (Operator, Admin)."""
+    return C.check(
+        svc.ctx,
+        ident,
+        body.path,
+        body.se,
+        checksums=body.checksums,
+        limit=body.limit,
+        remove_stale_uploads=body.remove_stale_uploads,
+        min_age=timedelta(seconds=body.min_age),
+        force=body.force,
+    )

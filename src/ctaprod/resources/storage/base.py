@@ -13,12 +13,20 @@ from __future__ import annotations
 import abc
 import os
 import zlib
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from ctaprod.core.errors import InvalidInput
 
-__all__ = ["CHUNK_SIZE", "StorageElement", "adler32_of", "normalise_path"]
+__all__ = [
+    "CHUNK_SIZE",
+    "StorageElement",
+    "adler32_of",
+    "normalise_path",
+    "normalise_prefix",
+]
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -51,6 +59,22 @@ def normalise_path(path: str) -> str:
     if not relative:
         raise InvalidInput(f"storage path {path!r} does not name a file", path=path)
     return "/".join(relative)
+
+
+def normalise_prefix(prefix: str) -> str:
+    """Validate the directory ``prefix`` of a listing: ``""`` for the whole SE (``/``),
+    else the path relative to the SE base as :func:`normalise_path` gives it (same
+    refusals: empty string, control characters, ``..``)."""
+    if isinstance(prefix, str) and prefix and not prefix.strip("/."):
+        if any(ord(char) < 32 or ord(char) == 127 for char in prefix) or ".." in prefix:
+            return normalise_path(prefix)  # raises with the usual message
+        return ""
+    return normalise_path(prefix)
+
+
+def join_listed(relative: str) -> str:
+    """The SE path (leading ``/``) of a file listed at ``relative`` under the SE base."""
+    return "/" + relative.strip("/")
 
 
 class StorageElement(abc.ABC):
@@ -104,6 +128,22 @@ class StorageElement(abc.ABC):
     @abc.abstractmethod
     def checksum(self, path: str) -> str:
         """ADLER32 of the file at ``path`` as 8 lowercase hex digits."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """The files under the directory ``prefix`` (recursively; ``/`` for the whole SE),
+        as ``(path, size)`` with ``path`` relative to the SE base with a leading ``/``
+        (LFN-like), streamed in no particular order.
+
+        A prefix that does not exist (or names a file) gives nothing; a bad prefix is
+        :class:`~ctaprod.core.errors.InvalidInput` when the iterator is created.
+        """
+
+    def modified(self, path: str) -> datetime | None:
+        """Last modification time (aware, UTC) of the file at ``path``; None when the plugin
+        cannot tell.  :class:`~ctaprod.core.errors.NotFound` for a missing file."""
+        del path
+        return None
 
     @abc.abstractmethod
     def url(self, path: str) -> str:

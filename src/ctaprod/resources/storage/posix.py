@@ -7,11 +7,18 @@ import os
 import stat
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from ctaprod.core.errors import InvalidInput, NotFound, Unavailable
-from ctaprod.resources.storage.base import CHUNK_SIZE, StorageElement, adler32_of, normalise_path
+from ctaprod.resources.storage.base import (
+    CHUNK_SIZE,
+    StorageElement,
+    adler32_of,
+    normalise_path,
+    normalise_prefix,
+)
 
 __all__ = ["PosixStorageElement"]
 
@@ -193,6 +200,58 @@ class PosixStorageElement(StorageElement):
         """ADLER32 of ``path`` (8 lowercase hex digits)."""
         with self.open(path) as stream, _backend(self.name, "read", path):
             return adler32_of(stream)
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """Regular files under ``prefix`` (an ``os.scandir`` walk, one directory's entries
+        at a time; symbolic links are not followed)."""
+        relative = normalise_prefix(prefix)
+        top = self._local(relative) if relative else self.base_path
+        if self.base_path.exists() and not self.base_path.is_dir():
+            raise Unavailable(
+                f"{self.name}: base path {self.base_path} is not a directory", se=self.name
+            )
+        return self._walk(top, relative)
+
+    def _walk(self, top: Path, relative: str) -> Iterator[tuple[str, int]]:
+        pending = [(str(top), relative)]
+        while pending:
+            directory, rel = pending.pop()
+            try:
+                with os.scandir(directory) as entries:
+                    found = [(e.name, e.path, self._kind(e)) for e in entries]
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # no such directory (or removed meanwhile): nothing under it
+            except OSError as exc:
+                raise Unavailable(
+                    f"{self.name}: cannot list {'/' + rel!r}: {exc.strerror or exc}",
+                    se=self.name,
+                    path="/" + rel,
+                ) from exc
+            for name, local, size in found:
+                path = f"{rel}/{name}" if rel else name
+                if size is None:
+                    pending.append((local, path))
+                elif size >= 0:
+                    yield "/" + path, size
+
+    @staticmethod
+    def _kind(entry: os.DirEntry[str]) -> int | None:
+        """None for a directory, the size of a regular file, -1 for anything else (links,
+        devices, files removed meanwhile)."""
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                return None
+            if entry.is_file(follow_symlinks=False):
+                return entry.stat(follow_symlinks=False).st_size
+        except FileNotFoundError:
+            pass
+        return -1
+
+    def modified(self, path: str) -> datetime | None:
+        """Modification time of ``path`` (UTC)."""
+        target = self._file(path)
+        with _backend(self.name, "access", path):
+            return datetime.fromtimestamp(target.stat().st_mtime, UTC)
 
     def url(self, path: str) -> str:
         """``file://`` URL of ``path``."""

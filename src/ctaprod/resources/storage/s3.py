@@ -28,12 +28,18 @@ import tempfile
 import threading
 import zlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, BinaryIO, NoReturn
 
 from ctaprod.core.errors import InvalidInput, NotFound, Unavailable
 from ctaprod.core.settings import StorageElementConfig
-from ctaprod.resources.storage.base import CHUNK_SIZE, StorageElement, normalise_path
+from ctaprod.resources.storage.base import (
+    CHUNK_SIZE,
+    StorageElement,
+    normalise_path,
+    normalise_prefix,
+)
 
 __all__ = ["MIN_PART_SIZE", "S3StorageElement"]
 
@@ -610,6 +616,41 @@ class S3StorageElement(StorageElement):
     def checksum(self, path: str) -> str:
         """ADLER32 of the object (stored metadata, else computed from the data)."""
         return self._stored_checksum(path)
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """Objects whose keys start with ``<base>/<prefix>/``, through the
+        ``list_objects_v2`` paginator (1,000 keys a page, in key order)."""
+        relative = normalise_prefix(prefix)
+        if relative:
+            start = f"{self.prefix}/{relative}/" if self.prefix else f"{relative}/"
+        else:
+            start = f"{self.prefix}/" if self.prefix else ""
+        return self._walk(start, relative)
+
+    def _walk(self, start: str, relative: str) -> Iterator[tuple[str, int]]:
+        skip = len(f"{self.prefix}/") if self.prefix else 0
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=start))
+        while True:
+            with self._errors("list", "/" + relative):
+                page = next(pages, None)
+            if page is None:
+                return
+            for item in page.get("Contents", ()):
+                key = str(item["Key"])
+                if key.endswith("/"):  # a "directory" marker made by another tool
+                    continue
+                yield "/" + key[skip:], int(item["Size"])
+
+    def modified(self, path: str) -> datetime | None:
+        """``LastModified`` of the object (UTC)."""
+        head = self._head(path)
+        if head is None:
+            raise NotFound(f"{self.name}: no file {path!r}", se=self.name, path=path)
+        stamp = head.get("LastModified")
+        if not isinstance(stamp, datetime):
+            return None
+        return stamp.astimezone(UTC) if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
     def url(self, path: str) -> str:
         """``s3://bucket/key``."""

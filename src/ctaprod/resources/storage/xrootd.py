@@ -21,12 +21,19 @@ import os
 import tempfile
 import uuid
 import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, NoReturn
 
 from ctaprod.core.errors import InvalidInput, NotFound, Unavailable
 from ctaprod.core.settings import StorageElementConfig
-from ctaprod.resources.storage.base import CHUNK_SIZE, StorageElement, normalise_path
+from ctaprod.resources.storage.base import (
+    CHUNK_SIZE,
+    StorageElement,
+    normalise_path,
+    normalise_prefix,
+)
 
 __all__ = ["XRootDStorageElement", "parse_checksum_answer"]
 
@@ -415,6 +422,45 @@ class XRootDStorageElement(StorageElement):
         """ADLER32 of ``path`` as computed by the server (8 lowercase hex digits)."""
         self.size(path)  # NotFound for a directory: the server would not answer for one
         return self._stored_checksum(self._remote(path), path)
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """Files under ``prefix``: ``dirlist`` with stat information, one directory at a
+        time (the server sends a directory's entries in one answer)."""
+        relative = normalise_prefix(prefix)
+        return self._walk(relative)
+
+    def _walk(self, relative: str) -> Iterator[tuple[str, int]]:
+        base = self.base_path.rstrip("/")
+        pending = [relative]
+        while pending:
+            rel = pending.pop()
+            shown = "/" + rel
+            status, listing = self._fs.dirlist(
+                f"{base}/{rel}" if rel else base or "/",
+                self._flags.DirListFlags.STAT,
+                timeout=self.timeout,
+            )
+            if not status.ok:
+                errno = int(getattr(status, "errno", 0) or 0)
+                if self._missing(status) or errno in (_NOT_FILE, _IS_DIRECTORY):
+                    continue  # no such directory (or a file): nothing under it
+                self._fail(status, "list", shown)
+            for entry in listing or ():
+                info = entry.statinfo
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                if info is None:  # removed between the listing and its stat
+                    continue
+                if self._is_dir(info):
+                    pending.append(path)
+                elif not info.flags & self._flags.StatInfoFlags.OTHER:
+                    yield "/" + path, int(info.size)
+
+    def modified(self, path: str) -> datetime | None:
+        """Modification time of ``path`` as the server reports it (UTC)."""
+        info = self._stat(path)
+        if info is None or self._is_dir(info):
+            raise NotFound(f"{self.name}: no file {path!r}", se=self.name, path=path)
+        return datetime.fromtimestamp(int(info.modtime), UTC)
 
     def url(self, path: str) -> str:
         """``root://host:port//base/path``."""
