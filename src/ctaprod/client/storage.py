@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import httpx
 
 from ctaprod.client.base import ClientBase, api_error
 from ctaprod.client.errors import ServerUnreachable
+from ctaprod.core.checksum import Adler32, adler32_of
 from ctaprod.core.consistency import DEFAULT_LIMIT, DEFAULT_STALE_AGE, ConsistencyReport
 from ctaprod.core.errors import Unavailable
 from ctaprod.core.storage import (
@@ -27,15 +27,6 @@ from ctaprod.core.storage import (
 
 Progress = Callable[[int], None]  # called with the number of bytes just moved
 CHUNK = 1 << 20
-
-
-def file_adler32(path: Path) -> str:
-    """ADLER32 of a local file as 8 lowercase hex digits."""
-    value = 1
-    with path.open("rb") as stream:
-        while chunk := stream.read(CHUNK):
-            value = zlib.adler32(chunk, value)
-    return f"{value & 0xFFFFFFFF:08x}"
 
 
 def _read_chunks(path: Path, progress: Progress | None) -> Iterator[bytes]:
@@ -78,7 +69,7 @@ class StorageAPI(ClientBase):
     ) -> StoredFile:
         """Upload ``local`` as ``lfn`` (streamed) and register it; the server checks the
         size and the ADLER32 computed here."""
-        params: dict[str, Any] = {"lfn": lfn, "checksum": file_adler32(local)}
+        params: dict[str, Any] = {"lfn": lfn, "checksum": adler32_of(local, CHUNK)}
         if se:
             params["se"] = se
         if metadata:
@@ -114,7 +105,7 @@ class StorageAPI(ClientBase):
         catalog's size and ADLER32, then renamed); returns the SE it came from."""
         params = {"lfn": lfn, **({"site": site} if site else {})}
         tmp = dest.with_name(f".{dest.name}.part")
-        value, size = 1, 0
+        digest = Adler32()
         try:
             with self.http.stream("GET", "/api/data/files", params=params) as resp:
                 if resp.status_code >= 400:
@@ -125,12 +116,11 @@ class StorageAPI(ClientBase):
                     total(expected)
                 with tmp.open("wb") as out:
                     for chunk in resp.iter_bytes(CHUNK):
-                        value = zlib.adler32(chunk, value)
-                        size += len(chunk)
+                        digest.update(chunk)
                         out.write(chunk)
                         if progress is not None:
                             progress(len(chunk))
-                checksum = f"{value & 0xFFFFFFFF:08x}"
+                size, checksum = digest.size, digest.hexdigest()
                 want = resp.headers.get("x-ctaprod-checksum", checksum)
                 if size != expected or checksum != want:
                     raise Unavailable(

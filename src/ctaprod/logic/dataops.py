@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from ctaprod.core.catalog import FileInfo, FileRegistration, ReplicaRef
+from ctaprod.core.checksum import Adler32
 from ctaprod.core.errors import Conflict, CtaprodError, InvalidInput, NotFound, Unavailable
 from ctaprod.core.identity import Identity
 from ctaprod.core.storage import FileUpload, RemovalResult, StoredFile, se_path
@@ -59,18 +59,20 @@ class _Counted:
 
     def __init__(self, source: BinaryIO) -> None:
         self.source = source
-        self.size = 0
-        self._adler = 1
+        self._digest = Adler32()
 
     def read(self, size: int = -1) -> bytes:
         chunk = self.source.read(size)
-        self.size += len(chunk)
-        self._adler = zlib.adler32(chunk, self._adler)
+        self._digest.update(chunk)
         return chunk
 
     @property
+    def size(self) -> int:
+        return self._digest.size
+
+    @property
     def checksum(self) -> str:
-        return f"{self._adler & 0xFFFFFFFF:08x}"
+        return self._digest.hexdigest()
 
 
 @dataclass

@@ -11,35 +11,38 @@ a missing file is :class:`~ctaprod.core.errors.NotFound`, an unreachable backend
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
-import zlib
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from ctaprod.core.errors import InvalidInput
+from ctaprod.core.checksum import CHUNK_SIZE, adler32_of
+from ctaprod.core.errors import InvalidInput, NotFound
 
 __all__ = [
     "CHUNK_SIZE",
     "StorageElement",
     "adler32_of",
+    "local_source",
     "normalise_path",
     "normalise_prefix",
 ]
 
-CHUNK_SIZE = 1024 * 1024
 
-
-def adler32_of(source: BinaryIO | Path | str) -> str:
-    """ADLER32 of a binary stream (read to its end) or of a file, as 8 lowercase hex digits."""
-    if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as stream:
-            return adler32_of(stream)
-    value = 1
-    while chunk := source.read(CHUNK_SIZE):
-        value = zlib.adler32(chunk, value)
-    return f"{value & 0xFFFFFFFF:08x}"
+@contextlib.contextmanager
+def local_source(source: BinaryIO | Path | str) -> Iterator[BinaryIO]:
+    """``put``'s source as a stream: a local file opened (NotFound if missing), or as given."""
+    if not isinstance(source, (str, os.PathLike)):
+        yield source
+        return
+    try:
+        stream = open(source, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        raise NotFound(f"local file {source} does not exist", path=str(source)) from None
+    with stream:
+        yield stream
 
 
 def normalise_path(path: str) -> str:

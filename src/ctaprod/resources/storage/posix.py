@@ -16,6 +16,7 @@ from ctaprod.resources.storage.base import (
     CHUNK_SIZE,
     StorageElement,
     adler32_of,
+    local_source,
     normalise_path,
     normalise_prefix,
 )
@@ -132,14 +133,8 @@ class PosixStorageElement(StorageElement):
                 f"{self.name}: base path {self.base_path} is not a directory", se=self.name
             )
         self._make_parent(target, path)
-        if isinstance(source, (str, os.PathLike)):
-            try:
-                stream = open(source, "rb")  # noqa: SIM115 - closed just below
-            except FileNotFoundError:
-                raise NotFound(f"local file {source} does not exist", path=str(source)) from None
-            with stream:
-                return _write_atomically(stream, target, self.name)
-        return _write_atomically(source, target, self.name)
+        with local_source(source) as stream:
+            return _write_atomically(stream, target, self.name)
 
     def get(self, path: str, dest: Path) -> None:
         """Copy ``path`` to the local file ``dest`` (written atomically too)."""

@@ -26,17 +26,18 @@ import os
 import re
 import tempfile
 import threading
-import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, BinaryIO, NoReturn
 
+from ctaprod.core.checksum import Adler32, adler32_of
 from ctaprod.core.errors import InvalidInput, NotFound, Unavailable
 from ctaprod.core.settings import StorageElementConfig
 from ctaprod.resources.storage.base import (
     CHUNK_SIZE,
     StorageElement,
+    local_source,
     normalise_path,
     normalise_prefix,
 )
@@ -98,18 +99,20 @@ class _Digests:
     """ADLER32 of the whole content and MD5 of each part (for the S3 ETag)."""
 
     def __init__(self) -> None:
-        self.adler = 1
-        self.size = 0
+        self.adler = Adler32()
         self.part_md5: list[bytes] = []
 
     def add_part(self, data: bytes) -> None:
-        self.adler = zlib.adler32(data, self.adler)
-        self.size += len(data)
+        self.adler.update(data)
         self.part_md5.append(hashlib.md5(data, usedforsecurity=False).digest())
 
     @property
+    def size(self) -> int:
+        return self.adler.size
+
+    @property
     def adler32(self) -> str:
-        return f"{self.adler & 0xFFFFFFFF:08x}"
+        return self.adler.hexdigest()
 
     def etag(self) -> str:
         """The ETag S3 gives the object: MD5 (one part) or MD5 of part MD5s + ``-N``."""
@@ -347,11 +350,8 @@ class S3StorageElement(StorageElement):
         stored = _normalise_adler(head.get("Metadata", {}).get(METADATA_KEY))
         if stored is not None:
             return stored
-        value = 1
         with self.open(path) as stream:
-            while chunk := stream.read(CHUNK_SIZE * 4):
-                value = zlib.adler32(chunk, value)
-        return f"{value & 0xFFFFFFFF:08x}"
+            return adler32_of(stream, CHUNK_SIZE * 4)
 
     def _mismatch(self, path: str, where: str, what: str, expected: str, actual: str) -> NoReturn:
         raise Unavailable(
@@ -369,15 +369,9 @@ class S3StorageElement(StorageElement):
     def put(self, path: str, source: BinaryIO | Path) -> int:
         """Upload ``source`` (one PUT, or a multipart upload above ``part_size``), verify."""
         key = self._key(path)
-        if isinstance(source, (str, os.PathLike)):
-            try:
-                stream = open(source, "rb")  # noqa: SIM115 - closed just below
-            except FileNotFoundError:
-                raise NotFound(f"local file {source} does not exist", path=str(source)) from None
-            with stream:
-                digests = self._upload(path, key, stream, seekable=True)
-        else:
-            digests = self._upload(path, key, source, seekable=False)
+        seekable = isinstance(source, (str, os.PathLike))  # a local file can be re-read
+        with local_source(source) as stream:
+            digests = self._upload(path, key, stream, seekable=seekable)
         self._verify_upload(path, key, digests)
         return digests.size
 
@@ -492,11 +486,11 @@ class S3StorageElement(StorageElement):
             except OSError as exc:
                 raise Unavailable(f"cannot write {dest}: {exc}", path=str(dest)) from exc
             try:
-                value = 1
+                digest = Adler32()
                 md5 = hashlib.md5(usedforsecurity=False)
                 with os.fdopen(fd, "wb") as out:
                     while chunk := stream.read(CHUNK_SIZE * 4):
-                        value = zlib.adler32(chunk, value)
+                        digest.update(chunk)
                         md5.update(chunk)
                         try:
                             out.write(chunk)
@@ -504,7 +498,7 @@ class S3StorageElement(StorageElement):
                             raise Unavailable(f"cannot write {dest}: {exc}") from exc
                     out.flush()
                     os.fsync(out.fileno())
-                local = f"{value & 0xFFFFFFFF:08x}"
+                local = digest.hexdigest()
                 if expected is not None and expected != local:
                     self._mismatch(path, "download", "adler32", expected, local)
                 plain_md5 = re.match(r"^[0-9a-f]{32}$", etag) is not None

@@ -20,17 +20,18 @@ import io
 import os
 import tempfile
 import uuid
-import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, NoReturn
 
+from ctaprod.core.checksum import Adler32
 from ctaprod.core.errors import InvalidInput, NotFound, Unavailable
 from ctaprod.core.settings import StorageElementConfig
 from ctaprod.resources.storage.base import (
     CHUNK_SIZE,
     StorageElement,
+    local_source,
     normalise_path,
     normalise_prefix,
 )
@@ -277,14 +278,8 @@ class XRootDStorageElement(StorageElement):
     def put(self, path: str, source: BinaryIO | Path) -> int:
         """Upload to a temporary name, verify the server's ADLER32, rename to ``path``."""
         remote = self._remote(path)
-        if isinstance(source, (str, os.PathLike)):
-            try:
-                stream = open(source, "rb")  # noqa: SIM115 - closed just below
-            except FileNotFoundError:
-                raise NotFound(f"local file {source} does not exist", path=str(source)) from None
-            with stream:
-                return self._upload(path, remote, stream)
-        return self._upload(path, remote, source)
+        with local_source(source) as stream:
+            return self._upload(path, remote, stream)
 
     def _upload(self, path: str, remote: str, source: BinaryIO) -> int:
         parent, _, leaf = remote.rpartition("/")
@@ -308,19 +303,17 @@ class XRootDStorageElement(StorageElement):
                     path=path,
                 )
             self._fail(status, "write", path)
-        written = 0
-        value = 1
+        digest = Adler32()
         try:
             while chunk := source.read(self.chunk_size):
-                status, _ = handle.write(chunk, written, timeout=self.timeout)
+                status, _ = handle.write(chunk, digest.size, timeout=self.timeout)
                 if not status.ok:
                     self._fail(status, "write", path)
-                value = zlib.adler32(chunk, value)
-                written += len(chunk)
+                digest.update(chunk)
             status, _ = handle.close(timeout=self.timeout)
             if not status.ok:
                 self._fail(status, "write", path)
-            local = f"{value & 0xFFFFFFFF:08x}"
+            local = digest.hexdigest()
             stored = self._stored_checksum(temporary, path)
             if stored != local:
                 raise _checksum_mismatch(self.name, path, "upload", local, stored)
@@ -338,7 +331,7 @@ class XRootDStorageElement(StorageElement):
             with contextlib.suppress(Exception):
                 self._fs.rm(temporary, timeout=self.timeout)
             raise
-        return written
+        return digest.size
 
     def get(self, path: str, dest: Path) -> None:
         """Download to a temporary file next to ``dest``, verify ADLER32, rename."""
@@ -349,13 +342,13 @@ class XRootDStorageElement(StorageElement):
                 dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"
             )
             try:
-                value = 1
+                digest = Adler32()
                 with os.fdopen(fd, "wb") as out:
                     while chunk := stream.read(self.chunk_size):
                         _write_local(out, chunk, dest)
-                        value = zlib.adler32(chunk, value)
+                        digest.update(chunk)
                     _write_local(out, b"", dest, sync=True)
-                local = f"{value & 0xFFFFFFFF:08x}"
+                local = digest.hexdigest()
                 stored = self._stored_checksum(self._remote(path), path)
                 if stored != local:
                     raise _checksum_mismatch(self.name, path, "download", stored, local)
