@@ -277,13 +277,22 @@ def test_final_status_kept_until_delivered(
 ) -> None:
     proxy = Proxy(int(live_server.url.rsplit(":", 1)[1]))
     proxy.up()
-    match = matched(Arguments="-c 'sleep 1; exit 3'")
+    match = matched(Arguments="-c 'sleep 2; exit 3'")
     short = WrapperOptions(
         heartbeat_interval=0.5,
         poll_interval=0.1,
         retry=RetryPolicy(max_seconds=1.0, initial=0.2, max_delay=0.5),
     )
-    threading.Timer(0.5, proxy.down).start()  # the server is down from then on
+
+    def down_once_running() -> None:
+        """The server goes away once it has the job Running (a fixed delay raced the report
+        on a loaded machine), and stays away until the test brings it back."""
+        deadline = time.monotonic() + 20
+        while admin.job(match.job_id).status is not J.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proxy.down()
+
+    threading.Thread(target=down_once_running, daemon=True).start()
     outcome = run_job(factory_for(proxy.url), match, tmp_path, short)
     assert (outcome.status, outcome.exit_code, outcome.delivered) == (J.FAILED, 3, False)
     kept = tmp_path / f"job_{match.job_id}" / FINAL_FILE
