@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.api.conftest import Api, Headers
 
-TOP = "/ctao/user/alice/check"
+TOP = "/ctao/user/a/alice/check"
 STALE = f"{TOP}/.x.dat~ctaprod-upload-{'e' * 32}"
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from ctaprod.logic import catalog
 from tests.api.conftest import Api, Headers
 
-LFN = "/ctao/user/alice/data/file.dat"
+LFN = "/ctao/user/a/alice/data/file.dat"
 DATA = bytes(range(256)) * 1000
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    update,
 )
 
 from ctaprod.db.tables import (
@@ -187,6 +188,19 @@ class CatalogDB:
                 known[new.path] = new
                 created.append(new)
         return created
+
+    def set_dir_owner(self, conn: Connection, dir_ids: Iterable[int], owner: str, group: str) -> int:
+        """Give directories a new owner and group; returns how many rows changed."""
+        ids = sorted(set(dir_ids))
+        if not ids:
+            return 0
+        return int(
+            conn.execute(
+                update(catalog_dirs)
+                .where(d.dir_id.in_(ids))
+                .values(owner=owner, owner_group=group)
+            ).rowcount
+        )
 
     def counts(self, conn: Connection, dir_id: int) -> tuple[int, int]:
         """(files, subdirectories) directly in a directory."""

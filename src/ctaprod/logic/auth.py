@@ -18,7 +18,9 @@ import jwt
 from ctaprod.core.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from ctaprod.core.identity import Identity
 from ctaprod.core.properties import Property, TokenKind
+from ctaprod.logic.catalog_access import retrying
 from ctaprod.logic.context import Context
+from ctaprod.logic.homes import ensure_homes
 
 ISSUER = "ctaprod"
 ALGORITHM = "HS256"
@@ -242,15 +244,24 @@ def add_group(
 
 def add_user(ctx: Context, name: str, groups: list[str], email: str = "") -> None:
     check_name(name, "user")
-    with ctx.db.write() as conn:
-        if ctx.auth.user(conn, name) is not None:
-            raise Conflict(f"user {name!r} exists already")
-        for g in groups:
-            if ctx.auth.group(conn, g) is None:
-                raise NotFound(f"no group {g!r}")
-        ctx.auth.add_user(conn, name, email, ctx.clock())
-        for g in groups:
-            ctx.auth.add_member(conn, name, g)
+
+    def body() -> None:
+        with ctx.db.write() as conn:
+            if ctx.auth.user(conn, name) is not None:
+                raise Conflict(f"user {name!r} exists already")
+            for g in groups:
+                if ctx.auth.group(conn, g) is None:
+                    raise NotFound(f"no group {g!r}")
+            ctx.auth.add_user(conn, name, email, ctx.clock())
+            for g in groups:
+                ctx.auth.add_member(conn, name, g)
+            # The home directory, owned by the user and their first group, in the same
+            # transaction: a user never exists without one.
+            ensure_homes(ctx, conn, {name: groups[0] if groups else ""})
+
+    # A concurrent creation of the same user or of a shared parent directory: try again
+    # (the user then exists: Conflict).
+    retrying(body)
 
 
 DEFAULT_GROUPS: dict[str, tuple[list[str], float, str]] = {

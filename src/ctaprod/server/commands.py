@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from ctaprod.api.deps import Services
 from ctaprod.core.settings import Settings
@@ -17,10 +18,10 @@ def run_server(settings: Settings, *, workers: int = 1) -> None:
 
     import uvicorn
 
-    from ctaprod.server.services import build_services, ensure_identities
+    from ctaprod.server.services import build_services, first_start
 
     services = build_services(settings)  # migrates the database once, here
-    ensure_identities(services)
+    announce_admin_token(first_start(services))
     if workers > 1:
         services.ctx.db.dispose()
         # Worker processes rebuild the same settings from this variable (server/asgi.py).
@@ -46,17 +47,31 @@ def run_server(settings: Settings, *, workers: int = 1) -> None:
     )
 
 
-def run_db_upgrade(settings: Settings) -> str | None:
-    """Bring the database to the current schema; returns the revision."""
-    from ctaprod.db import migrate
-    from ctaprod.db.engine import Database
+def announce_admin_token(path: Path | None) -> None:
+    """Tell the operator where the first admin token is (the token itself stays in the file,
+    out of the terminal's scrollback and of any log that captures stdout)."""
+    if path is None:
+        return
+    print(
+        f"ctaprod: new installation: the first admin token is in {path} (mode 0600, "
+        "written once, never shown again).\n"
+        f"ctaprod: use it with: export CTAPROD_TOKEN=$(cat {path}); ctaprod whoami",
+        flush=True,
+    )
 
-    db = Database(settings.db_url())
+
+def run_db_upgrade(settings: Settings) -> str | None:
+    """Bring the database to the current schema and, on an empty one, create the default
+    identities and the first admin token (see ``first_start``); returns the revision."""
+    from ctaprod.db import migrate
+    from ctaprod.server.services import build_services, first_start
+
+    services = build_services(settings)
     try:
-        migrate.upgrade(db)
-        return migrate.current(db)
+        announce_admin_token(first_start(services))
+        return migrate.current(services.ctx.db)
     finally:
-        db.dispose()
+        services.ctx.db.dispose()
 
 
 def embedded_settings(settings: Settings, slots: int) -> Settings:
@@ -104,11 +119,12 @@ def run_up(settings: Settings, *, slots: int = 4) -> None:
     from ctaprod.api.app import create_app
     from ctaprod.client import config as client_config
     from ctaprod.server.agents import run_agents
-    from ctaprod.server.services import build_services, ensure_identities
+    from ctaprod.server.services import build_services, first_start
 
     settings = embedded_settings(settings, slots)
     services = build_services(settings)
-    admin_token, _ = ensure_identities(services)
+    first = first_start(services)
+    admin_token = first.read_text().strip() if first is not None else None
     url = settings.server_url()
     token_file = client_config.config_dir() / "token"
     if admin_token is None and not token_file.exists():

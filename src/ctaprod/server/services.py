@@ -18,6 +18,7 @@ from ctaprod.db import migrate
 from ctaprod.db.engine import Database
 from ctaprod.logic.auth import TokenService, bootstrap
 from ctaprod.logic.context import Context
+from ctaprod.logic.homes import ensure_all_homes
 from ctaprod.logic.matcher import Matcher
 
 log = logging.getLogger("ctaprod.server")
@@ -71,6 +72,34 @@ def ensure_identities(services: Services) -> tuple[str | None, str | None]:
         "bootstrap pilot token",
     )
     return admin.token, pilot.token
+
+
+ADMIN_TOKEN_FILE = "admin-token"
+
+
+def first_start(services: Services) -> Path | None:
+    """Set up an installation whose database is empty, then give every user a home.
+
+    On an empty database: the default groups, the ``admin`` and ``pilot`` users, and one admin
+    token written (mode 0600) to ``<state_dir>/admin-token``, whose path is returned. It is
+    never printed or logged: the caller shows the path. On a database set up already: None,
+    and no token is issued (the first one is given exactly once).
+    """
+    created = bootstrap(services.ctx)
+    ensure_all_homes(services.ctx)
+    if not created:
+        return None
+    s = services.ctx.settings
+    issued = services.tokens.issue(
+        "admin",
+        "ctao_admin",
+        TokenKind.USER,
+        timedelta(days=s.user_token_days),
+        "first admin token",
+    )
+    path = s.state_dir / ADMIN_TOKEN_FILE
+    write_private(path, issued.token + "\n")
+    return path
 
 
 def write_private(path: Path, text: str) -> None:
