@@ -24,10 +24,10 @@ def test_mkdir_register_ls_replicas(cli: Cli, tmp_path: Path) -> None:
     cli("dm", "mkdir", "/vo/data/sub")
     assert cli("dm", "ls", "/vo/data").stdout.split() == ["sub/", "a", "b"]
     long = cli("dm", "ls", "-l", "/vo/data").stdout.splitlines()
-    assert long[0].startswith("d ")
-    assert long[1].startswith("- ")
-    assert " 5 " in long[1]
-    assert long[1].endswith("a")
+    assert long[0].startswith("d\t")
+    assert long[1].startswith("-\t")
+    assert long[1].split("\t")[3] == "5"
+    assert long[1].endswith("\ta")
     assert cli("dm", "ls", "/vo/data/a").stdout.strip() == "/vo/data/a"
     table = cli("dm", "replicas", "/vo/data/a").stdout
     assert "/vo/data/a" in table

@@ -38,8 +38,8 @@ def test_check_reports_and_exit_code(cli: Cli, tmp_path: Path) -> None:
     out = result.stdout
     rows = {
         cells[0]: cells[1]
-        for cells in (line.strip("│┃ ").split("│") for line in out.splitlines())
-        if len(cells) == 2
+        for cells in (line.split("\t") for line in out.splitlines())
+        if len(cells) == 2 and cells[0] != "Kind"
     }
     counts = {kind.strip(): value.strip() for kind, value in rows.items()}
     assert counts == {

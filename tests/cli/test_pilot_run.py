@@ -57,7 +57,7 @@ def test_jobs_run_by_a_pilot(cli: Cli, tmp_path: Path) -> None:
 
     pilots = cli("pilot", "list", "--status", "Done").stdout
     assert "LOCAL.cli.org" in pilots
-    pilot_id = re.search(r"│\s*(\d+)\s*│\s*LOCAL\.cli\.org", pilots)
+    pilot_id = re.search(r"^(\d+)\tLOCAL\.cli\.org", pilots, re.MULTILINE)
     assert pilot_id
     assert "jobs_done" in cli("pilot", "show", pilot_id.group(1)).stdout
     assert "registered as pilot" in cli("pilot", "logs", pilot_id.group(1)).stdout

@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from ctaprod.cli.common import client, state
-from ctaprod.cli.output import fmt, fmt_time, print_note, say, stdout, table
+from ctaprod.cli.output import emit, fmt, fmt_time, print_note, say, structured, table
 from ctaprod.client import config
 from ctaprod.core.properties import Property
 
@@ -36,6 +36,7 @@ class TokenKindChoice(StrEnum):
 
 # --- users ------------------------------------------------------------------------------
 @users.command("list")
+@structured
 def list_users(ctx: typer.Context) -> None:
     """List users and their groups."""
     with client(ctx) as cli:
@@ -43,7 +44,7 @@ def list_users(ctx: typer.Context) -> None:
     tbl = table("User", "Email", "Enabled", "Groups")
     for user in rows:
         tbl.add_row(user.name, user.email, fmt(user.enabled), fmt(user.groups))
-    stdout().print(tbl)
+    emit(rows, tbl)
 
 
 @users.command("add")
@@ -93,6 +94,7 @@ PropertyOpt = Annotated[
 
 
 @groups.command("list")
+@structured
 def list_groups(ctx: typer.Context) -> None:
     """List groups with their properties and fair-share."""
     with client(ctx) as cli:
@@ -100,7 +102,7 @@ def list_groups(ctx: typer.Context) -> None:
     tbl = table("Group", "Properties", "Share", "Description")
     for group in rows:
         tbl.add_row(group.name, fmt(group.properties), fmt(group.share), group.description)
-    stdout().print(tbl)
+    emit(rows, tbl)
 
 
 @groups.command("add")
@@ -191,6 +193,7 @@ def issue_token(
 
 
 @tokens.command("list")
+@structured
 def list_tokens(
     ctx: typer.Context,
     user: Annotated[str | None, typer.Option(help="Only this user's tokens.")] = None,
@@ -210,7 +213,7 @@ def list_tokens(
             fmt_time(tok.revoked_at),
             tok.description,
         )
-    stdout().print(tbl)
+    emit(rows, tbl)
 
 
 @tokens.command("revoke")
@@ -228,6 +231,7 @@ SiteArg = Annotated[str, typer.Argument(help="Site name, e.g. LCG.CNAF.it.", sho
 
 
 @sites.command("list")
+@structured
 def list_sites(ctx: typer.Context) -> None:
     """Show the site mask."""
     with client(ctx) as cli:
@@ -242,7 +246,7 @@ def list_sites(ctx: typer.Context) -> None:
             site.updated_by,
             fmt_time(site.updated_at),
         )
-    stdout().print(tbl)
+    emit(rows, tbl)
 
 
 @sites.command("ban")

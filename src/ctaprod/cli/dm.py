@@ -15,7 +15,19 @@ from pydantic import TypeAdapter
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from ctaprod.cli.common import client
-from ctaprod.cli.output import fmt, fmt_time, plural, print_warning, say, stderr, stdout, table
+from ctaprod.cli.output import (
+    emit,
+    emit_stream,
+    fmt,
+    fmt_time,
+    plural,
+    print_warning,
+    say,
+    stderr,
+    stdout,
+    structured,
+    table,
+)
 from ctaprod.core.catalog import DirEntry, FileInfo, FileRegistration, Relative
 from ctaprod.core.errors import InvalidInput
 
@@ -31,10 +43,21 @@ def _long(
     kind: str, owner: str | None, group: str | None, size: int | None, created: Any, name: str
 ) -> str:
     size_text = "" if size is None else str(size)
+    if not stdout().is_terminal:  # one tab-separated row per entry, for cut and awk
+        return "\t".join((kind, owner or "", group or "", size_text, fmt_time(created), name))
     return f"{kind} {owner or '':<12} {group or '':<16} {size_text:>14} {fmt_time(created)}  {name}"
 
 
+def _entry_line(entry: DirEntry, long: bool) -> str:
+    name = entry.name + ("/" if entry.kind == "dir" else "")
+    if not long:
+        return name
+    kind = "d" if entry.kind == "dir" else "-"
+    return _long(kind, entry.owner, entry.owner_group, entry.size, entry.created, name)
+
+
 @app.command("ls")
+@structured
 def ls(
     ctx: typer.Context,
     path: Annotated[str, typer.Argument(help="A directory or a file (LFN).")] = "/",
@@ -47,20 +70,14 @@ def ls(
         info = cli.stat(path)
         if isinstance(info, FileInfo):
             name = info.lfn
-            say(
+            line = (
                 _long("-", info.owner, info.owner_group, info.size, info.created, name)
                 if long
                 else name
             )
+            emit_stream([info], lambda _: line)
             return
-        entry: DirEntry
-        for entry in cli.listdir(path, long=long):
-            name = entry.name + ("/" if entry.kind == "dir" else "")
-            if long:
-                kind = "d" if entry.kind == "dir" else "-"
-                say(_long(kind, entry.owner, entry.owner_group, entry.size, entry.created, name))
-            else:
-                say(name)
+        emit_stream(cli.listdir(path, long=long), lambda entry: _entry_line(entry, long))
 
 
 @app.command("mkdir")
@@ -121,6 +138,7 @@ def register(
 
 
 @app.command("replicas")
+@structured
 def replicas(ctx: typer.Context, lfns: Annotated[list[str], typer.Argument(help="LFNs.")]) -> None:
     """The replicas of files."""
     with client(ctx) as cli:
@@ -131,7 +149,9 @@ def replicas(ctx: typer.Context, lfns: Annotated[list[str], typer.Argument(help=
         if info is not None:
             for se in info.replicas or [""]:
                 tbl.add_row(info.lfn, se, fmt(info.size), info.checksum)
-    stdout().print(tbl)
+    emit(
+        [found[lfn.removeprefix("LFN:")] for lfn in lfns if lfn.removeprefix("LFN:") in found], tbl
+    )
     missing = [lfn for lfn in lfns if lfn.removeprefix("LFN:") not in found]
     if missing:
         print_warning(f"not in the catalog: {', '.join(missing)}")
@@ -142,10 +162,11 @@ def _relatives(rows: list[Relative], title: str) -> None:
     tbl = table("Depth", "LFN", title=title)
     for rel in rows:
         tbl.add_row(str(rel.depth), rel.lfn)
-    stdout().print(tbl)
+    emit(rows, tbl)
 
 
 @app.command("ancestors")
+@structured
 def ancestors(
     ctx: typer.Context, lfn: Annotated[str, typer.Argument()], depth: DepthOpt = 1
 ) -> None:
@@ -155,6 +176,7 @@ def ancestors(
 
 
 @app.command("descendants")
+@structured
 def descendants(
     ctx: typer.Context, lfn: Annotated[str, typer.Argument()], depth: DepthOpt = 1
 ) -> None:

@@ -9,7 +9,17 @@ import typer
 import yaml
 
 from ctaprod.cli.common import client
-from ctaprod.cli.output import fmt, key_value_table, plural, say, stdout, table
+from ctaprod.cli.output import (
+    emit,
+    emit_stream,
+    fmt,
+    json_wanted,
+    key_value_table,
+    plural,
+    say,
+    structured,
+    table,
+)
 from ctaprod.core.metadata import DatasetInfo
 
 meta_app = typer.Typer(help="Metadata fields and values.", no_args_is_help=True)
@@ -62,7 +72,7 @@ def _show_view(view: Any) -> None:
     for value in view.effective:
         origin = "(own)" if value.origin == view.path else value.origin
         tbl.add_row(value.field, fmt(value.value), value.type.value, origin)
-    stdout().print(tbl)
+    emit(view, tbl)
 
 
 @meta_app.command("set")
@@ -88,6 +98,7 @@ def meta_unset(
 
 
 @meta_app.command("get")
+@structured
 def meta_get(
     ctx: typer.Context, path: Annotated[str, typer.Argument(help="Directory or file LFN")]
 ) -> None:
@@ -97,13 +108,15 @@ def meta_get(
 
 
 @meta_app.command("fields")
+@structured
 def meta_fields(ctx: typer.Context) -> None:
     """The declared metadata fields."""
     with client(ctx) as cli:
-        tbl = table("Name", "Type", "Description")
-        for field in cli.meta_fields():
-            tbl.add_row(field.name, field.type.value, field.description)
-        stdout().print(tbl)
+        fields = cli.meta_fields()
+    tbl = table("Name", "Type", "Description")
+    for field in fields:
+        tbl.add_row(field.name, field.type.value, field.description)
+    emit(fields, tbl)
 
 
 @meta_app.command("add-field")
@@ -127,6 +140,7 @@ def meta_rm_field(ctx: typer.Context, name: str) -> None:
     say(f"Removed {name}")
 
 
+@structured
 def find(
     ctx: typer.Context,
     query: QueryArgs = None,
@@ -139,17 +153,19 @@ def find(
     with client(ctx) as cli:
         if count:
             result = cli.count_files(q, path)
-            say(f"{plural(result.count, 'file')}, {result.total_size} bytes")
+            if json_wanted():
+                emit(result)
+            else:
+                say(f"{plural(result.count, 'file')}, {result.total_size} bytes")
             return
-        for lfn in cli.find_lfns(q, path):
-            typer.echo(lfn)
+        emit_stream(cli.find_lfns(q, path), str)
 
 
 def _dataset_table(items: list[DatasetInfo]) -> None:
     tbl = table("Name", "Status", "Owner", "Files", "Bytes", "Query")
     for d in items:
         tbl.add_row(d.name, d.status.value, d.owner, fmt(d.file_count), fmt(d.total_size), d.query)
-    stdout().print(tbl)
+    emit(items, tbl)
 
 
 def _dataset_detail(d: DatasetInfo) -> None:
@@ -158,7 +174,7 @@ def _dataset_detail(d: DatasetInfo) -> None:
         ("Query", d.query), ("Description", d.description), ("Created", d.created),
         ("Frozen at", d.frozen_at), ("Files", d.file_count), ("Total size", d.total_size),
     ]  # fmt: skip
-    stdout().print(key_value_table(rows))
+    emit(d, key_value_table(rows))
 
 
 @dataset_app.command("create")
@@ -177,6 +193,7 @@ def dataset_create(
 
 
 @dataset_app.command("list")
+@structured
 def dataset_list(ctx: typer.Context) -> None:
     """All datasets (file counts of frozen ones)."""
     with client(ctx) as cli:
@@ -184,6 +201,7 @@ def dataset_list(ctx: typer.Context) -> None:
 
 
 @dataset_app.command("show")
+@structured
 def dataset_show(ctx: typer.Context, name: str) -> None:
     """A dataset with its file count and total size."""
     with client(ctx) as cli:
@@ -191,11 +209,11 @@ def dataset_show(ctx: typer.Context, name: str) -> None:
 
 
 @dataset_app.command("files")
+@structured
 def dataset_files(ctx: typer.Context, name: str) -> None:
     """The LFNs of a dataset, streamed."""
     with client(ctx) as cli:
-        for lfn in cli.dataset_files(name):
-            typer.echo(lfn)
+        emit_stream(cli.dataset_files(name), str)
 
 
 @dataset_app.command("freeze")

@@ -12,12 +12,15 @@ from rich.text import Text
 
 from ctaprod.cli.common import client
 from ctaprod.cli.output import (
+    emit,
     fmt,
     fmt_time,
+    json_wanted,
     key_value_table,
     print_note,
     status_text,
     stdout,
+    structured,
     table,
 )
 from ctaprod.core.archive import safe_extract
@@ -33,6 +36,7 @@ SHOWN = (
 )  # fmt: skip
 
 
+@structured
 def history(ctx: typer.Context, job_id: JobIdArg) -> None:
     """Show the status changes of a job."""
     with client(ctx) as cli:
@@ -46,13 +50,17 @@ def history(ctx: typer.Context, job_id: JobIdArg) -> None:
             entry.application_status,
             entry.source,
         )
-    stdout().print(tbl)
+    emit(entries, tbl)
 
 
+@structured
 def show(ctx: typer.Context, job_id: JobIdArg) -> None:
     """Show a job: its attributes, its JDL and its parameters."""
     with client(ctx) as cli:
         job = cli.job(job_id)
+    if json_wanted():
+        emit(job)
+        return
     out = stdout()
     rows: list[tuple[str, Any]] = [("job_id", job.job_id)]
     for name in SHOWN:

@@ -15,7 +15,9 @@ from ctaprod.cli.common import IdsArg, client, parse_ids
 from ctaprod.cli.output import (
     chunks,
     compact_ids,
+    emit,
     fmt_time,
+    json_wanted,
     plural,
     print_note,
     say,
@@ -23,6 +25,7 @@ from ctaprod.cli.output import (
     status_text,
     stderr,
     stdout,
+    structured,
     table,
 )
 from ctaprod.cli.wait import existing_jobs, wait_for_jobs
@@ -151,6 +154,7 @@ def _status_table(jobs: list[JobSummary]) -> Table:
 
 
 @app.command()
+@structured
 def status(
     ctx: typer.Context,
     ids: IdsArg,
@@ -164,12 +168,13 @@ def status(
     job_ids = parse_ids(ids)
     with client(ctx) as cli:
         if wait:
-            _finish_wait(cli, job_ids, timeout, interval)
+            _finish_wait(cli, job_ids, timeout, interval, json_wanted())
         jobs = existing_jobs(cli, job_ids)
-    stdout().print(_status_table(list(jobs.values())))
+    emit(list(jobs.values()), _status_table(list(jobs.values())))
 
 
 @app.command("list")
+@structured
 def list_jobs(
     ctx: typer.Context,
     status: Annotated[
@@ -217,12 +222,13 @@ def list_jobs(
             job.job_type,
             fmt_time(job.last_update),
         )
-    stdout().print(tbl)
+    emit(jobs, tbl)
     more = f"; more with --all or --cursor {cursor}" if cursor is not None else ""
     print_note(f"{plural(len(jobs), 'job')}{more}")
 
 
 @app.command()
+@structured
 def summary(
     ctx: typer.Context,
     by: Annotated[SummaryKey, typer.Option(help="Break the counts down by this.")] = (
@@ -245,7 +251,7 @@ def summary(
         tbl.add_row(key or "-", *cells, str(sum(row.values())))
     tbl.add_section()
     tbl.add_row("Total", *(str(totals[s]) for s in statuses), str(sum(totals.values())))
-    stdout().print(tbl)
+    emit(counts, tbl)
 
 
 @app.command()

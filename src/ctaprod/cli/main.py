@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 from ctaprod import __version__
 from ctaprod.cli import admin, dm, dm_data, dm_meta, job_files, jobs, pilots, requests, se, server
 from ctaprod.cli.common import CliState, client
-from ctaprod.cli.output import describe_validation_error, fmt, print_error, stdout, table
+from ctaprod.cli.output import describe_validation_error, emit, fmt, print_error, structured, table
 from ctaprod.client.errors import ApiError, ServerUnreachable
 from ctaprod.core.errors import CtaprodError
 
@@ -93,13 +93,14 @@ def main_options(
 
 
 @app.command()
+@structured
 def whoami(ctx: typer.Context) -> None:
     """Show who the server thinks you are (user, group, properties)."""
     with client(ctx) as cli:
         me = cli.whoami()
     tbl = table("User", "Group", "Kind", "Properties")
     tbl.add_row(me.user, me.group, me.kind, fmt(me.properties))
-    stdout().print(tbl)
+    emit(me, tbl)
 
 
 job_files.register(jobs.app)

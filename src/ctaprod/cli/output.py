@@ -1,14 +1,33 @@
-"""Terminal output of the CLI: consoles, tables, job-ID ranges and value formatting."""
+"""Terminal output of the CLI: consoles, tables, JSON, job-ID ranges and value formatting.
+
+Two output rules hold for every command, here rather than in each command:
+
+- ``--json`` (or ``-o json``) on list and show commands (those decorated with
+  :func:`structured`) prints the API's models as JSON instead of tables (:func:`emit`): the
+  keys are the field names of the models in ``ctaprod.core`` (their aliases where they have
+  one), as the REST API returns them.
+- When stdout is not a terminal, tables are plain text: a header line (when the table has
+  one), then one line per row, cells separated by a tab, no box drawing and no colour, so that
+  ``cut -f`` and ``awk -F'\t'`` read them. Table titles go to stderr.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
 
+import typer
 from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
 from rich.console import Console, RenderableType
+from rich.rule import Rule
 from rich.style import StyleType
 from rich.table import Table
 from rich.text import Text
@@ -32,9 +51,128 @@ NUMERIC = frozenset({"ID", "Jobs", "Total", "Share", "Jobs done", "Bytes"})
 STATUS_ORDER = {status: i for i, status in enumerate(JobStatus)}
 
 
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON (the API's models).")
+]
+OutputOpt = Annotated[
+    OutputFormat | None,
+    typer.Option("--output", "-o", case_sensitive=False, help="Output format: table or json."),
+]
+_JSON: ContextVar[bool] = ContextVar("ctaprod_cli_json", default=False)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def structured(func: F) -> F:
+    """Give a list or show command the ``--json`` and ``-o/--output`` options.
+
+    The command hands its result to :func:`emit`, which prints JSON or the tables.
+    """
+    sig = inspect.signature(func, eval_str=True)
+    extra = [
+        inspect.Parameter(
+            "json_", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonFlag
+        ),
+        inspect.Parameter(
+            "output_format", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=OutputOpt
+        ),
+    ]
+
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any, json_: bool = False, output_format: OutputFormat | None = None, **kwargs: Any
+    ) -> Any:
+        token = _JSON.set(json_ or output_format is OutputFormat.JSON)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _JSON.reset(token)
+
+    params = [*sig.parameters.values(), *extra]
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper  # type: ignore[return-value]
+
+
+def json_wanted() -> bool:
+    """True inside a command run with ``--json`` or ``-o json``."""
+    return _JSON.get()
+
+
+def to_json(data: Any) -> str:
+    """``data`` (models, lists and dicts of them) as the API would send it."""
+    return json.dumps(to_jsonable_python(data, by_alias=True), indent=2, ensure_ascii=False)
+
+
+def emit(data: Any, *renderables: RenderableType) -> None:
+    """Print ``data`` as JSON when asked for, else the ``renderables`` (tables...)."""
+    if json_wanted():
+        typer.echo(to_json(data))
+        return
+    out = stdout()
+    for renderable in renderables:
+        out.print(renderable)
+
+
+def emit_stream(items: Iterable[Any], line: Callable[[Any], str]) -> None:
+    """Print streamed items: a JSON array written as they come, else ``line(item)`` each."""
+    if not json_wanted():
+        for item in items:
+            typer.echo(line(item))
+        return
+    first = True
+    for item in items:
+        typer.echo(
+            ("[\n  " if first else ",\n  ")
+            + json.dumps(to_jsonable_python(item, by_alias=True), ensure_ascii=False),
+            nl=False,
+        )
+        first = False
+    typer.echo("[]" if first else "\n]")
+
+
+def _plain(cell: Any) -> str:
+    text = cell.plain if isinstance(cell, Text) else "" if cell is None else str(cell)
+    return " ".join(text.split("\t")).replace("\r", " ").replace("\n", " ")
+
+
+def plain_lines(tbl: Table) -> list[str]:
+    """A table as tab-separated lines: the header (if shown), then one line per row."""
+    columns = tbl.columns
+    lines = ["\t".join(_plain(c.header) for c in columns)] if tbl.show_header else []
+    cells = [list(c.cells) for c in columns]
+    for i in range(tbl.row_count):
+        lines.append("\t".join(_plain(col[i]) for col in cells))
+    return lines
+
+
+class Stdout(Console):
+    """The standard output: Rich on a terminal, plain tab-separated tables otherwise."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if self.is_terminal or not any(isinstance(o, (Table, Rule)) for o in objects):
+            super().print(*objects, **kwargs)
+            return
+        for obj in objects:
+            if isinstance(obj, Table):
+                if obj.title:
+                    print_note(_plain(obj.title))
+                for line in plain_lines(obj):
+                    self.file.write(line + "\n")
+            elif isinstance(obj, Rule):
+                self.file.write(f"--- {_plain(obj.title)}\n")
+            else:
+                super().print(obj, **kwargs)
+        self.file.flush()
+
+
 def stdout() -> Console:
     """A console on the current ``sys.stdout`` (looked up at each call: tests swap it)."""
-    return Console(soft_wrap=False)
+    return Stdout(soft_wrap=False)
 
 
 def stderr() -> Console:

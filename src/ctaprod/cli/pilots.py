@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ctaprod.cli.common import client
-from ctaprod.cli.output import fmt_time, key_value_table, print_note, stdout, table
+from ctaprod.cli.output import emit, fmt_time, key_value_table, print_note, structured, table
 from ctaprod.core.pilot_states import PilotStatus
 
 app = typer.Typer(help="Pilots: list, inspect, or run one here.", no_args_is_help=True)
@@ -16,6 +16,7 @@ PilotIdArg = Annotated[int, typer.Argument(min=1, help="Pilot ID.", show_default
 
 
 @app.command("list")
+@structured
 def list_pilots(
     ctx: typer.Context,
     status: Annotated[
@@ -39,16 +40,17 @@ def list_pilots(
             str(p.jobs_done),
             fmt_time(p.last_update),
         )
-    stdout().print(tbl)
+    emit(rows, tbl)
     print_note(f"{len(rows)} pilot(s)")
 
 
 @app.command()
+@structured
 def show(ctx: typer.Context, pilot_id: PilotIdArg) -> None:
     """Show one pilot."""
     with client(ctx) as cli:
         pilot = cli.pilot(pilot_id)
-    stdout().print(key_value_table(pilot.model_dump().items(), title=f"Pilot {pilot_id}"))
+    emit(pilot, key_value_table(pilot.model_dump().items(), title=f"Pilot {pilot_id}"))
 
 
 @app.command()

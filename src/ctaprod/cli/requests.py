@@ -8,14 +8,17 @@ import typer
 
 from ctaprod.cli.common import client
 from ctaprod.cli.output import (
+    emit,
     fmt,
     fmt_time,
+    json_wanted,
     key_value_table,
     plural,
     print_note,
     say,
     status_text,
     stdout,
+    structured,
     table,
 )
 from ctaprod.core.requests import RequestInfo, RequestStatus, RequestSummary
@@ -27,6 +30,7 @@ IdArg = Annotated[int, typer.Argument(min=1, help="Request ID.", show_default=Fa
 
 
 @app.command("list")
+@structured
 def list_requests(
     ctx: typer.Context,
     status: Annotated[
@@ -63,7 +67,7 @@ def list_requests(
             fmt_time(r.last_update),
             r.error,
         )
-    stdout().print(tbl)
+    emit(found, tbl)
     more = "; more with --all" if cursor is not None else ""
     print_note(f"{plural(len(found), 'request')}{more}")
 
@@ -112,10 +116,15 @@ def _show(info: RequestInfo) -> None:
 
 
 @app.command()
+@structured
 def show(ctx: typer.Context, request_id: IdArg) -> None:
     """Show a request: its operations, their files and errors."""
     with client(ctx) as cli:
-        _show(cli.request_info(request_id))
+        info = cli.request_info(request_id)
+    if json_wanted():
+        emit(info)
+    else:
+        _show(info)
 
 
 @app.command()

@@ -8,7 +8,7 @@ import typer
 from rich.text import Text
 
 from ctaprod.cli.common import client
-from ctaprod.cli.output import fmt, fmt_time, key_value_table, say, stdout, table
+from ctaprod.cli.output import emit, fmt, fmt_time, key_value_table, say, structured, table
 from ctaprod.core.storage import BanAccess, StorageElementInfo
 
 app = typer.Typer(help="Storage elements: list, show, ban and allow.", no_args_is_help=True)
@@ -39,6 +39,7 @@ def _reasons(se: StorageElementInfo) -> str:
 
 
 @app.command("list")
+@structured
 def list_ses(ctx: typer.Context) -> None:
     """List the storage elements and whether they may be read and written."""
     with client(ctx) as cli:
@@ -54,39 +55,38 @@ def list_ses(ctx: typer.Context) -> None:
             _reasons(se),
             fmt(se.groups),
         )
-    stdout().print(tbl)
+    emit(rows, tbl)
 
 
 @app.command("show")
+@structured
 def show(ctx: typer.Context, se: SEArg) -> None:
     """Show one storage element and the history of its bans."""
     with client(ctx) as cli:
         detail = cli.se_show(se)
     info = detail.element
-    stdout().print(
-        key_value_table(
-            [
-                ("Name", info.name),
-                ("Plugin", info.plugin),
-                ("Endpoint", info.endpoint),
-                ("Base path", info.base_path),
-                ("Site", info.site),
-                ("Groups", info.groups),
-                ("Read", _flag(info.read)),
-                ("Read reason", info.read_reason),
-                ("Write", _flag(info.write)),
-                ("Write reason", info.write_reason),
-                *[(f"Option {k}", v) for k, v in sorted(info.options.items())],
-            ],
-            title=info.name,
-        )
+    summary = key_value_table(
+        [
+            ("Name", info.name),
+            ("Plugin", info.plugin),
+            ("Endpoint", info.endpoint),
+            ("Base path", info.base_path),
+            ("Site", info.site),
+            ("Groups", info.groups),
+            ("Read", _flag(info.read)),
+            ("Read reason", info.read_reason),
+            ("Write", _flag(info.write)),
+            ("Write reason", info.write_reason),
+            *[(f"Option {k}", v) for k, v in sorted(info.options.items())],
+        ],
+        title=info.name,
     )
     tbl = table("Time", "Access", "Allowed", "Reason", "By", title="History")
     for entry in detail.history:
         tbl.add_row(
             fmt_time(entry.time), entry.access, _flag(entry.allowed), entry.reason, entry.author
         )
-    stdout().print(tbl)
+    emit(detail, summary, tbl)
 
 
 @app.command("ban")
