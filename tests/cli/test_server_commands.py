@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from ctaprod.cli.main import app
+from ctaprod.client.http import Client
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -51,3 +60,92 @@ def test_bad_settings_are_usage_errors(
     assert result.stderr.startswith("Error: invalid settings: port")
     replicas = runner.invoke(app, ["agents", "--replica", "2", "--replicas", "2"])
     assert replicas.exit_code == 2
+
+
+def _admin_tokens(state: Path) -> list[str]:
+    from ctaprod.core.settings import Settings
+    from ctaprod.logic.admin import list_tokens
+    from ctaprod.server.services import build_services
+
+    services = build_services(Settings(state_dir=state), migrate_db=False)
+    try:
+        return [t.jti for t in list_tokens(services.ctx, "admin")]
+    finally:
+        services.ctx.db.dispose()
+
+
+def test_db_upgrade_gives_the_first_admin_token_once(server_env: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(app, ["db", "upgrade"])
+    assert first.exit_code == 0, first.output
+    token_file = server_env / "admin-token"
+    assert f"the first admin token is in {token_file}" in first.stdout
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    token = token_file.read_text().strip()
+    assert token not in first.output
+    [jti] = _admin_tokens(server_env)
+
+    again = runner.invoke(app, ["db", "upgrade"])
+    assert again.exit_code == 0, again.output
+    assert "admin token" not in again.output
+    assert token_file.read_text().strip() == token
+    assert _admin_tokens(server_env) == [jti]  # no second credential
+
+
+def _start_server(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ctaprod.cli.main", "server"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _until_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_server_on_a_fresh_database_gives_the_first_admin_token(
+    server_env: Path, tmp_path: Path
+) -> None:
+    """`ctaprod server` without `db upgrade` first: the credential is there and works; the
+    next start gives none and does not show the old one."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, CTAPROD_PORT=str(port), CTAPROD_HOST="127.0.0.1")
+    token_file = server_env / "admin-token"
+    for start in range(2):
+        log = tmp_path / f"server{start}.log"
+        proc = _start_server(env, log)
+        try:
+            _until_healthy(url, proc, log)
+            token = token_file.read_text().strip()
+            with Client(url, token) as client:
+                me = client.whoami()
+                assert (me.user, me.group) == ("admin", "ctao_admin")
+                assert len(client.tokens("admin")) == 1
+        finally:
+            _stop(proc)
+        output = log.read_text()
+        assert token not in output
+        assert (f"the first admin token is in {token_file}" in output) == (start == 0)
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
