@@ -31,7 +31,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,10 +252,8 @@ def stop(procs: list[subprocess.Popen[bytes]], home: Path) -> None:
     """SIGTERM the background commands, then kill whatever they or their pilots left."""
     leftovers: list[psutil.Process] = []
     for proc in procs:
-        try:
+        with suppress(psutil.NoSuchProcess):
             leftovers += psutil.Process(proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            pass
         proc.send_signal(signal.SIGTERM)
     for proc in procs:
         try:
@@ -271,10 +269,8 @@ def stop(procs: list[subprocess.Popen[bytes]], home: Path) -> None:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     for p in leftovers:
-        try:
+        with suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             p.kill()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:

@@ -189,16 +189,16 @@ class CatalogDB:
                 created.append(new)
         return created
 
-    def set_dir_owner(self, conn: Connection, dir_ids: Iterable[int], owner: str, group: str) -> int:
+    def set_dir_owner(
+        self, conn: Connection, dir_ids: Iterable[int], owner: str, group: str
+    ) -> int:
         """Give directories a new owner and group; returns how many rows changed."""
         ids = sorted(set(dir_ids))
         if not ids:
             return 0
         return int(
             conn.execute(
-                update(catalog_dirs)
-                .where(d.dir_id.in_(ids))
-                .values(owner=owner, owner_group=group)
+                update(catalog_dirs).where(d.dir_id.in_(ids)).values(owner=owner, owner_group=group)
             ).rowcount
         )
 
