@@ -24,7 +24,14 @@ from ctaprod.core.catalog import FileInfo, FileRegistration, ReplicaRef
 from ctaprod.core.checksum import Adler32
 from ctaprod.core.errors import Conflict, CtaprodError, InvalidInput, NotFound, Unavailable
 from ctaprod.core.identity import Identity
-from ctaprod.core.storage import FileUpload, RemovalResult, StoredFile, se_path
+from ctaprod.core.storage import (
+    UPLOAD_MARK,
+    FileUpload,
+    RemovalResult,
+    StoredFile,
+    se_path,
+    upload_path,
+)
 from ctaprod.logic import catalog
 from ctaprod.logic import storage as S
 from ctaprod.logic.context import Context
@@ -42,16 +49,13 @@ __all__ = [
 
 log = logging.getLogger("ctaprod.dataops")
 
-# '~' is not an LFN character (core/lfn.py): no LFN anyone registers names a temporary file.
-TEMPORARY_MARK = "~ctaprod-upload-"
-_KEPT_NAME = 150  # characters of the file name kept in a temporary name (file systems: 255)
+TEMPORARY_MARK = UPLOAD_MARK
 
 
 def temporary_path(lfn: str) -> str:
     """A fresh SE path next to ``lfn``'s where a transfer lands before its rename into place:
     ``<dir>/.<name>~ctaprod-upload-<32 hex>``, never an LFN."""
-    head, _, name = se_path(lfn).rpartition("/")
-    return f"{head}/.{name[:_KEPT_NAME]}{TEMPORARY_MARK}{uuid.uuid4().hex}"
+    return upload_path(lfn, uuid.uuid4().hex)
 
 
 class _Counted:
