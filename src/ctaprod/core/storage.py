@@ -16,6 +16,7 @@ from ctaprod.core.lfn import check_lfn
 
 __all__ = [
     "SECRET_WORDS",
+    "UPLOAD_MARK",
     "Access",
     "AccessChange",
     "BanAccess",
@@ -26,7 +27,6 @@ __all__ = [
     "StorageElementDetail",
     "StorageElementInfo",
     "StoredFile",
-    "UPLOAD_MARK",
     "attempt_upload_path",
     "is_secret_option",
     "se_path",
