@@ -339,6 +339,7 @@ def remove_replica(ctx: Context, ident: Identity, lfn: str, se: str) -> RemovalR
     """Remove the copy of ``lfn`` on ``se`` and then its entry; the last replica is refused
     (Conflict: remove the file instead)."""
     info = _file(ctx, lfn)
+    _check_write(ctx, ident, info.lfn)
     if se not in info.replicas:
         raise NotFound(f"{lfn} has no replica on {se}", lfn=lfn, se=se)
     if len(info.replicas) == 1:
@@ -347,7 +348,6 @@ def remove_replica(ctx: Context, ident: Identity, lfn: str, se: str) -> RemovalR
             lfn=lfn,
             se=se,
         )
-    _check_write(ctx, ident, info.lfn)
     S.check_access(ctx, se, "write")
     ctx.storage(se).remove(se_path(info.lfn))
     catalog.remove_replica_entries(ctx, ident, [ReplicaRef(lfn=info.lfn, se=se)])

@@ -10,6 +10,7 @@ and sets :attr:`KeepAlive.gone`, which the transfer under way watches to give up
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from types import TracebackType
 from ctaprod.pilot.watchdog import Usage
 
 __all__ = ["KeepAlive"]
+
+logger = logging.getLogger("ctaprod.pilot.keepalive")
 
 
 class KeepAlive:
@@ -57,6 +60,7 @@ class KeepAlive:
                 except Exception:
                     continue
                 if gone:
+                    logger.warning("the server took the job away: keep-alive stopped")
                     self.gone.set()
                     return
 
