@@ -412,3 +412,61 @@ def test_keepalive_stops_at_the_first_gone_reply(caplog: pytest.LogCaptureFixtur
         time.sleep(0.2)
     assert sent == [last, last]  # the last figures known, and no beat after the "gone"
     assert "keep-alive stopped" in caplog.text
+
+
+def test_rerun_replaces_entry_metadata_and_old_copies_elsewhere(
+    live_server: Any, admin: Client, tmp_path: Path
+) -> None:
+    """A rerun's registration replaces the earlier attempt's entry in one transaction (new
+    metadata, ancestry, replicas; a ``remove`` then a ``file`` event) and removes the old
+    bytes on an SE the rerun does not write to, and the earlier attempt's upload."""
+    from sqlalchemy import select
+
+    from ctaprod.core.metadata import FieldDeclaration
+    from ctaprod.db.tables import catalog_events
+    from ctaprod.logic import metadata
+
+    ctx = live_server.services.ctx
+    metadata.add_field(ctx, ADMIN, FieldDeclaration(name="run", type="int"))
+    [job_id] = admin.submit(documents=[job_doc("SE-A")])
+    lfn = f"/d/att/{job_id}/out.dat"
+    first = match_one(live_server)
+
+    def register(match: MatchResponse, se: str, data: bytes, run: int) -> FileRegistration:
+        src = tmp_path / f"a{match.attempt}.dat"
+        src.write_bytes(data)
+        upload = attempt_upload_path(lfn, job_id, match.attempt)
+        ctx.storage(se).put(upload, src)
+        reg = FileRegistration(
+            lfn=lfn, size=len(data), checksum=adler32_of(src), se=se, metadata={"run": run}
+        )
+        with Client(live_server.url, match.job_token, timeout=10) as job:
+            job.register_files([reg])
+        return reg
+
+    register(first, "SE-A", b"attempt zero", 1)
+    ctx.storage("SE-A").rename(attempt_upload_path(lfn, job_id, 0), lfn)
+    # Attempt 0 also left an upload on SE-B (as a wrapper killed mid-way would).
+    ctx.storage("SE-B").put(attempt_upload_path(lfn, job_id, 0), tmp_path / "a0.dat")
+    with ctx.db.read() as conn:
+        last_event = conn.execute(select(catalog_events.c.event_id)).all()[-1][0]
+    admin.reschedule([job_id])
+    second = match_one(live_server)
+    reg = register(second, "SE-B", b"attempt one!!", 2)
+    ctx.storage("SE-B").rename(attempt_upload_path(lfn, job_id, 1), lfn)
+
+    info = catalog.get_files(ctx, [lfn])[lfn]
+    assert (info.replicas, info.checksum, info.attempt) == (["SE-B"], reg.checksum, 1)
+    assert metadata.get_metadata(ctx, lfn).own == {"run": 2}
+    assert files_under(tmp_path / "se" / "SE-A" / "d") == []  # old copy removed
+    assert files_under(tmp_path / "se" / "SE-B" / "d") == [lfn[len("/d/") :]]
+    with ctx.db.read() as conn:
+        kinds = [
+            k
+            for (k,) in conn.execute(
+                select(catalog_events.c.kind)
+                .where(catalog_events.c.event_id > last_event)
+                .order_by(catalog_events.c.event_id)
+            )
+        ]
+    assert kinds == ["remove", "file"]

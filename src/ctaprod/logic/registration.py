@@ -103,13 +103,13 @@ def register_files(
 
 def _remove_replaced_bytes(ctx: Context, replaced: Sequence[_Replaced]) -> None:
     """Best effort, after the commit: the bytes of entries a rerun replaced (their copies on
-    SEs the new registration does not use, and the earlier attempt's temporary upload, which
-    a superseded wrapper can then no longer rename into place). A failure leaves an orphan
-    that ``ctaprod dm check`` reports."""
+    SEs the new registration does not use, and the earlier attempt's temporary upload on the
+    old and the new SEs, which a superseded wrapper can then no longer rename into place). A
+    failure leaves an orphan that ``ctaprod dm check`` reports."""
     for old in replaced:
-        for se in old.ses:
+        for se in sorted({*old.ses, *old.kept_se}):
             paths = [attempt_upload_path(old.lfn, old.job_id, old.attempt)]
-            if se not in old.kept_se:
+            if se in old.ses and se not in old.kept_se:
                 paths.append(se_path(old.lfn))
             try:
                 storage = ctx.storage(se)
