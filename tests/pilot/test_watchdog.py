@@ -319,9 +319,7 @@ def test_setsid_child_is_killed_when_the_payload_ends(tmp_path: Path) -> None:
     assert result.outcome is Outcome.COMPLETED
     assert result.exit_code == 0
     assert (tmp_path / "stdout.txt").read_text() == "escaped\n"
-    assert wait_gone(pids_from(tmp_path / "pids"), timeout=5.0), _kill_leftovers(
-        tmp_path / "pids"
-    )
+    assert wait_gone(pids_from(tmp_path / "pids"), timeout=5.0), _kill_leftovers(tmp_path / "pids")
 
 
 def test_setsid_child_is_killed_with_the_payload(tmp_path: Path) -> None:
@@ -335,9 +333,7 @@ def test_setsid_child_is_killed_with_the_payload(tmp_path: Path) -> None:
     )
     assert result.outcome is Outcome.KILLED
     assert result.exit_code == -signal.SIGTERM
-    assert wait_gone(pids_from(tmp_path / "pids"), timeout=5.0), _kill_leftovers(
-        tmp_path / "pids"
-    )
+    assert wait_gone(pids_from(tmp_path / "pids"), timeout=5.0), _kill_leftovers(tmp_path / "pids")
 
 
 def test_double_fork_and_sigterm_ignoring_orphans_are_killed(tmp_path: Path) -> None:
@@ -347,9 +343,7 @@ def test_double_fork_and_sigterm_ignoring_orphans_are_killed(tmp_path: Path) -> 
     )
     result = run(tmp_path, ["sh", "-c", script], poll_interval=1.0, kill_grace=0.5)
     assert result.outcome is Outcome.COMPLETED, result.message
-    assert wait_gone(pids_from(tmp_path / "pids"), timeout=5.0), _kill_leftovers(
-        tmp_path / "pids"
-    )
+    assert wait_gone(pids_from(tmp_path / "pids"), timeout=5.0), _kill_leftovers(tmp_path / "pids")
 
 
 def test_without_supervisor_the_payload_still_runs(tmp_path: Path) -> None:
@@ -368,7 +362,8 @@ def test_huge_stdout_is_capped_while_written(tmp_path: Path) -> None:
     assert out.startswith(b"a line of output\n")
     assert out.endswith(b"a line of output\n" * 100 + b"the very end\n")
     marker = [line for line in out.split(b"\n") if line.startswith(b"[ctaprod: ")]
-    assert len(marker) == 1 and b"bytes of output cut here" in marker[0]
+    assert len(marker) == 1
+    assert b"bytes of output cut here" in marker[0]
     assert 98_000_000 < int(marker[0].split()[1]) < 100_000_000
     assert (tmp_path / "stderr.txt").read_text() == "oops\n"
     assert last_line(tmp_path / "stdout.txt") == "the very end"

@@ -24,7 +24,8 @@ _CHUNK = 64 * 1024
 
 def cut_marker(cut: int) -> bytes:
     """The line that replaces ``cut`` bytes of output."""
-    return f"\n[ctaprod: {cut} bytes of output cut here; the beginning and the end are kept]\n".encode()
+    text = f"\n[ctaprod: {cut} bytes of output cut here; the beginning and the end are kept]\n"
+    return text.encode()
 
 
 class CappedFile:
