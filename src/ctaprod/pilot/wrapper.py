@@ -31,6 +31,8 @@ from ctaprod.core.job_states import JobStatus
 from ctaprod.core.jobs import LFN_PREFIX
 from ctaprod.core.requests import RequestSpec
 from ctaprod.core.schemas import HeartbeatItem, MatchResponse, StatusReport
+from ctaprod.pilot.capped_output import printable_status
+from ctaprod.pilot.cleanup import JOB_DIR_PREFIX, clean_job_dir
 from ctaprod.pilot.config import WrapperOptions, capture_log
 from ctaprod.pilot.data import (
     DataFailure,
@@ -250,6 +252,7 @@ class _Job:
             poll_interval=self.opts.poll_interval,
             stop_event=self.stop_event,
             kill_grace=self.opts.kill_grace,
+            output_max_bytes=self.opts.output_max_bytes,
         )
 
     def keepalive(self) -> KeepAlive:
@@ -320,11 +323,19 @@ class _Job:
             )
             logger.warning("job %d: output sandbox: %s", self.id, text)
             self.note(f"Output sandbox: {text}", OutputSandboxProblems=text[:255])
-        return upload_outputs(self.client, self.id, self.dir, found, self.opts.retry)
+        return upload_outputs(
+            self.client,
+            self.id,
+            self.dir,
+            found,
+            self.opts.retry,
+            max_bytes=self.match.sandbox_max_bytes or self.opts.sandbox_max_bytes,
+            streams=[desc.std_output, desc.std_error],
+        )
 
     def finish(self, status: JobStatus, minor: str, result: PayloadResult | None) -> JobOutcome:
         """Keep the final report on disk, deliver it, and say what happened."""
-        stdout = last_line(self.dir / self.desc.std_output)
+        stdout = printable_status(last_line(self.dir / self.desc.std_output))
         application = stdout or (result.message if result and status is J.FAILED else "")
         report = StatusReport(
             job_id=self.id,
@@ -351,16 +362,24 @@ def run_job(
     stop_event: threading.Event | None = None,
 ) -> JobOutcome:
     """Run the matched job in ``<work_root>/job_<id>`` with its job token; never raises for
-    job or server trouble (the outcome says what happened)."""
-    job_dir = (work_root / f"job_{match.job_id}").absolute()
+    job or server trouble (the outcome says what happened). The job directory is removed
+    afterwards (:func:`ctaprod.pilot.cleanup.clean_job_dir`)."""
+    opts = options or WrapperOptions()
+    job_dir = (work_root / f"{JOB_DIR_PREFIX}{match.job_id}").absolute()
     job_dir.mkdir(parents=True, exist_ok=True)
-    with capture_log(job_dir / JOB_LOG), client_factory(match.job_token) as client:
-        job = _Job(client, match, job_dir, options or WrapperOptions(), stop_event)
-        try:
-            return job.run()
-        except JobGone as exc:
-            logger.warning("%s; leaving it", exc)
-            return JobOutcome(match.job_id, None, str(exc))
-        except (ServerUnreachable, ApiError) as exc:
-            logger.error("job %d abandoned: %s", match.job_id, exc)
-            return JobOutcome(match.job_id, None, f"server trouble: {exc}")
+    outcome = JobOutcome(match.job_id, None, "wrapper error")
+    try:
+        with capture_log(job_dir / JOB_LOG), client_factory(match.job_token) as client:
+            job = _Job(client, match, job_dir, opts, stop_event)
+            try:
+                outcome = job.run()
+            except JobGone as exc:
+                logger.warning("%s; leaving it", exc)
+                outcome = JobOutcome(match.job_id, None, str(exc))
+            except (ServerUnreachable, ApiError) as exc:
+                logger.error("job %d abandoned: %s", match.job_id, exc)
+                outcome = JobOutcome(match.job_id, None, f"server trouble: {exc}")
+    finally:  # the payload is gone by now: its directory goes unless kept for debugging
+        done = clean_job_dir(job_dir, outcome.status, opts.keep_failed_jobs)
+        logger.info("job %d: directory %s %s", match.job_id, job_dir, done)
+    return outcome

@@ -59,6 +59,7 @@ def match(
         attempt=found.attempt,
         heartbeat_interval=found.heartbeat_interval,
         input_sandboxes=found.input_sandboxes,
+        sandbox_max_bytes=svc.ctx.settings.sandboxes.max_bytes,
     )
 
 
