@@ -13,11 +13,11 @@ import pytest
 from ctaprod.client.http import Client
 from ctaprod.core.job_states import JobStatus
 from ctaprod.pilot.capped_output import CappedFile, printable_status, trim_file
-from ctaprod.pilot.output_sandbox import FIT_NOTE
 from tests.pilot.test_loop import run_pilot, submit
 
 pytestmark = pytest.mark.timeout(180)
 J = JobStatus
+FIT_NOTE = "ctaprod_output_sandbox.txt"  # what users find in an output sandbox
 
 
 @pytest.fixture
