@@ -116,6 +116,7 @@ class OutputPump:
         self._selector.register(out_r, selectors.EVENT_READ, out)
         self._selector.register(err_r, selectors.EVENT_READ, err)
         self._open = 2
+        self.errors: list[str] = []  # write errors (the output is lost from there on)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="payload-output", daemon=True)
         self._thread.start()
@@ -135,7 +136,10 @@ class OutputPump:
             for key, _ in events:
                 data = os.read(key.fd, _CHUNK)
                 if data:
-                    key.data.write(data)
+                    try:
+                        key.data.write(data)
+                    except OSError as exc:  # e.g. a full disk: keep draining the pipe,
+                        self.errors.append(str(exc))  # or the payload would block on it
                 else:
                     self._selector.unregister(key.fd)
                     os.close(key.fd)
@@ -153,7 +157,10 @@ class OutputPump:
         self._selector.close()
         cut = 0
         for f in dict.fromkeys(self.files):  # the same file once
-            f.close()
+            try:
+                f.close()
+            except OSError as exc:
+                self.errors.append(str(exc))
             cut += f.cut
         return cut
 

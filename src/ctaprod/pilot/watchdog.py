@@ -20,13 +20,10 @@ the supervisor's own excepted.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
-import select
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,8 +33,8 @@ from pathlib import Path
 
 import psutil
 
-from ctaprod.pilot import reaper
 from ctaprod.pilot.capped_output import DEFAULT_MAX_BYTES, OutputPump
+from ctaprod.pilot.payload_start import StartFailed, start_payload
 
 logger = logging.getLogger("ctaprod.pilot.watchdog")
 
@@ -77,149 +74,8 @@ class PayloadResult:
 HeartbeatCallback = Callable[[Usage], bool]
 """Called with the current usage; return True to request that the payload be killed."""
 
-_PR_SET_PDEATHSIG = 1
 _REAP_TIMEOUT = 30.0  # seconds to wait for the tree after SIGKILL before giving up
-_SUPERVISOR_START = 60.0  # seconds for the supervisor to start the payload (loaded node)
 _SUPERVISOR_MARGIN = 10.0  # beyond the kill grace, before the supervisor itself is killed
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
-
-
-_prctl = _load_prctl()  # resolved before any fork: the child must only make the call
-
-
-def _make_preexec(sig: signal.Signals = signal.SIGKILL) -> Callable[[], None] | None:
-    """Deliver ``sig`` to the child when this process dies (``PR_SET_PDEATHSIG``)."""
-    prctl = _prctl
-    if prctl is None:
-        return None
-    parent, signum = os.getpid(), int(sig)
-
-    def preexec() -> None:  # runs in the forked child: keep it minimal
-        prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signum)
-
-    return preexec
-
-
-class _StartFailed(Exception):
-    pass
-
-
-class _NoSupervisor(Exception):
-    pass
-
-
-_warned: list[str] = []  # the no-supervisor warning, once per process
-
-
-def _wait_line(fd: int, timeout: float) -> str:
-    """The first line written on ``fd`` ('' at EOF or after ``timeout`` seconds)."""
-    data, deadline = b"", time.monotonic() + timeout
-    while b"\n" not in data:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            break
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode(errors="replace").strip()
-
-
-def _start_supervised(
-    argv: Sequence[str], cwd: Path, env: dict[str, str] | None, pump: OutputPump, grace: float
-) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the payload below the supervisor; the supervisor's Popen and the write end of
-    its control pipe (the pilot holds it open while the payload may run)."""
-    status_r, status_w = os.pipe()
-    control_r, control_w = os.pipe()
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", reaper.__file__, str(status_w), f"{grace:g}", "--", *argv],
-            cwd=cwd,
-            env=env,
-            stdin=control_r,
-            stdout=pump.stdout_fd,
-            stderr=pump.stderr_fd,
-            pass_fds=(status_w,),
-            start_new_session=True,
-            # SIGTERM, not SIGKILL: the supervisor must live to kill the tree
-            preexec_fn=_make_preexec(signal.SIGTERM),
-        )
-    except BaseException:
-        os.close(control_w)
-        raise
-    finally:
-        os.close(status_w)
-        os.close(control_r)
-    try:
-        line = _wait_line(status_r, _SUPERVISOR_START)
-    finally:
-        os.close(status_r)
-    if line.startswith("started "):
-        return proc, control_w
-    os.close(control_w)
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
-    proc.wait()
-    if line.startswith("unsupported "):
-        raise _NoSupervisor(line.removeprefix("unsupported "))
-    raise _StartFailed(line.removeprefix("error ") or "the payload supervisor did not start")
-
-
-def _start(
-    argv: Sequence[str],
-    cwd: Path,
-    env: Mapping[str, str] | None,
-    pump: OutputPump,
-    grace: float,
-    supervise: bool,
-) -> tuple[subprocess.Popen[bytes], int | None]:
-    """Start the payload (supervised when possible); the Popen of the tree's root and the
-    supervisor's control pipe (None when unsupervised). _StartFailed if it cannot start."""
-    environment = None if env is None else dict(env)
-    if supervise and _prctl is not None:
-        try:
-            return _start_supervised(argv, cwd, environment, pump, grace)
-        except _NoSupervisor as exc:
-            reason = str(exc)
-        except OSError as exc:  # the interpreter itself cannot be started
-            reason = f"cannot start the supervisor: {exc}"
-    else:
-        reason = "prctl unavailable" if supervise else "disabled"
-    if reason not in _warned:
-        _warned.append(reason)
-        logger.warning(
-            "payloads run without a supervisor (%s): processes that leave the payload's "
-            "session may outlive the job",
-            reason,
-        )
-    try:
-        with open(os.devnull, "rb") as stdin:
-            proc = subprocess.Popen(
-                list(argv),
-                cwd=cwd,
-                env=environment,
-                stdin=stdin,
-                stdout=pump.stdout_fd,
-                stderr=pump.stderr_fd,
-                start_new_session=True,
-                preexec_fn=_make_preexec(),
-            )
-    except (OSError, subprocess.SubprocessError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise _StartFailed(f"cannot start {argv[0]!r}: {reason}") from exc
-    return proc, None
 
 
 class _Tree:
@@ -413,8 +269,8 @@ def run_payload(
         return PayloadResult(Outcome.START_FAILED, None, Usage(0.0, 0.0, 0, 0), "empty command")
     pump = OutputPump(stdout_path, stderr_path, output_max_bytes)
     try:
-        proc, control = _start(argv, cwd, env, pump, kill_grace, supervise)
-    except _StartFailed as exc:
+        proc, control = start_payload(argv, cwd, env, pump, kill_grace, supervise)
+    except StartFailed as exc:
         pump.finish(timeout=1.0)
         logger.error("%s", exc)
         usage = Usage(0.0, time.monotonic() - start, 0, 0)
@@ -438,6 +294,8 @@ def run_payload(
         cut = pump.finish()
         if cut:
             logger.warning("payload output: %d bytes cut (head and tail kept)", cut)
+        for error in pump.errors[:3]:
+            logger.error("payload output not fully written: %s", error)
 
 
 def _watch(
