@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -84,14 +85,23 @@ end
 """
 
 
-def populate(prep: C.Prepared, n_jobs: int) -> int:
-    """Submit ``n_jobs`` waiting jobs over all requirement combinations; returns the queues."""
+def populate(prep: C.Prepared, n_jobs: int, submitted: int) -> int:
+    """``n_jobs`` waiting jobs over all requirement combinations; returns the queues.
+
+    The first ``submitted`` (at most) go through ``logic.jobs.submit_jobs``; the rest are
+    copies of those made with INSERT ... SELECT (jobs, descriptions, tq_jobs rows at job_id +
+    k * offset), so a million waiting jobs load in a minute or two; the queue counters are
+    then recounted (``TaskQueueDB.check_counters``, when the code has counters)."""
+    from sqlalchemy import func, insert, literal, select
+
     from ctaprod.core.jobs import JobDescription
+    from ctaprod.db.tables import job_descriptions, jobs, task_queues, tq_jobs
     from ctaprod.logic.jobs import submit_jobs
 
     ctx = prep.services.ctx
     combos = list(itertools.product(PLATFORMS, map(tuple, TAG_SETS), CPU_TIMES))
-    per_user = n_jobs // len(USERS)
+    base = min(n_jobs, submitted)
+    per_user = base // len(USERS)
     t0 = time.perf_counter()
     for user, group in USERS.items():
         descs = []
@@ -114,14 +124,44 @@ def populate(prep: C.Prepared, n_jobs: int) -> int:
         ident = C.user_identity(user, group)
         for k in range(0, len(descs), 5000):
             submit_jobs(ctx, ident, descs[k : k + 5000])
-    from sqlalchemy import func, select
-
-    from ctaprod.db.tables import task_queues
-
+    base = per_user * len(USERS)
+    with ctx.db.read() as conn:
+        top = int(conn.execute(select(func.max(jobs.c.job_id))).scalar_one())
+    copies = -(-n_jobs // base) - 1  # ceil
+    for k in range(1, copies + 1):
+        off = k * top
+        n = min(base, n_jobs - k * base)
+        last = top - base + n  # the submitted jobs are the ids top-base+1 .. top
+        with ctx.db.write() as conn:
+            for table in (jobs, job_descriptions, tq_jobs):
+                cols = [c.name for c in table.columns]
+                exprs = [
+                    (table.c.job_id + literal(off)).label("job_id") if c == "job_id" else table.c[c]
+                    for c in cols
+                ]
+                conn.execute(
+                    insert(table).from_select(cols, select(*exprs).where(table.c.job_id <= last))
+                )
+        print(f"#   copy {k}/{copies}: {base + (k - 1) * base + n} jobs", flush=True)
+    check = getattr(ctx.queues, "check_counters", None)
+    if check is not None:
+        quiet = logging.getLogger("ctaprod.db.taskqueues")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # every copied queue "drifted": expected here
+        with ctx.db.write() as conn:
+            check(conn)
+        quiet.setLevel(level)
+    if prep.services.ctx.db.dialect == "postgresql":
+        with ctx.db.write() as conn:  # the copies were inserted with explicit ids
+            conn.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence('jobs', 'job_id'), "
+                "(SELECT max(job_id) FROM jobs))"
+            )
     with ctx.db.read() as conn:
         nq = conn.execute(select(func.count()).select_from(task_queues)).scalar_one()
+        nj = conn.execute(select(func.count()).select_from(tq_jobs)).scalar_one()
     print(
-        f"# setup: {per_user * len(USERS)} waiting jobs in {nq} task queues "
+        f"# setup: {nj} waiting jobs ({base} submitted, the rest copied) in {nq} task queues "
         f"in {time.perf_counter() - t0:.1f} s",
         flush=True,
     )
@@ -169,6 +209,12 @@ def show_plans(prep: C.Prepared, engine: str) -> None:
 def main() -> None:
     p = C.parser(__doc__ or "")
     p.add_argument("--jobs", type=int, default=None, help="waiting jobs (default 30k/100k)")
+    p.add_argument(
+        "--submit",
+        type=int,
+        default=100_000,
+        help="jobs submitted through logic.jobs.submit_jobs; the rest are copies of them",
+    )
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -178,7 +224,7 @@ def main() -> None:
     with C.bench_env(args.db, args.keep) as env:
         prep = C.prepare(env)
         C.add_users(prep, GROUPS, USERS)
-        nq = populate(prep, n_jobs)
+        nq = populate(prep, n_jobs, args.submit)
         show_plans(prep, env.engine)
         with C.Server(env, prep, args.workers) as server:
             pilots = C.register_pilots(server, prep.pilot_token, 4, SITE)

@@ -79,6 +79,27 @@ _TOP = (
 )
 
 
+# The claim's statements, with the queue (and priorities) as parameters: built once.
+_BEST = select(func.max(tq_jobs.c.priority)).where(tq_jobs.c.tq_id == bindparam("q"))
+_BEST_BELOW = _BEST.where(tq_jobs.c.priority < bindparam("below"))
+_OLDEST = (
+    select(tq_jobs.c.job_id)
+    .where(tq_jobs.c.tq_id == bindparam("q"), tq_jobs.c.priority == bindparam("p"))
+    .order_by(tq_jobs.c.job_id)
+    .limit(1)
+)
+_OLDEST_SKIP_LOCKED = _OLDEST.with_for_update(skip_locked=True)
+_TAKE = delete(tq_jobs).where(tq_jobs.c.job_id == bindparam("j"))
+# SQLite: one writer at a time, so the decrement and the new best priority are one statement
+# (-1: no job left, stored as 0 by a second statement).
+_DECREMENT_AND_TOP = (
+    update(task_queues)
+    .where(TQ.tq_id == bindparam("q"))
+    .values(waiting=TQ.waiting - bindparam("n"), max_priority=func.coalesce(_TOP, -1))
+    .returning(TQ.waiting, TQ.max_priority)
+)
+
+
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
     for i in range(0, len(ids), CHUNK):
         yield ids[i : i + CHUNK]
@@ -172,8 +193,8 @@ class TaskQueueDB:
         for chunk in _chunks(job_ids):
             where = tq_jobs.c.job_id.in_(chunk)
             if conn.dialect.delete_returning:
-                rows = conn.execute(delete(tq_jobs).where(where).returning(tq_jobs.c.tq_id))
-                removed.update(r[0] for r in rows)
+                gone = conn.execute(delete(tq_jobs).where(where).returning(tq_jobs.c.tq_id))
+                removed.update(r[0] for r in gone)
             else:  # locked first, so that the rows counted are the rows deleted
                 stmt = select(tq_jobs.c.job_id, tq_jobs.c.tq_id).where(where)
                 if self.skip_locked:
@@ -197,6 +218,15 @@ class TaskQueueDB:
         """
         if not removed:
             return
+        if len(removed) == 1 and not self.skip_locked and conn.dialect.update_returning:
+            [(q, n)] = removed.items()
+            row = conn.execute(_DECREMENT_AND_TOP, {"q": q, "n": n}).first()
+            if row is None or (row.max_priority >= 0 and row.waiting > 0):
+                return
+            if row.max_priority < 0 and row.waiting == 0:  # the last job left: store 0
+                conn.execute(_SET, {"q": q, "w": 0, "p": 0})
+                return
+            removed = {q: 0}  # counter and rows disagree: the general path repairs it
         ids = sorted(removed)
         conn.execute(_DECREMENT, [{"q": q, "n": removed[q]} for q in ids])
         fixes: list[dict[str, int]] = []
@@ -261,27 +291,17 @@ class TaskQueueDB:
         """
         below: int | None = None
         while True:
-            best = select(func.max(tq_jobs.c.priority)).where(tq_jobs.c.tq_id == tq_id)
-            if below is not None:
-                best = best.where(tq_jobs.c.priority < below)
-            priority = conn.execute(best).scalar()
+            if below is None:
+                priority = conn.execute(_BEST, {"q": tq_id}).scalar()
+            else:
+                priority = conn.execute(_BEST_BELOW, {"q": tq_id, "below": below}).scalar()
             if priority is None:
                 if below is None:
                     self._check_empty(conn, tq_id)
                 return None
-            stmt = (
-                select(tq_jobs.c.job_id)
-                .where(tq_jobs.c.tq_id == tq_id, tq_jobs.c.priority == priority)
-                .order_by(tq_jobs.c.job_id)
-                .limit(1)
-            )
-            if self.skip_locked:
-                stmt = stmt.with_for_update(skip_locked=True)
-            job_id = conn.execute(stmt).scalar_one_or_none()
-            if (
-                job_id is not None
-                and conn.execute(delete(tq_jobs).where(tq_jobs.c.job_id == job_id)).rowcount == 1
-            ):
+            oldest = _OLDEST_SKIP_LOCKED if self.skip_locked else _OLDEST
+            job_id = conn.execute(oldest, {"q": tq_id, "p": priority}).scalar_one_or_none()
+            if job_id is not None and conn.execute(_TAKE, {"j": job_id}).rowcount == 1:
                 self._settle(conn, {tq_id: 1})
                 return int(job_id)
             below = int(priority)
