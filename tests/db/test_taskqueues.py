@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import event, func, insert, select, text, update
 
 from ctaprod.core.matching import Requirements
 from ctaprod.db import migrate
@@ -271,14 +271,20 @@ def test_the_migration_counts_the_jobs_already_queued(empty_db: Database) -> Non
     migrate.upgrade(empty_db, "0002")
     now = datetime.now(UTC)
     with empty_db.engine.begin() as conn:
-        for q in (1, 2, 3):
-            conn.execute(
-                text(
-                    "INSERT INTO task_queues (tq_id, key, owner, owner_group, requirements, "
-                    "created) VALUES (:q, :k, 'alice', 'g', '{}', :now)"
-                ),
-                {"q": q, "k": f"key{q}", "now": now},
-            )
+        conn.execute(  # only the columns of revision 0002 are named
+            insert(task_queues),
+            [
+                {
+                    "tq_id": q,
+                    "key": f"key{q}",
+                    "owner": "alice",
+                    "owner_group": "g",
+                    "requirements": "{}",
+                    "created": now,
+                }
+                for q in (1, 2, 3)
+            ],
+        )
         conn.execute(
             text("INSERT INTO tq_jobs (job_id, tq_id, priority) VALUES (:j, :q, :p)"),
             [{"j": 1, "q": 1, "p": 2}, {"j": 2, "q": 1, "p": 5}, {"j": 3, "q": 2, "p": 0}],
