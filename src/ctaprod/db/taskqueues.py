@@ -90,6 +90,19 @@ _OLDEST = (
 )
 _OLDEST_SKIP_LOCKED = _OLDEST.with_for_update(skip_locked=True)
 _TAKE = delete(tq_jobs).where(tq_jobs.c.job_id == bindparam("j"))
+# SQLite (one writer at a time, no row locks): the whole take in one statement.
+_TAKE_BEST = (
+    delete(tq_jobs)
+    .where(
+        tq_jobs.c.job_id
+        == select(tq_jobs.c.job_id)
+        .where(tq_jobs.c.tq_id == bindparam("q"), tq_jobs.c.priority == _BEST.scalar_subquery())
+        .order_by(tq_jobs.c.job_id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    .returning(tq_jobs.c.job_id)
+)
 # SQLite: one writer at a time, so the decrement and the new best priority are one statement
 # (-1: no job left, stored as 0 by a second statement).
 _DECREMENT_AND_TOP = (
@@ -289,6 +302,13 @@ class TaskQueueDB:
         priority is tried. The queue's counters follow (:meth:`_settle`); a queue found empty
         whose counter says otherwise is corrected, so that no matcher keeps choosing it.
         """
+        if not self.skip_locked and conn.dialect.delete_returning:
+            job_id = conn.execute(_TAKE_BEST, {"q": tq_id}).scalar()
+            if job_id is None:
+                self._check_empty(conn, tq_id)
+                return None
+            self._settle(conn, {tq_id: 1})
+            return int(job_id)
         below: int | None = None
         while True:
             if below is None:
