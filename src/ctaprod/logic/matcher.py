@@ -102,6 +102,9 @@ class Matcher:
         self._lock = threading.Lock()
         self._refresh = threading.Lock()
         self._snap: Snapshot | None = None
+        # A queue's requirements never change (its key is their digest): parsed once per
+        # process, kept across refreshes and invalidations, pruned to the live queues.
+        self._requirements: dict[int, Requirements] = {}
         self._rng = random.Random()
 
     def invalidate(self) -> None:
@@ -129,11 +132,12 @@ class Matcher:
                 return self._snap  # another thread refreshed it meanwhile
         with self.ctx.db.read() as conn:
             loads = {ld.tq_id: ld for ld in self.ctx.queues.loads(conn)}
-            known = snap.queues if snap else {}
+            known = self._requirements
             missing = [q for q in loads if q not in known]
             queues = {q: r for q, r in known.items() if q in loads}
             if missing:
                 queues.update(self.ctx.queues.queue_requirements(conn, missing))
+            self._requirements = dict(queues)
             snap = Snapshot(
                 time.monotonic(),
                 queues,
