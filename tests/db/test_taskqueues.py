@@ -295,3 +295,24 @@ def test_the_migration_counts_the_jobs_already_queued(empty_db: Database) -> Non
             select(task_queues.c.tq_id, task_queues.c.waiting, task_queues.c.max_priority)
         ).all()
     assert sorted(tuple(r) for r in rows) == [(1, 2, 5), (2, 1, 0), (3, 0, 0)]
+
+
+def test_repair_queue_counters_chunk_by_chunk(ctx: Context) -> None:
+    """The audit the cleaning agent runs: every queue recounted, drifted ones repaired."""
+    from ctaprod.logic.cleaning import clean
+    from ctaprod.logic.matcher import repair_queue_counters
+
+    queues = _queues(ctx, *[f"user{i}" for i in range(7)])
+    _enqueue(ctx, [(j, queues[j % 7], j % 3) for j in range(1, 71)])
+    assert repair_queue_counters(ctx, chunk=3) == []
+    with ctx.db.write() as conn:
+        conn.execute(
+            update(task_queues).where(task_queues.c.tq_id.in_(queues[1::2])).values(waiting=99)
+        )
+    drifts = repair_queue_counters(ctx, chunk=3)
+    assert sorted(d.tq_id for d in drifts) == sorted(queues[1::2])
+    _assert_exact(ctx)
+    with ctx.db.write() as conn:
+        conn.execute(update(task_queues).where(task_queues.c.tq_id == queues[0]).values(waiting=0))
+    assert clean(ctx).queue_counters_repaired == 1
+    _assert_exact(ctx)

@@ -289,6 +289,10 @@ class TaskQueueDB:
         rows = conn.execute(select(TQ.tq_id, TQ.waiting, TQ.max_priority).where(TQ.waiting > 0))
         return [QueueLoad(int(r[0]), int(r[1]), int(r[2])) for r in rows]
 
+    def queue_ids(self, conn: Connection) -> list[int]:
+        """Every task queue, empty or not, in ``tq_id`` order."""
+        return [int(r[0]) for r in conn.execute(select(TQ.tq_id).order_by(TQ.tq_id))]
+
     def claim(self, conn: Connection, tq_id: int) -> int | None:
         """Atomically take the highest-priority, oldest job out of a queue; None if empty.
 
@@ -355,7 +359,7 @@ class TaskQueueDB:
         (MariaDB/PostgreSQL), so the recount and the counters describe the same jobs; costs
         O(jobs of these queues): an audit, not a hot path."""
         if tq_ids is None:
-            tq_ids = [r[0] for r in conn.execute(select(TQ.tq_id).order_by(TQ.tq_id))]
+            tq_ids = self.queue_ids(conn)
         drifts: list[CounterDrift] = []
         for chunk in _chunks(sorted(tq_ids)):
             stored_stmt = select(TQ.tq_id, TQ.waiting, TQ.max_priority).where(TQ.tq_id.in_(chunk))

@@ -28,7 +28,7 @@ from ctaprod.core.matching import Requirements, Resource, eligible
 from ctaprod.core.pilot_states import PilotStatus
 from ctaprod.core.properties import Property, TokenKind
 from ctaprod.db.jobs import JobState
-from ctaprod.db.taskqueues import QueueLoad
+from ctaprod.db.taskqueues import CounterDrift, QueueLoad
 from ctaprod.logic.auth import TokenService
 from ctaprod.logic.context import Context
 from ctaprod.logic.job_status import Step, transition_jobs
@@ -329,6 +329,19 @@ class Matcher:
             ctx.settings.jobs.heartbeat_interval,
             sbs,
         )
+
+
+def repair_queue_counters(ctx: Context, chunk: int = 100) -> list[CounterDrift]:
+    """Recount every task queue's counters from its waiting jobs and repair those that
+    drifted (they should not: a drift is a bug, logged as a warning). ``chunk`` queues per
+    transaction, so claims wait at most for one chunk's recount."""
+    with ctx.db.read() as conn:
+        ids = ctx.queues.queue_ids(conn)
+    drifts: list[CounterDrift] = []
+    for i in range(0, len(ids), chunk):
+        with ctx.db.write() as conn:
+            drifts += ctx.queues.check_counters(conn, ids[i : i + chunk])
+    return drifts
 
 
 class _RowBusy(Exception):
