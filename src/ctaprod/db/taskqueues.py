@@ -363,7 +363,7 @@ class TaskQueueDB:
         drifts: list[CounterDrift] = []
         for chunk in _chunks(sorted(tq_ids)):
             stored_stmt = select(TQ.tq_id, TQ.waiting, TQ.max_priority).where(TQ.tq_id.in_(chunk))
-            if self.skip_locked and repair:
+            if self.skip_locked:
                 stored_stmt = stored_stmt.order_by(TQ.tq_id).with_for_update(key_share=True)
             stored = {r[0]: (int(r[1]), int(r[2])) for r in conn.execute(stored_stmt)}
             counted = {
