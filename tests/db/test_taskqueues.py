@@ -267,11 +267,12 @@ def test_concurrent_claims_dequeues_and_enqueues_keep_exact_counters(ctx: Contex
 
 
 def test_the_migration_counts_the_jobs_already_queued(empty_db: Database) -> None:  # noqa: F811
-    """Revision 0005 adds the counters and initializes them from the queued jobs."""
-    migrate.upgrade(empty_db, "0002")
+    """Revision 0005 adds the counters and initializes them from the queued jobs (it follows
+    0003 since main has it; written against 0002)."""
+    migrate.upgrade(empty_db, "0003")
     now = datetime.now(UTC)
     with empty_db.engine.begin() as conn:
-        conn.execute(  # only the columns of revision 0002 are named
+        conn.execute(  # only the columns before revision 0005 are named
             insert(task_queues),
             [
                 {

@@ -1,7 +1,7 @@
 """per-queue counters: task_queues.waiting and task_queues.max_priority
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-02 04:20:00
 
 The matcher's snapshot used to group every waiting job (tq_jobs) by queue; the counters are
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
