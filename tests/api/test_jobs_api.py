@@ -153,7 +153,7 @@ def test_bulk_submission_stores_nothing_when_one_job_is_bad(rest: Api, alice: He
     good = {"Executable": "/bin/true"}
     rest.submit(alice, documents=[good] * 20 + [{"Executable": "x", "Priority": 99}], expect=400)
     rest.submit(
-        alice, yaml.safe_dump([good, good, {"Executable": "x", "Bogus": 1}]), "yaml", expect=400
+        alice, yaml.safe_dump([good, good, {"Executable": "x", "Prioirty": 1}]), "yaml", expect=400
     )
     rest.submit(
         alice, documents=[good, {"Executable": "x", "InputSandbox": ["SB:" + "0" * 64]}], expect=404

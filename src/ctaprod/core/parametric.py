@@ -236,8 +236,9 @@ class Substitution:
         if isinstance(value, list):
             out: list[Any] = []
             for item in value:
-                if isinstance(item, str) and isinstance(self._whole(item, attribute), list):
-                    out.extend(self._whole(item, attribute))
+                whole = self._whole(item, attribute) if isinstance(item, str) else None
+                if isinstance(whole, list):
+                    out.extend(whole)  # DIRAC drops the braces of a list in a list
                 else:
                     out.append(self.apply(item, attribute))
             return out
