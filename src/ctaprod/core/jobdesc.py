@@ -57,8 +57,8 @@ IGNORED_KEYS = frozenset(
         "SystemConfig",
     }
 )
-# Names DIRAC writes that look like typos of ours but are not: the values an expanded
-# parametric job carries (``Parameter``, ``Parameter.X``, ``ParameterNumber``).
+# Names DIRAC writes that look like typos of ours but are not: the values a parametric job
+# expanded by DIRAC carries (``Parameter``, ``Parameter.X``, ``ParameterNumber``).
 DIRAC_KEPT = ("Parameter", "ParameterNumber")
 # DIRAC reads "Tag" as well as "Tags".
 _SYNONYMS = {"tag": "Tags"}
@@ -82,6 +82,7 @@ def _alias_map() -> dict[str, str]:
 
 
 ALIASES = _alias_map()
+_FIELD_KEYS = frozenset(ALIASES.values())
 KNOWN = sorted({f.alias or n for n, f in JobDescription.model_fields.items()})
 
 
@@ -198,7 +199,7 @@ def _validate(attrs: Mapping[str, Any], limits: SubmissionLimits, where: str) ->
     for key, value in attrs.items():
         if key in IGNORED_KEYS or key == "custom_attributes":
             continue
-        if key in ALIASES.values():
+        if key in _FIELD_KEYS:
             body[key] = value
         else:
             custom[key] = value
@@ -227,8 +228,11 @@ def _validate(attrs: Mapping[str, Any], limits: SubmissionLimits, where: str) ->
 
 
 def expand(raw: Mapping[str, Any], limits: SubmissionLimits) -> list[JobDescription]:
-    """Validate one description; a parametric one gives one JobDescription per job, with
-    DIRAC's ``Parameter[.X]`` and ``ParameterNumber`` kept as custom attributes."""
+    """Validate one description; a parametric one gives one JobDescription per job.
+
+    Unlike DIRAC, the jobs do not get ``Parameter[.X]``/``ParameterNumber`` attributes: as
+    job parameters they would double the rows written by a large parametric submission,
+    and the values are in the expanded attributes already."""
     attrs = normalize_keys(raw)
     sets = parameter_sets(attrs, limits.max_parametric_jobs)
     body = {k: v for k, v in attrs.items() if parametric_key(k) is None}
@@ -239,9 +243,6 @@ def expand(raw: Mapping[str, Any], limits: SubmissionLimits) -> list[JobDescript
     for index in range(sets.count):
         sub = Substitution(sets, index)
         job = {k: sub.apply(v, k) for k, v in body.items()}
-        job.setdefault("ParameterNumber", index)
-        for name, values in sets.values.items():
-            job.setdefault(set_label("Parameter", name), values[index])
         out.append(_validate(job, limits, f"parametric job {index}: "))
     return out
 
@@ -260,9 +261,14 @@ def parse_submission(text: str, fmt: str, limits: SubmissionLimits) -> list[JobD
     return jobs
 
 
+def fill_job_id(text: str, job_id: int | str) -> str:
+    """The rule for ``%j`` in one text: every occurrence becomes the job ID."""
+    return text.replace("%j", str(job_id))
+
+
 def _replace_job_id(value: Any, job_id: str) -> Any:
     if isinstance(value, str):
-        return value.replace("%j", job_id)
+        return fill_job_id(value, job_id)
     if isinstance(value, list):
         return [_replace_job_id(v, job_id) for v in value]
     if isinstance(value, dict):

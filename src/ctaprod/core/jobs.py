@@ -186,7 +186,7 @@ class JobDescription(BaseModel):
             if not CUSTOM_NAME.fullmatch(name) or len(name) > 128:
                 raise ValueError(f"{name!r} is not a valid attribute name")
             _check_custom_value(name, item)
-            if len(custom_text(item)) > MAX_CUSTOM_TEXT:
+            if isinstance(item, (str, list)) and len(custom_text(item)) > MAX_CUSTOM_TEXT:
                 raise ValueError(f"attribute {name!r}: longer than {MAX_CUSTOM_TEXT} characters")
         return value
 

@@ -229,6 +229,8 @@ class Substitution:
         """``value`` with its placeholders replaced; a whole-value list placeholder gives
         the list (spliced when it is an item of a list)."""
         if isinstance(value, str):
+            if "%" not in value:
+                return value
             whole = self._whole(value, attribute)
             if isinstance(whole, list):
                 return list(whole)
