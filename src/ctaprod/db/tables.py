@@ -267,8 +267,13 @@ catalog_files = Table(
     Column("owner_group", String(NAME), nullable=False),
     Column("status", String(16), nullable=False, server_default="AprioriGood"),
     Column("created", UTCDateTime, nullable=False),
+    # The job attempt that wrote the file (NULL: registered by a user or an agent): a later
+    # attempt of the same job may replace it (ADR 0004).
+    Column("job_id", BigId, nullable=True),
+    Column("attempt", Integer, nullable=True),
     UniqueConstraint("dir_id", "name"),
     Index(None, "guid"),
+    Index(None, "job_id"),
 )
 catalog_replicas = Table(
     "catalog_replicas",

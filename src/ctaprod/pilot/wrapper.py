@@ -35,6 +35,7 @@ from ctaprod.pilot.config import WrapperOptions, capture_log
 from ctaprod.pilot.data import (
     DataFailure,
     StorageElements,
+    TransferAbandoned,
     default_output_dir,
     download_inputs,
     handle_outputs,
@@ -131,6 +132,7 @@ class _Job:
         self.gone: str | None = None  # why the server took the job away during the payload
         self.argv: list[str] = []
         self.request: RequestSpec | None = None  # to finish the outputs (job Completed)
+        self.last_usage = Usage(0.0, 0.0, 0, 0)  # what keep-alive beats report
         self._storage: StorageElements | None = None
 
     def storage(self) -> StorageElements:
@@ -169,6 +171,7 @@ class _Job:
             logger.error("job %d: %s", self.id, failure)
             return self.finish(J.FAILED, failure, None)
         result = self.execute()
+        self.last_usage = result.usage
         if self.gone is not None:
             raise JobGone(f"job {self.id}: {self.gone}")
         status, minor = _verdict(result, self.stop_event is not None and self.stop_event.is_set())
@@ -256,11 +259,15 @@ class _Job:
     def keepalive(self) -> KeepAlive:
         """Heartbeats while sandboxes and data move (the watchdog sends them for the payload)."""
         return KeepAlive(
-            self.heartbeat, self.opts.heartbeat_interval or self.match.heartbeat_interval
+            self.heartbeat,
+            self.opts.heartbeat_interval or self.match.heartbeat_interval,
+            lambda: self.last_usage,
         )
 
     def heartbeat(self, usage: Usage) -> bool:
         """Send a heartbeat; True (kill the payload) on a Kill command or a lost job."""
+        if usage.wall_seconds or usage.cpu_seconds or usage.peak_rss_bytes:
+            self.last_usage = usage
         item = HeartbeatItem(
             job_id=self.id,
             cpu_seconds=usage.cpu_seconds,
@@ -285,7 +292,10 @@ class _Job:
         return False
 
     def output_data(self) -> tuple[JobStatus, str]:
-        """Store and register the OutputData: the job's status and minor status after it."""
+        """Store and register the OutputData: the job's status and minor status after it.
+
+        JobGone when the server takes the job away first (a keep-alive reply): the uploads
+        are then abandoned and removed, nothing is registered."""
         self.note("Uploading output data")
         try:
             result = handle_outputs(
@@ -297,7 +307,11 @@ class _Job:
                 default_output_dir(self.match.owner, self.id),
                 self.opts.site,
                 self.opts.retry,
+                attempt=self.match.attempt,
+                stop=lambda: self.gone is not None,
             )
+        except TransferAbandoned as exc:
+            raise JobGone(f"job {self.id}: {self.gone or exc}") from exc
         except DataFailure as exc:
             logger.error("job %d: %s", self.id, exc)
             return J.FAILED, str(exc)
