@@ -444,3 +444,34 @@ def test_choose_tolerates_a_queue_dropped_by_another_request(services: Any) -> N
     assert matcher.choose([1, 2], snap) == 2
     del snap.loads[2]
     assert matcher.choose([1, 2], snap) in (1, 2)
+
+
+def test_job_id_is_filled_in_by_the_one_core_rule(kit: Kit, alice: Identity) -> None:
+    [job_id] = kit.submit(
+        alice,
+        Environment={"OUT": "out_%j"},
+        ExecutionEnvironment=["RUN=run%j"],
+        OutputMetadata={"field_%j": "value_%j"},
+        RunLabel="label_%j",
+    )
+    m = kit.match(kit.pilot())
+    assert m.description.environment == {"OUT": f"out_{job_id}"}
+    assert m.description.execution_environment == {"RUN": f"run{job_id}"}
+    # Names are never rewritten, values are (the matcher once replaced %j in the raw JSON).
+    assert m.description.output_metadata == {"field_%j": f"value_{job_id}"}
+    assert m.description.custom_attributes == {"RunLabel": f"label_{job_id}"}
+    stored = Q.job_detail(kit.ctx, alice, job_id)
+    assert substitute_job_id(stored.description, job_id) == m.description
+    # The custom attribute is a job parameter, with the ID known at submission.
+    assert stored.parameters["RunLabel"] == f"label_{job_id}"
+
+
+def test_grid_ce_jobs_go_to_that_ce_only(kit: Kit, alice: Identity) -> None:
+    [job_id] = kit.submit(alice, GridCE="ce2.test.org", MinNumberOfProcessors=2)
+    pilot = kit.pilot()
+    # Same site, same snapshot: the CE alone decides (it is part of the resource's shape).
+    assert kit.match(pilot, ce="ce1.test.org", processors=4) is None
+    assert kit.match(pilot, ce="ce2.test.org", processors=1) is None
+    m = kit.match(pilot, ce="ce2.test.org", processors=4)
+    assert m is not None
+    assert m.job_id == job_id

@@ -148,6 +148,21 @@ def test_run_job_done(
     assert admin.job(match.job_id).application_status == "bye"
 
 
+def test_execution_environment_and_job_config_args(
+    live_server: Any, admin: Client, matched: Any, tmp_path: Path
+) -> None:
+    # DIRAC's forms: URL-quoted NAME=value entries, --cfg appended to the arguments.
+    match = matched(
+        Arguments="-c 'echo \"$CTA_STAGE|$CTA_LABEL|$CTA_JOB|$*\"' payload",
+        ExecutionEnvironment=["CTA_STAGE=sim", "CTA_LABEL=run%20one", "CTA_JOB=job_%j"],
+        JobConfigArgs="/Resources/Tuning=fast",
+    )
+    outcome = run_job(factory_for(live_server.url), match, tmp_path, OPTS)
+    assert outcome.status is J.DONE
+    out = members(admin, match.job_id, tmp_path)["std.out"].decode()
+    assert out == f"sim|run one|job_{match.job_id}|--cfg /Resources/Tuning=fast\n"
+
+
 def test_output_sandbox_links_and_globs(
     live_server: Any, admin: Client, matched: Any, tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 from ctaprod.core.errors import Forbidden, NotFound
 from ctaprod.core.identity import Identity
 from ctaprod.core.job_states import JobStatus
+from ctaprod.core.jobdesc import substitute_job_id
 from ctaprod.core.jobs import JobDescription
 from ctaprod.core.matching import Requirements, Resource, eligible
 from ctaprod.core.pilot_states import PilotStatus
@@ -65,6 +66,7 @@ class Snapshot:
         usable = self.segments[i - 1] if i else -1
         return (
             res.site,
+            res.ce,  # GridCE requirements
             res.platform,
             tuple(sorted(res.all_tags())),
             usable,
@@ -306,8 +308,9 @@ class Matcher:
         text = ctx.jobs.description(conn, job_id)
         if text is None:
             raise NotFound(f"no description for job {job_id}")
-        # %j is the job ID, known only now (JSON has no escape for these characters).
-        desc = JobDescription.model_validate_json(text.replace("%j", str(job_id)))
+        desc = JobDescription.model_validate_json(text)
+        if "%j" in text:  # the job ID, known only now (core's one rule for %j)
+            desc = substitute_job_id(desc, job_id)
         sbs = (
             [r["sha256"] for r in ctx.sandboxes.of_job(conn, job_id, "input")]
             if desc.sandbox_refs()

@@ -221,7 +221,8 @@ class _Job:
             except (ServerUnreachable, ApiError) as exc:
                 return f"Input data: storage element list unavailable ({exc})"
         try:
-            self.argv = build_argv(self.desc.executable, self.desc.arguments, self.dir)
+            # JobConfigArgs goes after the arguments as `--cfg ...`, as DIRAC's Job API puts it.
+            self.argv = build_argv(self.desc.executable, self.desc.command_arguments(), self.dir)
         except ValueError as exc:
             return f"Invalid Arguments: {exc}"
         return None
@@ -232,12 +233,12 @@ class _Job:
             for k, v in os.environ.items()  # no pilot or user credentials
             if not k.startswith(("CTAPROD_PILOT_", "CTAPROD_TOKEN"))
         }
-        env.update(self.desc.environment)
+        env.update(self.desc.payload_environment())  # Environment and ExecutionEnvironment
         env.update(CTAPROD_JOB_ID=str(self.id), CTAPROD_JOB_DIR=str(self.dir))
         desc = self.desc
         limits = Limits(
             wall_seconds=desc.cpu_time * self.opts.wall_factor + self.opts.wall_margin,
-            cpu_seconds=float(desc.cpu_time * desc.number_of_processors),
+            cpu_seconds=desc.cpu_limit_seconds(),
             memory_bytes=desc.max_ram_mb * 1024 * 1024 if desc.max_ram_mb else None,
         )
         for name in (desc.std_output, desc.std_error):
