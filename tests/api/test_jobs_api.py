@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,7 @@ def test_bulk_submission_stores_nothing_when_one_job_is_bad(rest: Api, alice: He
     good = {"Executable": "/bin/true"}
     rest.submit(alice, documents=[good] * 20 + [{"Executable": "x", "Priority": 99}], expect=400)
     rest.submit(
-        alice, yaml.safe_dump([good, good, {"Executable": "x", "Bogus": 1}]), "yaml", expect=400
+        alice, yaml.safe_dump([good, good, {"Executable": "x", "Prioirty": 1}]), "yaml", expect=400
     )
     rest.submit(
         alice, documents=[good, {"Executable": "x", "InputSandbox": ["SB:" + "0" * 64]}], expect=404
@@ -464,6 +465,121 @@ def test_times_without_a_zone_are_utc(rest: Api, alice: Headers) -> None:
         r = rest.client.post("/api/jobs/search", headers=alice, json=flt)
         assert r.status_code == 200, r.text
         assert _ids(r.json()) == expected, flt
+
+
+# -- DIRAC JDL as its Job API and its users write it -----------------------------------------
+
+
+def with_uploaded_script(text: str, sha: str) -> str:
+    """The fixture with its local testJob.sh sandbox entry replaced by the uploaded archive
+    (what the client does), in quoted and in bare (Job API) form."""
+    text = text.replace('InputSandbox = {"testJob.sh"}', f'InputSandbox = {{"SB:{sha}"}}')
+    return re.sub(r"(?m)^(\s*)testJob\.sh$", rf"\g<1>SB:{sha}", text)
+
+
+def test_job_api_parametric_fixture_end_to_end(rest: Api, alice: Headers, tmp_path: Path) -> None:
+    sha = upload_script(rest, alice, tmp_path)
+    register_lfns(rest, [f"/ctao/sim/{n}.dat" for n in ("a1", "a2", "b1", "c1", "c2")])
+    text = with_uploaded_script((dirac_fixtures() / "job_api_parametric.jdl").read_text(), sha)
+    ids = rest.submit(alice, text)
+    jobs = [rest.job(alice, j) for j in ids]
+    assert [j["job_name"] for j in jobs] == ["sim_0", "sim_1", "sim_2"]
+    assert [j["job_group"] for j in jobs] == ["prod_101", "prod_202", "prod_303"]
+    descs = [j["description"] for j in jobs]
+    assert [d["InputData"] for d in descs] == [
+        ["/ctao/sim/a1.dat", "/ctao/sim/a2.dat"],
+        ["/ctao/sim/b1.dat"],
+        ["/ctao/sim/c1.dat", "/ctao/sim/c2.dat"],
+    ]
+    assert [d["Arguments"] for d in descs] == [
+        f"--seed {s} --energy {e} --cfg /Resources/Tuning=fast"
+        for s, e in (("101", "0.5"), ("202", "1.50"), ("303", "1e3"))
+    ]
+    assert descs[0]["ExecutionEnvironment"] == {"CTA_STAGE": "simulation", "CTA_LABEL": "run one"}
+    assert (descs[0]["MinNumberOfProcessors"], descs[0]["MaxNumberOfProcessors"]) == (2, 4)
+    assert descs[0]["InputSandbox"] == [f"SB:{sha}"]
+    assert [j["parameters"] for j in jobs] == [{"ProductionStep": "simulation"}] * 3
+    # The JDL shown can be submitted again as it is.
+    [again] = rest.submit(alice, jobs[1]["jdl"], "jdl")
+    assert rest.job(alice, again)["description"] == descs[1]
+
+
+def test_named_sequences_fixture_end_to_end(rest: Api, alice: Headers, tmp_path: Path) -> None:
+    sha = upload_script(rest, alice, tmp_path)
+    text = with_uploaded_script((dirac_fixtures() / "named_sequences.jdl").read_text(), sha)
+    jobs = [rest.job(alice, j) for j in rest.submit(alice, text)]
+    assert [j["description"]["Arguments"] for j in jobs] == [
+        "--zenith 20 --azimuth 1 --offset 0.0",
+        "--zenith 30 --azimuth 2 --offset 0.1",
+        "--zenith 40 --azimuth 4 --offset 0.2",
+        "--zenith 50 --azimuth 8 --offset 0.30000000000000004",
+    ]
+    assert [j["job_name"] for j in jobs] == ["scan_0", "scan_1", "scan_2", "scan_3"]
+
+
+def test_nested_input_data_fixture_end_to_end(rest: Api, alice: Headers) -> None:
+    register_lfns(rest, ["/ctao/dl0/run1/a.dat", "/ctao/dl0/run1/b.dat", "/ctao/dl0/run2/a.dat"])
+    text = (dirac_fixtures() / "nested_input_data.jdl").read_text()
+    jobs = [rest.job(alice, j) for j in rest.submit(alice, text)]
+    assert [j["description"]["InputData"] for j in jobs] == [
+        ["/ctao/dl0/run1/a.dat", "/ctao/dl0/run1/b.dat"],
+        ["/ctao/dl0/run2/a.dat"],
+    ]
+    assert jobs[1]["description"]["Arguments"] == 'inputs: {"LFN:/ctao/dl0/run2/a.dat"}'
+
+
+def test_custom_attributes_fixture_end_to_end(rest: Api, alice: Headers) -> None:
+    [job_id] = rest.submit(alice, (dirac_fixtures() / "custom_attributes.jdl").read_text())
+    job = rest.job(alice, job_id)
+    assert job["parameters"] == {
+        "ProductionID": "00042",
+        "DataLevel": "DL1",
+        "CalibrationSteps": '{"pedestal", "flatfield"}',
+        "Telescope": "LST1",
+        "ZenithAngle": "20.5",
+    }
+    assert 'Telescope = "LST1";' in job["jdl"]
+    desc = job["description"]
+    assert (desc["MinRAM"], desc["MaxRAM"], desc["GridCE"]) == (
+        2048,
+        4096,
+        ["ce01.cta-observatory.org"],
+    )
+    # Only a pilot at that CE with 2 processors and 2 GB gets it.
+    pilot_id, pilot = rest.register()
+    assert (
+        rest.match(pilot_id, pilot, ce="ce02", processors=4, memory_mb=4096, tags=["GPU"]) is None
+    )
+    small = rest.match(
+        pilot_id, pilot, ce="ce01.cta-observatory.org", processors=1, memory_mb=4096, tags=["GPU"]
+    )
+    assert small is None
+    m = rest.match(
+        pilot_id, pilot, ce="ce01.cta-observatory.org", processors=2, memory_mb=2048, tags=["GPU"]
+    )
+    assert m is not None
+    assert m["job_id"] == job_id
+
+
+@pytest.mark.parametrize(
+    ("text", "status", "words"),
+    [
+        (
+            'Executable = "x"; Parameters = 5000; ParameterFactor = 10; Arguments = "%s";',
+            400,
+            "too large",
+        ),
+        ('Executable = "x"; Parameters.a = {1, 2}; Parameters.b = {1};', 400, "different lengths"),
+        ('Executable = "x"; Arguments = "%(nope)s"; Parameters.a = {1};', 400, "'nope'"),
+        ('Executable = "x"; Exectuable = "y";', 400, "did you mean 'Executable'"),
+    ],
+)
+def test_bad_parametric_descriptions_are_4xx(
+    rest: Api, alice: Headers, text: str, status: int, words: str
+) -> None:
+    body = rest.submit(alice, text, expect=status)
+    assert words in body["message"]
+    assert rest.count_jobs() == 0
 
 
 def register_lfns(rest: Api, lfns: list[str]) -> None:

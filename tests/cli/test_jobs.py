@@ -143,3 +143,57 @@ def test_wait_times_out_on_waiting_jobs(cli: Cli, tmp_path: Path) -> None:
     result = cli("job", "status", *map(str, ids), "--wait", "--timeout", "1", code=1)
     assert "timed out" in result.stderr
     assert "2 jobs: 2 Waiting" in result.stdout
+
+
+def _register(cli: Cli, tmp_path: Path, lfns: list[str]) -> None:
+    docs = [{"lfn": lfn, "size": 5, "checksum": "a1", "se": "LOCAL-DISK"} for lfn in lfns]
+    regs = _write(tmp_path, "regs.json", json.dumps(docs))
+    cli("dm", "register", "--no-verify", str(regs))
+
+
+def test_lfn_placeholders_in_input_sandbox(cli: Cli, tmp_path: Path) -> None:
+    lfns = ["/ctao/user/admin/in_a.txt", "/ctao/user/admin/in_b.txt"]
+    _register(cli, tmp_path, lfns)
+    # %s in an LFN, and DIRAC's Job API form: a named set appended as %(InputSandbox)s.
+    extra = (
+        "  Parameters = {a, b};\n"
+        '  Parameters.InputSandbox = {"LFN:/ctao/user/admin/in_b.txt",'
+        ' "LFN:/ctao/user/admin/in_a.txt"};\n'
+        '  Tail = "%(InputSandbox)s";\n'
+    )
+    jdl = _write(
+        tmp_path,
+        "lfn.jdl",
+        '[\n  Executable = "run.sh";\n  InputSandbox = {"run.sh", "LFN:/ctao/user/admin/in_%s.txt",'
+        ' "%(InputSandbox)s"};\n' + extra + "]\n",
+    )
+    _write(tmp_path, "run.sh", SCRIPT)
+    ids = _ids(cli("job", "submit", str(jdl)).stdout)
+    assert len(ids) == 2
+    shown = [cli("job", "show", str(i)).stdout for i in ids]
+    for text, (mine, other) in zip(shown, (("a", "b"), ("b", "a")), strict=True):
+        # Job n: its own %s LFN, then set InputSandbox's value n, then the uploaded run.sh.
+        assert re.search(
+            rf'InputSandbox = \{{"LFN:/ctao/user/admin/in_{mine}.txt", '
+            rf'"LFN:/ctao/user/admin/in_{other}.txt", "SB:[0-9a-f]{{64}}"\}};',
+            text,
+        ), text
+    # The custom attribute is a job parameter, shown by `job show`.
+    assert re.search(r"Tail\s*│ LFN:/ctao/user/admin/in_b.txt", shown[0])
+    assert re.search(r"Tail\s*│ LFN:/ctao/user/admin/in_a.txt", shown[1])
+
+
+def test_local_files_named_by_placeholders_are_uploaded(cli: Cli, tmp_path: Path) -> None:
+    _write(tmp_path, "run.sh", SCRIPT)
+    for n in range(3):
+        _write(tmp_path, f"cfg_{n}.txt", f"config {n}\n")
+    jdl = _jdl(tmp_path, '  Parameters = 3;\n  Tags = {"x"};\n').read_text()
+    jdl = jdl.replace('InputSandbox = {"run.sh"}', 'InputSandbox = {"run.sh", "cfg_%n.txt"}')
+    ids = _ids(cli("job", "submit", str(_write(tmp_path, "local.jdl", jdl))).stdout)
+    assert len(ids) == 3
+    for i in ids:
+        shown = cli("job", "show", str(i)).stdout
+        assert re.search(r'InputSandbox = \{"SB:[0-9a-f]{64}"\}', shown)
+        assert "cfg_" not in shown.split("InputSandbox")[1].split(";")[0]
+    missing = _write(tmp_path, "missing.jdl", jdl.replace("Parameters = 3", "Parameters = 4"))
+    assert "cfg_3.txt" in cli("job", "submit", str(missing), code=1).stderr

@@ -158,3 +158,49 @@ def test_job_types_and_groups_offered_by_the_resource() -> None:
 def test_requirements_survive_json() -> None:
     r = req(Site=["A"], Tags=["GPU"], NumberOfProcessors=2)
     assert Requirements.model_validate_json(r.model_dump_json()) == r
+
+
+# -- DIRAC's processor ranges, MinRAM and GridCE --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "tags"),
+    [
+        ({"NumberOfProcessors": 4}, {"4Processors", MULTI_PROCESSOR_TAG}),
+        ({"MinNumberOfProcessors": 2}, {"2Processors", MULTI_PROCESSOR_TAG}),
+        ({"MinNumberOfProcessors": 1, "MaxNumberOfProcessors": 8}, {MULTI_PROCESSOR_TAG}),
+        ({"MaxNumberOfProcessors": 1}, set()),
+        ({"MinRAM": 3000, "MaxRAM": 8000}, {"3GB"}),
+        ({"MaxRAM": 8000}, {"8GB"}),
+    ],
+)
+def test_processor_and_memory_tags_as_dirac_derives_them(
+    fields: dict[str, object], tags: set[str]
+) -> None:
+    assert set(req(**fields).tags) == tags
+
+
+def test_processor_range_matches_resources_with_enough_processors() -> None:
+    ranged = req(MinNumberOfProcessors=2, MaxNumberOfProcessors=8)
+    assert not fits(ranged, Resource(site="S", processors=1))
+    assert fits(ranged, Resource(site="S", processors=2))
+    at_least_4 = req(MinNumberOfProcessors=4)
+    assert not fits(at_least_4, Resource(site="S", processors=2))
+    assert fits(at_least_4, Resource(site="S", processors=16))
+
+
+def test_min_ram_is_what_a_resource_must_offer() -> None:
+    job = req(MinRAM=3000, MaxRAM=16000)
+    assert not fits(job, Resource(site="S", memory_mb=2048))
+    assert fits(job, Resource(site="S", memory_mb=4096))
+
+
+def test_grid_ce_restricts_the_computing_element() -> None:
+    job = req(GridCE=["ce1.org", "ce2.org"])
+    assert job.ces == ("ce1.org", "ce2.org")
+    assert fits(job, Resource(site="S", ce="ce2.org"))
+    assert not fits(job, Resource(site="S", ce="ce3.org"))
+    assert not fits(job, Resource(site="S"))
+    assert fits(req(), Resource(site="S", ce="ce3.org"))
+    # Queues of jobs without GridCE keep their key; a GridCE makes another queue.
+    assert req(GridCE="ce1.org").key() != req().key()

@@ -216,6 +216,12 @@ def _match_all(kit: Kit, n_threads: int, **resource: Any) -> dict[int, list[int]
     return got
 
 
+def _assert_counters_exact(kit: Kit) -> None:
+    """The task queue counters equal the queued jobs (none needed repair)."""
+    with kit.ctx.db.read() as conn:
+        assert kit.ctx.queues.check_counters(conn, repair=False) == []
+
+
 @pytest.mark.parametrize("n_threads", [4, 8])
 def test_threads_match_every_job_exactly_once(
     kit: Kit, alice: Identity, bob: Identity, n_threads: int
@@ -229,6 +235,8 @@ def test_threads_match_every_job_exactly_once(
     assert len(matched) == len(set(matched)) == 200
     assert sorted(matched) == sorted(ids)
     assert sum(1 for jobs in got.values() if jobs) >= 2  # the work was really shared
+    _assert_counters_exact(kit)
+    assert kit.matcher.snapshot().loads == {}
     for pilot_id, jobs in got.items():
         for job_id in jobs:
             row = kit.row(job_id)
@@ -261,6 +269,7 @@ def test_threads_with_separate_matchers(kit: Kit, alice: Identity) -> None:
     matched = [j for jobs in got for j in jobs]
     assert len(matched) == len(set(matched))
     assert sorted(matched) == ids
+    _assert_counters_exact(kit)
 
 
 WORKER = textwrap.dedent(
@@ -339,6 +348,9 @@ def test_two_processes_match_every_job_exactly_once(
     for r in results:
         for job_id in r["jobs"]:
             assert kit.row(job_id)["pilot_id"] == r["pilot_id"]
+    _assert_counters_exact(kit)
+    with kit.ctx.db.read() as conn:
+        assert kit.ctx.queues.loads(conn) == []
 
 
 def test_matching_races_with_kills_without_deadlocks(kit: Kit, alice: Identity) -> None:
@@ -403,6 +415,9 @@ def test_matching_races_with_kills_without_deadlocks(kit: Kit, alice: Identity) 
         queued = {r[0] for r in conn.execute(select(tq_jobs.c.job_id))}
     waiting = {j for j in ids if kit.row(j)["status"] == "Waiting"}
     assert queued == waiting
+    _assert_counters_exact(kit)
+    with kit.ctx.db.read() as conn:
+        assert sum(ld.waiting for ld in kit.ctx.queues.loads(conn)) == len(waiting)
 
 
 def test_choose_tolerates_a_queue_dropped_by_another_request(services: Any) -> None:
@@ -429,3 +444,34 @@ def test_choose_tolerates_a_queue_dropped_by_another_request(services: Any) -> N
     assert matcher.choose([1, 2], snap) == 2
     del snap.loads[2]
     assert matcher.choose([1, 2], snap) in (1, 2)
+
+
+def test_job_id_is_filled_in_by_the_one_core_rule(kit: Kit, alice: Identity) -> None:
+    [job_id] = kit.submit(
+        alice,
+        Environment={"OUT": "out_%j"},
+        ExecutionEnvironment=["RUN=run%j"],
+        OutputMetadata={"field_%j": "value_%j"},
+        RunLabel="label_%j",
+    )
+    m = kit.match(kit.pilot())
+    assert m.description.environment == {"OUT": f"out_{job_id}"}
+    assert m.description.execution_environment == {"RUN": f"run{job_id}"}
+    # Names are never rewritten, values are (the matcher once replaced %j in the raw JSON).
+    assert m.description.output_metadata == {"field_%j": f"value_{job_id}"}
+    assert m.description.custom_attributes == {"RunLabel": f"label_{job_id}"}
+    stored = Q.job_detail(kit.ctx, alice, job_id)
+    assert substitute_job_id(stored.description, job_id) == m.description
+    # The custom attribute is a job parameter, with the ID known at submission.
+    assert stored.parameters["RunLabel"] == f"label_{job_id}"
+
+
+def test_grid_ce_jobs_go_to_that_ce_only(kit: Kit, alice: Identity) -> None:
+    [job_id] = kit.submit(alice, GridCE="ce2.test.org", MinNumberOfProcessors=2)
+    pilot = kit.pilot()
+    # Same site, same snapshot: the CE alone decides (it is part of the resource's shape).
+    assert kit.match(pilot, ce="ce1.test.org", processors=4) is None
+    assert kit.match(pilot, ce="ce2.test.org", processors=1) is None
+    m = kit.match(pilot, ce="ce2.test.org", processors=4)
+    assert m is not None
+    assert m.job_id == job_id

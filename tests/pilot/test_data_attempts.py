@@ -128,10 +128,12 @@ def factory(url: str) -> Callable[[str], Client]:
 
 
 def job_doc(se: str = "SE-G", script: str = "") -> dict[str, object]:
-    # Every attempt writes other bytes: the content tells which attempt a file is from.
+    # Every attempt writes other bytes: the content tells which attempt a file is from. A
+    # copy goes next to the job directory, which the wrapper removes once the job is over.
     return {
         "Executable": "/bin/sh",
-        "Arguments": f"-c '{script}head -c 64 /dev/urandom | od -An -x > out.dat'",
+        "Arguments": f"-c '{script}head -c 64 /dev/urandom | od -An -x > out.dat; "
+        "cp out.dat ../out.dat'",
         "CPUTime": 600,
         "OutputData": ["out.dat"],
         "OutputSE": [se],
@@ -183,14 +185,14 @@ def test_rescheduled_during_upload_ends_done_with_its_output_once(
     assert outcomes[0].status is None  # it gave the job up
 
     lfn = f"/d/att/{job_id}/out.dat"
-    content = (tmp_path / "w2" / f"job_{job_id}" / "out.dat").read_bytes()
-    assert content != (tmp_path / "w1" / f"job_{job_id}" / "out.dat").read_bytes()
+    content = (tmp_path / "w2" / "out.dat").read_bytes()
+    assert content != (tmp_path / "w1" / "out.dat").read_bytes()
     se_root = tmp_path / "se" / "SE-G"
     assert files_under(se_root) == [lfn[1:]]  # no temporary upload left
     assert (se_root / lfn[1:]).read_bytes() == content
     info = catalog.get_files(ctx, [lfn])[lfn]
     assert (info.replicas, info.size) == (["SE-G"], len(content))
-    assert info.checksum == adler32_of(tmp_path / "w2" / f"job_{job_id}" / "out.dat")
+    assert info.checksum == adler32_of(tmp_path / "w2" / "out.dat")
     assert (info.job_id, info.attempt) == (job_id, 1)
     assert [e.name for e in catalog.listdir(ctx, ADMIN, f"/d/att/{job_id}")] == ["out.dat"]
     assert admin.job(job_id).status is J.DONE
@@ -267,7 +269,7 @@ def test_rerun_after_registered_outputs_ends_done(
     assert second.attempt == 1
     done = run_job(factory(live_server.url), second, tmp_path / "w2", OPTS)
     assert (done.status, done.minor_status) == (J.DONE, "Execution Complete")
-    local = tmp_path / "w2" / f"job_{job_id}" / "out.dat"
+    local = tmp_path / "w2" / "out.dat"
     info = catalog.get_files(ctx, [lfn])[lfn]
     assert (info.replicas, info.checksum) == (["SE-A"], adler32_of(local))
     assert (info.job_id, info.attempt) == (job_id, 1)

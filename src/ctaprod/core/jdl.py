@@ -13,8 +13,10 @@ The enclosing brackets and the final ``;`` are optional. Values are strings (dou
 single quoted, with ``\\" \\' \\\\ \\n \\t \\r`` escapes), integers, floats, booleans,
 ``{...}`` lists (nested, trailing comma allowed) and bare words. A bare word runs until
 ``;``, ``,``, ``}``, ``]``, a newline or a comment that follows a space; a bare word that
-reads as a number or as true/false becomes one. Attribute names keep their spelling but a
-name repeated in any letter case is an error.
+reads as a number or as true/false becomes one, except inside the lists of a parameter set
+(``Parameters``, ``Parameters.X``): DIRAC substitutes those values as the text written, so
+``{1.50, 1e3}`` stays ``["1.50", "1e3"]``. Attribute names keep their spelling but a name
+repeated in any letter case is an error.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import re
 from collections.abc import Mapping
 from typing import TypeAlias
 
-__all__ = ["JDLSyntaxError", "JDLValue", "format_jdl", "parse_jdl"]
+__all__ = ["JDLSyntaxError", "JDLValue", "format_jdl", "format_value", "parse_jdl"]
 
 JDLValue: TypeAlias = "str | int | float | bool | list[JDLValue]"
 
@@ -159,18 +161,19 @@ class _Parser:
         self.result[key] = self._value(key)
         return key
 
-    def _value(self, key: str | None) -> JDLValue:
-        """Parse one value; ``key`` is None inside a list."""
+    def _value(self, key: str | None, as_text: bool = False) -> JDLValue:
+        """Parse one value; ``key`` is None inside a list; ``as_text`` keeps bare words as
+        written (list items of a parameter set)."""
         char = self._peek()
         if char in ('"', "'"):
             return self._string()
         if char == "{":
-            return self._list()
+            return self._list(as_text or (key is not None and _is_parameter_set(key)))
         if key is not None and char in ("", ";", "]"):
             raise self._error(f"missing value after '{key} ='")
         if char in ("=", "[", "}", ","):
             raise self._error(f"unexpected character '{char}' where a value was expected")
-        return self._bare_word()
+        return self._bare_word(as_text)
 
     def _string(self) -> str:
         text, quote, start = self.text, self.text[self.pos], self.pos
@@ -195,7 +198,7 @@ class _Parser:
                 parts.append(char)
                 i += 1
 
-    def _list(self) -> list[JDLValue]:
+    def _list(self, as_text: bool) -> list[JDLValue]:
         start = self.pos
         self.pos += 1
         items: list[JDLValue] = []
@@ -209,7 +212,7 @@ class _Parser:
                 raise self._error("unterminated list: the '{' here is never closed by '}'", start)
             if char == ",":
                 raise self._error("missing list element before ','")
-            items.append(self._value(None))
+            items.append(self._value(None, as_text))
             self._skip()
             char = self._peek()
             if char == ",":
@@ -219,7 +222,7 @@ class _Parser:
             elif char != "}":
                 raise self._error(f"expected ',' or '}}' in the list, found {self._found()}")
 
-    def _bare_word(self) -> JDLValue:
+    def _bare_word(self, as_text: bool = False) -> JDLValue:
         text, start = self.text, self.pos
         i = start
         while i < len(text) and text[i] not in _BARE_STOPS:
@@ -231,7 +234,13 @@ class _Parser:
                 break  # a comment after the word
             i += 1
         self.pos = i
-        return _bare_value(text[start:i].strip())
+        word = text[start:i].strip()
+        return word if as_text else _bare_value(word)
+
+
+def _is_parameter_set(key: str) -> bool:
+    """``Parameters`` or ``Parameters.<name>``, in any letter case."""
+    return key.lower() == "parameters" or key.lower().startswith("parameters.")
 
 
 def _bare_value(word: str) -> JDLValue:
@@ -257,12 +266,13 @@ def format_jdl(attrs: Mapping[str, JDLValue]) -> str:
         if key.lower() in seen:
             raise ValueError(f"attribute {key!r} clashes with {seen[key.lower()]!r}")
         seen[key.lower()] = key
-        lines.append(f"    {key} = {_format_value(value)};")
+        lines.append(f"    {key} = {format_value(value)};")
     lines.append("]")
     return "\n".join(lines) + "\n"
 
 
-def _format_value(value: object) -> str:
+def format_value(value: object) -> str:
+    """One value as JDL text: a quoted string, a number, true/false or a ``{...}`` list."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -276,5 +286,5 @@ def _format_value(value: object) -> str:
         escaped = escaped.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
         return f'"{escaped}"'
     if isinstance(value, list):
-        return "{" + ", ".join(_format_value(item) for item in value) + "}"
+        return "{" + ", ".join(format_value(item) for item in value) + "}"
     raise TypeError(f"JDL cannot represent a value of type {type(value).__name__}")

@@ -1,15 +1,17 @@
 """Turn a submitted description (DIRAC JDL, YAML or JSON) into validated job descriptions.
 
-Parametric jobs (``Parameters``, ``ParameterStart``, ``ParameterStep``, ``ParameterFactor``)
-expand into one description per parameter value; in string attributes ``%s`` becomes the
-parameter value and ``%n`` its index (zero-padded to the width of the last index, as
-DIRAC does). ``%j`` (the job ID) is kept until the job is matched,
-when the ID is known (see :func:`substitute_job_id`).
+Parametric jobs (``Parameters[.X]``, ``ParameterStart[.X]``, ``ParameterStep[.X]``,
+``ParameterFactor[.X]``) expand into one description per job with DIRAC's placeholders
+``%s``, ``%(X)s`` and ``%n`` (see :mod:`ctaprod.core.parametric`). ``%j`` (the job ID) is
+kept until the job ID is known (see :func:`substitute_job_id`).
+
+Attributes ctaprod does not know are kept, as DIRAC keeps them, as the job's custom
+attributes (shown as job parameters); a name one or two edits away from a known attribute
+(``Exectuable``) is refused as a likely typo, with the suggestion.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -22,13 +24,19 @@ from pydantic import ValidationError
 from ctaprod.core.errors import InvalidInput, TooLarge
 from ctaprod.core.jdl import JDLSyntaxError, parse_jdl
 from ctaprod.core.jobs import JobDescription
+from ctaprod.core.parametric import (
+    PARAMETRIC_KEYS,
+    Substitution,
+    parameter_sets,
+    parametric_key,
+    set_label,
+)
 
 # Blank space and JDL comments (#, //, /* */) before the first statement; a YAML document
 # starting with a '#' comment is YAML either way, so treating it as a comment is harmless.
 _LEADING_COMMENTS = re.compile(r"(?:\s+|#[^\n]*|//[^\n]*|/\*.*?\*/)*", re.DOTALL)
 _JSON_START = re.compile(r"\{|\[\s*[{\]]")
 _JDL_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*[ \t]*=")
-PARAMETRIC_KEYS = ("Parameters", "ParameterStart", "ParameterStep", "ParameterFactor")
 # DIRAC keys that a JDL may carry but that the server sets itself or that have no effect here.
 IGNORED_KEYS = frozenset(
     {
@@ -45,11 +53,15 @@ IGNORED_KEYS = frozenset(
         "JobID",
         "Status",
         "MinorStatus",
-        "ExecutionEnvironment",
         "Type",
         "SystemConfig",
     }
 )
+# Names DIRAC writes that look like typos of ours but are not: the values a parametric job
+# expanded by DIRAC carries (``Parameter``, ``Parameter.X``, ``ParameterNumber``).
+DIRAC_KEPT = ("Parameter", "ParameterNumber")
+# DIRAC reads "Tag" as well as "Tags".
+_SYNONYMS = {"tag": "Tags"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,7 @@ def _alias_map() -> dict[str, str]:
 
 
 ALIASES = _alias_map()
+_FIELD_KEYS = frozenset(ALIASES.values())
 KNOWN = sorted({f.alias or n for n, f in JobDescription.model_fields.items()})
 
 
@@ -103,86 +116,95 @@ def load_document(text: str, fmt: str = "auto") -> dict[str, Any] | list[dict[st
     raise InvalidInput(f"a job description in {fmt} must be a mapping or a list of mappings")
 
 
-def normalize_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Map keys to their canonical DIRAC spelling; reject unknown keys with a suggestion."""
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in PARAMETRIC_KEYS or key in IGNORED_KEYS:
-            out[key] = value
+def _distance(a: str, b: str) -> int:
+    """Edit distance with adjacent transpositions (``Exectuable`` is one from
+    ``Executable``)."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[len(b)]
+
+
+_TYPO_TARGETS = sorted({*KNOWN, *PARAMETRIC_KEYS} - {"custom_attributes"})
+
+
+def likely_typo(key: str) -> str | None:
+    """The known attribute ``key`` is probably a misspelling of: one edit away from a name
+    of up to 6 letters, two from a longer one (letter case aside); else None."""
+    lowered = key.lower()
+    if lowered in (k.lower() for k in DIRAC_KEPT) or lowered.startswith("parameter."):
+        return None
+    best: tuple[int, str] | None = None
+    for known in _TYPO_TARGETS:
+        limit = 1 if len(known) <= 6 else 2
+        if abs(len(known) - len(key)) > limit:
             continue
-        canonical = ALIASES.get(str(key).lower())
+        dist = _distance(lowered, known.lower())
+        if dist <= limit and (best is None or dist < best[0]):
+            best = (dist, known)
+    return best[1] if best else None
+
+
+def _canonical(key: str) -> str | None:
+    """The canonical spelling of a known, parametric or ignored key; None for others."""
+    lowered = key.lower()
+    if lowered in ALIASES:
+        return ALIASES[lowered]
+    if lowered in _SYNONYMS:
+        return _SYNONYMS[lowered]
+    parsed = parametric_key(key)
+    if parsed is not None:
+        return set_label(*parsed)
+    return next((k for k in IGNORED_KEYS if k.lower() == lowered), None)
+
+
+def normalize_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Map keys to their canonical DIRAC spelling; keep unknown keys (custom attributes)
+    as written but refuse likely typos of known keys with a suggestion."""
+    out: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+    for key, value in raw.items():
+        key = str(key)
+        canonical = _canonical(key)
         if canonical is None:
-            lowered = [k.lower() for k in PARAMETRIC_KEYS] + [k.lower() for k in IGNORED_KEYS]
-            if str(key).lower() in lowered:
-                canonical = next(
-                    k for k in (*PARAMETRIC_KEYS, *IGNORED_KEYS) if k.lower() == str(key).lower()
+            typo = likely_typo(key)
+            if typo is not None:
+                raise InvalidInput(
+                    f"unknown job attribute '{key}' (did you mean '{typo}'?); a custom "
+                    "attribute must not be this close to a known attribute name",
+                    attribute=key,
                 )
-            else:
-                close = difflib.get_close_matches(str(key), KNOWN, n=1, cutoff=0.6)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise InvalidInput(f"unknown job attribute '{key}'{hint}", attribute=key)
-        if canonical in out:
-            raise InvalidInput(f"job attribute '{canonical}' given twice", attribute=canonical)
+            canonical = key
+        if canonical.lower() in seen:
+            first = seen[canonical.lower()]
+            also = "" if first == key else f" (as '{first}' and '{key}')"
+            raise InvalidInput(
+                f"job attribute '{canonical}' given twice{also}", attribute=canonical
+            )
+        seen[canonical.lower()] = key
         out[canonical] = value
     return out
 
 
-def _parameter_values(attrs: Mapping[str, Any], limits: SubmissionLimits) -> list[Any] | None:
-    params = attrs.get("Parameters")
-    if params is None:
-        for key in PARAMETRIC_KEYS[1:]:
-            if key in attrs:
-                raise InvalidInput(f"'{key}' needs 'Parameters'", attribute=key)
-        return None
-    if isinstance(params, list):
-        values = list(params)
-    elif isinstance(params, int) and not isinstance(params, bool):
-        if params < 1:
-            raise InvalidInput("'Parameters' must be at least 1", attribute="Parameters")
-        if params > limits.max_parametric_jobs:
-            raise TooLarge(
-                f"{params} parametric jobs requested, the limit is {limits.max_parametric_jobs}",
-                attribute="Parameters",
-            )
-        # DIRAC's defaults: start 1, step 0, factor 1.
-        start = attrs.get("ParameterStart", 1)
-        step = attrs.get("ParameterStep", 0)
-        factor = attrs.get("ParameterFactor", 1)
-        for key, val in zip(PARAMETRIC_KEYS[1:], (start, step, factor), strict=True):
-            if isinstance(val, bool) or not isinstance(val, (int, float)):
-                raise InvalidInput(f"'{key}' must be a number, not {val!r}", attribute=key)
-        values, value = [], start
-        for _ in range(params):
-            values.append(value)
-            value = value * factor + step
-    else:
-        raise InvalidInput("'Parameters' must be a number or a list", attribute="Parameters")
-    if not values:
-        raise InvalidInput("'Parameters' is an empty list", attribute="Parameters")
-    if len(values) > limits.max_parametric_jobs:
-        raise TooLarge(
-            f"{len(values)} parametric jobs requested, the limit is {limits.max_parametric_jobs}",
-            attribute="Parameters",
-        )
-    return values
-
-
-def _fmt_param(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _substitute(value: Any, param: str, index: str) -> Any:
-    if isinstance(value, str):
-        return value.replace("%s", param).replace("%n", index)
-    if isinstance(value, list):
-        return [_substitute(v, param, index) for v in value]
-    return value
-
-
 def _validate(attrs: Mapping[str, Any], limits: SubmissionLimits, where: str) -> JobDescription:
-    body = {k: v for k, v in attrs.items() if k not in IGNORED_KEYS and k not in PARAMETRIC_KEYS}
+    body: dict[str, Any] = {}
+    custom = dict(attrs.get("custom_attributes") or {})
+    for key, value in attrs.items():
+        if key in IGNORED_KEYS or key == "custom_attributes":
+            continue
+        if key in _FIELD_KEYS:
+            body[key] = value
+        else:
+            custom[key] = value
+    if custom:
+        body["custom_attributes"] = custom
     try:
         desc = JobDescription.model_validate(body)
     except ValidationError as exc:
@@ -206,17 +228,22 @@ def _validate(attrs: Mapping[str, Any], limits: SubmissionLimits, where: str) ->
 
 
 def expand(raw: Mapping[str, Any], limits: SubmissionLimits) -> list[JobDescription]:
-    """Validate one description; a parametric one gives one JobDescription per value."""
+    """Validate one description; a parametric one gives one JobDescription per job.
+
+    Unlike DIRAC, the jobs do not get ``Parameter[.X]``/``ParameterNumber`` attributes: as
+    job parameters they would double the rows written by a large parametric submission,
+    and the values are in the expanded attributes already."""
     attrs = normalize_keys(raw)
-    values = _parameter_values(attrs, limits)
-    if values is None:
-        return [_validate(attrs, limits, "")]
+    sets = parameter_sets(attrs, limits.max_parametric_jobs)
+    body = {k: v for k, v in attrs.items() if parametric_key(k) is None}
+    if sets is None:
+        plain = Substitution(None, 0)  # refuses %(X)s: there is no set X
+        return [_validate({k: plain.apply(v, k) for k, v in body.items()}, limits, "")]
     out = []
-    width = len(str(len(values) - 1))  # DIRAC zero-pads %n to the width of the last index
-    for index, value in enumerate(values):
-        param = _fmt_param(value)
-        sub = {k: _substitute(v, param, str(index).zfill(width)) for k, v in attrs.items()}
-        out.append(_validate(sub, limits, f"parametric job {index}: "))
+    for index in range(sets.count):
+        sub = Substitution(sets, index)
+        job = {k: sub.apply(v, k) for k, v in body.items()}
+        out.append(_validate(job, limits, f"parametric job {index}: "))
     return out
 
 
@@ -234,12 +261,24 @@ def parse_submission(text: str, fmt: str, limits: SubmissionLimits) -> list[JobD
     return jobs
 
 
+def fill_job_id(text: str, job_id: int | str) -> str:
+    """The rule for ``%j`` in one text: every occurrence becomes the job ID."""
+    return text.replace("%j", str(job_id))
+
+
+def _replace_job_id(value: Any, job_id: str) -> Any:
+    if isinstance(value, str):
+        return fill_job_id(value, job_id)
+    if isinstance(value, list):
+        return [_replace_job_id(v, job_id) for v in value]
+    if isinstance(value, dict):
+        return {k: _replace_job_id(v, job_id) for k, v in value.items()}
+    return value
+
+
 def substitute_job_id(desc: JobDescription, job_id: int) -> JobDescription:
-    """Replace the ``%j`` placeholder by the job ID (done when the job is handed to a pilot)."""
-    data = desc.model_dump()
-    for key, value in data.items():
-        if isinstance(value, str):
-            data[key] = value.replace("%j", str(job_id))
-        elif isinstance(value, list):
-            data[key] = [v.replace("%j", str(job_id)) if isinstance(v, str) else v for v in value]
+    """The description with ``%j`` replaced by the job ID in every string value, at any
+    depth (lists, Environment, OutputMetadata and custom attribute values; never in names).
+    The one rule for ``%j``: the matcher and the submission's job parameters use it."""
+    data = _replace_job_id(desc.model_dump(), str(job_id))
     return JobDescription.model_validate(data)

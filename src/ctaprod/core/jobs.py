@@ -6,13 +6,19 @@ import json
 import re
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote, unquote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ctaprod.core.jdl import format_value
 from ctaprod.core.job_states import JobStatus
 
 SANDBOX_REF = re.compile(r"^SB:[0-9a-f]{64}$")
 LFN_PREFIX = "LFN:"
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+CUSTOM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+MAX_CUSTOM_ATTRIBUTES = 100
+MAX_CUSTOM_TEXT = 65536
 
 
 def check_relative_name(name: str, what: str) -> str:
@@ -41,6 +47,28 @@ def _as_list(value: Any) -> Any:
 
 
 StrList = Annotated[list[str], Field(default_factory=list)]
+
+
+def custom_text(value: Any) -> str:
+    """A custom attribute's value as shown in the job parameters (lists as JDL lists)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return format_value(value)
+
+
+def _check_custom_value(name: str, value: Any) -> None:
+    if isinstance(value, list):
+        for item in value:
+            _check_custom_value(name, item)
+    elif value is None or not isinstance(value, (str, int, float, bool)):
+        raise ValueError(
+            f"attribute {name!r}: a value is a string, number, boolean or list, not "
+            f"{type(value).__name__}"
+        )
 
 
 class JobDescription(BaseModel):
@@ -73,6 +101,20 @@ class JobDescription(BaseModel):
     std_output: str = Field("std.out", alias="StdOutput", max_length=255)
     std_error: str = Field("std.err", alias="StdError", max_length=255)
     environment: dict[str, str] = Field(default_factory=dict, alias="Environment")
+    # DIRAC's: a range of processors (NumberOfProcessors > 1 is an exact number), the RAM a
+    # job needs to be matched (MinRAM; MaxRAM is its limit), the CEs it may run on, variables
+    # for the payload (NAME=value, value URL-quoted as DIRAC's Job API writes it) and the
+    # configuration arguments DIRAC's Job API passes as `--cfg`.
+    min_number_of_processors: int | None = Field(None, alias="MinNumberOfProcessors", ge=1, le=1024)
+    max_number_of_processors: int | None = Field(None, alias="MaxNumberOfProcessors", ge=1, le=1024)
+    min_ram_mb: int = Field(0, alias="MinRAM", ge=0, le=4 * 1024 * 1024)
+    grid_ce: StrList = Field(alias="GridCE")
+    execution_environment: dict[str, str] = Field(
+        default_factory=dict, alias="ExecutionEnvironment"
+    )
+    job_config_args: str = Field("", alias="JobConfigArgs", max_length=65536)
+    # Attributes ctaprod does not interpret (DIRAC keeps them); shown as job parameters.
+    custom_attributes: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator(
         "sites",
@@ -83,6 +125,7 @@ class JobDescription(BaseModel):
         "input_data",
         "output_data",
         "output_se",
+        "grid_ce",
         mode="before",
     )
     @classmethod
@@ -110,6 +153,41 @@ class JobDescription(BaseModel):
                     raise ValueError(f"Environment entry {item!r} is not NAME=value")
                 env[key] = val
             return env
+        return value
+
+    @field_validator("execution_environment", mode="before")
+    @classmethod
+    def _execution_environment(cls, value: Any) -> Any:
+        # DIRAC: {"A=1", "B=x%20y"} or "A=1;B=2", values URL-quoted; a mapping (YAML, JSON,
+        # the stored description) is taken as it is.
+        if isinstance(value, str):
+            value = [v for v in value.split(";") if v.strip()]
+        if isinstance(value, list):
+            env = {}
+            for item in value:
+                key, sep, val = str(item).strip().partition("=")
+                if not sep:
+                    raise ValueError(f"ExecutionEnvironment entry {item!r} is not NAME=value")
+                env[key] = unquote(val)
+            value = env
+        if isinstance(value, dict):
+            for key in value:
+                if not ENV_NAME.fullmatch(str(key)):
+                    raise ValueError(f"ExecutionEnvironment: {key!r} is not a variable name")
+            return {str(k): v if isinstance(v, str) else str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("custom_attributes", mode="after")
+    @classmethod
+    def _custom(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > MAX_CUSTOM_ATTRIBUTES:
+            raise ValueError(f"more than {MAX_CUSTOM_ATTRIBUTES} custom attributes")
+        for name, item in value.items():
+            if not CUSTOM_NAME.fullmatch(name) or len(name) > 128:
+                raise ValueError(f"{name!r} is not a valid attribute name")
+            _check_custom_value(name, item)
+            if isinstance(item, (str, list)) and len(custom_text(item)) > MAX_CUSTOM_TEXT:
+                raise ValueError(f"attribute {name!r}: longer than {MAX_CUSTOM_TEXT} characters")
         return value
 
     @field_validator("output_metadata", mode="before")
@@ -170,14 +248,80 @@ class JobDescription(BaseModel):
             self.platform = ""
         return self
 
+    @model_validator(mode="after")
+    def _consistent(self) -> JobDescription:
+        low, high = self.min_number_of_processors, self.max_number_of_processors
+        exact = self.number_of_processors
+        if exact > 1 and ((low or exact) > exact or (high or exact) < exact):
+            raise ValueError(
+                f"NumberOfProcessors {exact} is outside MinNumberOfProcessors/"
+                f"MaxNumberOfProcessors ({low or 1}-{high or 'any'})"
+            )
+        if low and high and high < low:
+            raise ValueError(
+                f"MaxNumberOfProcessors {high} is less than MinNumberOfProcessors {low}"
+            )
+        if self.min_ram_mb and self.max_ram_mb and self.min_ram_mb > self.max_ram_mb:
+            raise ValueError(
+                f"MinRAM {self.min_ram_mb} MB is more than MaxRAM {self.max_ram_mb} MB"
+            )
+        for name, value in self.execution_environment.items():
+            if self.environment.get(name, value) != value:
+                raise ValueError(
+                    f"variable {name!r} differs in Environment and ExecutionEnvironment"
+                )
+        return self
+
+    def processor_range(self) -> tuple[int, int | None]:
+        """(fewest, most) processors the job can use; most None: as many as it gets.
+        NumberOfProcessors > 1 is exact (DIRAC's Job API also writes it as the maximum)."""
+        if self.number_of_processors > 1:
+            return self.number_of_processors, self.number_of_processors
+        if self.min_number_of_processors is None and self.max_number_of_processors is None:
+            return 1, 1
+        return self.min_number_of_processors or 1, self.max_number_of_processors
+
+    def cpu_limit_seconds(self) -> float | None:
+        """CPU seconds the payload may use: CPUTime per processor it may use (no limit when
+        it may use any number)."""
+        most = self.processor_range()[1]
+        return None if most is None else float(self.cpu_time * most)
+
+    def memory_requirement_mb(self) -> int:
+        """The memory a resource must offer: MinRAM, else MaxRAM (as DIRAC's pool CE)."""
+        return self.min_ram_mb or self.max_ram_mb
+
+    def payload_environment(self) -> dict[str, str]:
+        """The variables set for the payload: Environment and ExecutionEnvironment."""
+        return {**self.environment, **self.execution_environment}
+
+    def command_arguments(self) -> str:
+        """Arguments, with ``--cfg JobConfigArgs`` appended as DIRAC's Job API does (not
+        twice when the JDL, written by that API, already has it)."""
+        if not self.job_config_args:
+            return self.arguments
+        cfg = f"--cfg {self.job_config_args}"
+        if cfg in self.arguments:
+            return self.arguments
+        return f"{self.arguments} {cfg}" if self.arguments else cfg
+
+    def custom_parameters(self) -> dict[str, str]:
+        """The custom attributes as job parameters (name -> text)."""
+        return {k: custom_text(v) for k, v in self.custom_attributes.items()}
+
     def sandbox_refs(self) -> list[str]:
         """The sha256 of every uploaded sandbox archive named in InputSandbox."""
         return [s[3:] for s in self.input_sandbox if SANDBOX_REF.match(s)]
 
     def to_jdl_dict(self) -> dict[str, Any]:
         data = self.model_dump(by_alias=True, exclude_defaults=True)
+        data.update(data.pop("custom_attributes", {}))
         if "Environment" in data:  # JDL writes it as a list of NAME=value strings
             data["Environment"] = [f"{k}={v}" for k, v in data["Environment"].items()]
+        if "ExecutionEnvironment" in data:  # DIRAC's form: values URL-quoted
+            data["ExecutionEnvironment"] = [
+                f"{k}={quote(v)}" for k, v in data["ExecutionEnvironment"].items()
+            ]
         if "OutputMetadata" in data:  # JDL has no mappings: a JSON string
             data["OutputMetadata"] = json.dumps(data["OutputMetadata"], sort_keys=True)
         return data

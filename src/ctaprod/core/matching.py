@@ -51,6 +51,8 @@ class Requirements(BaseModel):
     # Sites holding replicas of the input data (policy 'prefer'): pilots there take these
     # queues first; others still may.
     data_sites: tuple[str, ...] = ()
+    # The computing elements the jobs may run on (the JDL's GridCE; empty: any).
+    ces: tuple[str, ...] = ()
 
     @classmethod
     def of_job(
@@ -65,11 +67,16 @@ class Requirements(BaseModel):
         """The requirements of a job; ``sites`` replaces the job's Site list (input-data
         policy 'require'), ``data_sites`` are the preferred sites (policy 'prefer')."""
         tags = set(desc.tags)
-        if desc.number_of_processors > 1:
-            tags.add(processor_tag(desc.number_of_processors))
+        # DIRAC's tags: at least N processors is "NProcessors" + MultiProcessor; a job that
+        # may use more than one (or any number) needs a MultiProcessor resource.
+        fewest, most = desc.processor_range()
+        if fewest > 1:
+            tags.add(processor_tag(fewest))
             tags.add(MULTI_PROCESSOR_TAG)
-        if desc.max_ram_mb:
-            tags.add(memory_tag(desc.max_ram_mb))
+        if most is None or most > 1:
+            tags.add(MULTI_PROCESSOR_TAG)
+        if desc.memory_requirement_mb():
+            tags.add(memory_tag(desc.memory_requirement_mb()))
         return cls(
             owner=owner,
             owner_group=owner_group,
@@ -80,6 +87,7 @@ class Requirements(BaseModel):
             banned_sites=tuple(sorted(set(desc.banned_sites) - set(desc.sites))),
             tags=tuple(sorted(tags)),
             data_sites=tuple(sorted(set(data_sites))),
+            ces=tuple(sorted(set(desc.grid_ce))),
         )
 
     def key(self) -> str:
@@ -87,6 +95,8 @@ class Requirements(BaseModel):
         data = self.model_dump()
         if not self.data_sites:  # keys of queues without input data stay as they were
             del data["data_sites"]
+        if not self.ces:  # nor those of jobs without GridCE
+            del data["ces"]
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:40]
 
@@ -126,6 +136,8 @@ def eligible(
     if req.sites and res.site not in req.sites:
         return False
     if res.site in req.banned_sites:
+        return False
+    if req.ces and res.ce not in req.ces:
         return False
     if req.cpu_segment > res.cpu_time_left:
         return False

@@ -18,7 +18,7 @@ from ctaprod.core.errors import (
 from ctaprod.core.identity import Identity
 from ctaprod.core.jdl import format_jdl
 from ctaprod.core.job_states import ACTIVE_STATES, KILLABLE, RESCHEDULABLE, JobStatus
-from ctaprod.core.jobdesc import expand, parse_submission
+from ctaprod.core.jobdesc import expand, fill_job_id, parse_submission
 from ctaprod.core.jobs import LFN_PREFIX, SANDBOX_REF, JobDescription
 from ctaprod.core.matching import Requirements
 from ctaprod.core.properties import Property, TokenKind
@@ -100,6 +100,16 @@ def submit_jobs(ctx: Context, ident: Identity, descs: Sequence[JobDescription]) 
             )
             texts.append(d.model_dump_json(by_alias=True))
         ids = ctx.jobs.insert_jobs(conn, rows, texts)
+        # Custom attributes (kept as DIRAC keeps them) are shown as job parameters; %j in
+        # them is known now.
+        ctx.jobs.set_many_parameters(
+            conn,
+            {
+                i: {k: fill_job_id(v, i) for k, v in d.custom_parameters().items()}
+                for i, d in zip(ids, descs, strict=True)
+                if d.custom_attributes
+            },
+        )
         ctx.jobs.add_history(
             conn,
             (

@@ -31,6 +31,8 @@ from ctaprod.core.job_states import JobStatus
 from ctaprod.core.jobs import LFN_PREFIX
 from ctaprod.core.requests import RequestSpec
 from ctaprod.core.schemas import HeartbeatItem, MatchResponse, StatusReport
+from ctaprod.pilot.capped_output import printable_status
+from ctaprod.pilot.cleanup import JOB_DIR_PREFIX, clean_job_dir
 from ctaprod.pilot.config import WrapperOptions, capture_log
 from ctaprod.pilot.data import (
     DataFailure,
@@ -219,7 +221,8 @@ class _Job:
             except (ServerUnreachable, ApiError) as exc:
                 return f"Input data: storage element list unavailable ({exc})"
         try:
-            self.argv = build_argv(self.desc.executable, self.desc.arguments, self.dir)
+            # JobConfigArgs goes after the arguments as `--cfg ...`, as DIRAC's Job API puts it.
+            self.argv = build_argv(self.desc.executable, self.desc.command_arguments(), self.dir)
         except ValueError as exc:
             return f"Invalid Arguments: {exc}"
         return None
@@ -230,12 +233,12 @@ class _Job:
             for k, v in os.environ.items()  # no pilot or user credentials
             if not k.startswith(("CTAPROD_PILOT_", "CTAPROD_TOKEN"))
         }
-        env.update(self.desc.environment)
+        env.update(self.desc.payload_environment())  # Environment and ExecutionEnvironment
         env.update(CTAPROD_JOB_ID=str(self.id), CTAPROD_JOB_DIR=str(self.dir))
         desc = self.desc
         limits = Limits(
             wall_seconds=desc.cpu_time * self.opts.wall_factor + self.opts.wall_margin,
-            cpu_seconds=float(desc.cpu_time * desc.number_of_processors),
+            cpu_seconds=desc.cpu_limit_seconds(),
             memory_bytes=desc.max_ram_mb * 1024 * 1024 if desc.max_ram_mb else None,
         )
         for name in (desc.std_output, desc.std_error):
@@ -253,6 +256,7 @@ class _Job:
             poll_interval=self.opts.poll_interval,
             stop_event=self.stop_event,
             kill_grace=self.opts.kill_grace,
+            output_max_bytes=self.opts.output_max_bytes,
         )
 
     def keepalive(self) -> KeepAlive:
@@ -334,11 +338,19 @@ class _Job:
             )
             logger.warning("job %d: output sandbox: %s", self.id, text)
             self.note(f"Output sandbox: {text}", OutputSandboxProblems=text[:255])
-        return upload_outputs(self.client, self.id, self.dir, found, self.opts.retry)
+        return upload_outputs(
+            self.client,
+            self.id,
+            self.dir,
+            found,
+            self.opts.retry,
+            max_bytes=self.match.sandbox_max_bytes or self.opts.sandbox_max_bytes,
+            streams=[desc.std_output, desc.std_error],
+        )
 
     def finish(self, status: JobStatus, minor: str, result: PayloadResult | None) -> JobOutcome:
         """Keep the final report on disk, deliver it, and say what happened."""
-        stdout = last_line(self.dir / self.desc.std_output)
+        stdout = printable_status(last_line(self.dir / self.desc.std_output))
         application = stdout or (result.message if result and status is J.FAILED else "")
         report = StatusReport(
             job_id=self.id,
@@ -365,16 +377,24 @@ def run_job(
     stop_event: threading.Event | None = None,
 ) -> JobOutcome:
     """Run the matched job in ``<work_root>/job_<id>`` with its job token; never raises for
-    job or server trouble (the outcome says what happened)."""
-    job_dir = (work_root / f"job_{match.job_id}").absolute()
+    job or server trouble (the outcome says what happened). The job directory is removed
+    afterwards (:func:`ctaprod.pilot.cleanup.clean_job_dir`)."""
+    opts = options or WrapperOptions()
+    job_dir = (work_root / f"{JOB_DIR_PREFIX}{match.job_id}").absolute()
     job_dir.mkdir(parents=True, exist_ok=True)
-    with capture_log(job_dir / JOB_LOG), client_factory(match.job_token) as client:
-        job = _Job(client, match, job_dir, options or WrapperOptions(), stop_event)
-        try:
-            return job.run()
-        except JobGone as exc:
-            logger.warning("%s; leaving it", exc)
-            return JobOutcome(match.job_id, None, str(exc))
-        except (ServerUnreachable, ApiError) as exc:
-            logger.error("job %d abandoned: %s", match.job_id, exc)
-            return JobOutcome(match.job_id, None, f"server trouble: {exc}")
+    outcome = JobOutcome(match.job_id, None, "wrapper error")
+    try:
+        with capture_log(job_dir / JOB_LOG), client_factory(match.job_token) as client:
+            job = _Job(client, match, job_dir, opts, stop_event)
+            try:
+                outcome = job.run()
+            except JobGone as exc:
+                logger.warning("%s; leaving it", exc)
+                outcome = JobOutcome(match.job_id, None, str(exc))
+            except (ServerUnreachable, ApiError) as exc:
+                logger.error("job %d abandoned: %s", match.job_id, exc)
+                outcome = JobOutcome(match.job_id, None, f"server trouble: {exc}")
+    finally:  # the payload is gone by now: its directory goes unless kept for debugging
+        done = clean_job_dir(job_dir, outcome.status, opts.keep_failed_jobs)
+        logger.info("job %d: directory %s %s", match.job_id, job_dir, done)
+    return outcome
