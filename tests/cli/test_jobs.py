@@ -179,8 +179,8 @@ def test_lfn_placeholders_in_input_sandbox(cli: Cli, tmp_path: Path) -> None:
             text,
         ), text
     # The custom attribute is a job parameter, shown by `job show`.
-    assert re.search(r"Tail\s*│ LFN:/ctao/user/admin/in_b.txt", shown[0])
-    assert re.search(r"Tail\s*│ LFN:/ctao/user/admin/in_a.txt", shown[1])
+    assert re.search(r"Tail\tLFN:/ctao/user/admin/in_b.txt", shown[0])
+    assert re.search(r"Tail\tLFN:/ctao/user/admin/in_a.txt", shown[1])
 
 
 def test_local_files_named_by_placeholders_are_uploaded(cli: Cli, tmp_path: Path) -> None:
