@@ -188,6 +188,7 @@ class RequestSummary(BaseModel):
     not_before: datetime
     assigned_by: str = ""
     error: str = ""
+    lease_until: datetime | None = None  # while Assigned: when the executor's claim expires
 
 
 class RequestInfo(RequestSummary):

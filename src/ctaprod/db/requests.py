@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
 from ctaprod.core.requests import FileStatus, OperationStatus, RequestStatus
 from ctaprod.db.tables import request_files, request_operations, requests
@@ -157,11 +157,13 @@ class RequestDB:
         limit: int,
         worker: str,
         *,
+        lease_until: datetime,
         replica: int = 0,
         replicas: int = 1,
     ) -> list[int]:
         """Take up to ``limit`` Waiting requests due at ``now`` (Waiting -> Assigned by
-        ``worker``, which must be unique to this claim); their IDs, oldest due first.
+        ``worker``, which must be unique to this claim, leased until ``lease_until``); their
+        IDs, oldest due first.
 
         On engines with row locks the candidates are locked with SKIP LOCKED, so concurrent
         executors take different rows; on SQLite the caller holds the single write lock.
@@ -184,7 +186,12 @@ class RequestDB:
         conn.execute(
             update(requests)
             .where(requests.c.request_id.in_(ids), requests.c.status == R.WAITING.value)
-            .values(status=R.ASSIGNED.value, assigned_by=worker, last_update=now)
+            .values(
+                status=R.ASSIGNED.value,
+                assigned_by=worker,
+                last_update=now,
+                lease_until=lease_until,
+            )
         )
         got = conn.execute(
             select(requests.c.request_id).where(
@@ -195,14 +202,48 @@ class RequestDB:
         ).scalars()
         return sorted(int(i) for i in got)
 
-    def release_stale(self, conn: Connection, before: datetime, now: datetime) -> int:
-        """Assigned requests untouched since ``before`` (their executor died) back to Waiting."""
+    def renew_leases(self, conn: Connection, worker: str, until: datetime) -> int:
+        """Extend to ``until`` the leases of the requests still Assigned to claim ``worker``;
+        how many it still holds."""
         res = conn.execute(
             update(requests)
-            .where(requests.c.status == R.ASSIGNED.value, requests.c.last_update < before)
-            .values(status=R.WAITING.value, assigned_by="", last_update=now, not_before=now)
+            .where(requests.c.status == R.ASSIGNED.value, requests.c.assigned_by == worker)
+            .values(lease_until=until)
         )
         return int(res.rowcount)
+
+    def release_expired(
+        self, conn: Connection, now: datetime, unleased_before: datetime, ids: Sequence[int] = ()
+    ) -> int:
+        """Assigned requests whose lease passed (their executor died) back to Waiting, due
+        now; rows claimed before leases existed count as expired once untouched since
+        ``unleased_before``. With ``ids``, only those. How many were released."""
+        expired = or_(
+            requests.c.lease_until < now,
+            and_(requests.c.lease_until.is_(None), requests.c.last_update < unleased_before),
+        )
+        stmt = update(requests).where(requests.c.status == R.ASSIGNED.value, expired)
+        if ids:
+            stmt = stmt.where(requests.c.request_id.in_(list(ids)))
+        res = conn.execute(
+            stmt.values(
+                status=R.WAITING.value,
+                assigned_by="",
+                lease_until=None,
+                last_update=now,
+                not_before=now,
+            )
+        )
+        return int(res.rowcount)
+
+    def due_now(self, conn: Connection, request_id: int, now: datetime) -> bool:
+        """Make a Waiting request due at ``now`` (cut its backoff short); whether it is Waiting."""
+        res = conn.execute(
+            update(requests)
+            .where(requests.c.request_id == request_id, requests.c.status == R.WAITING.value)
+            .values(not_before=now, last_update=now)
+        )
+        return res.rowcount == 1
 
     # --- reading ----------------------------------------------------------------------
     def get(

@@ -57,11 +57,28 @@ class ExecutionStats:
     failed: int = 0
     lost: int = 0  # canceled while being executed
     operations_done: int = 0
-    released: int = 0  # Assigned for too long (a dead executor), back to Waiting
+    released: int = 0  # their executor's lease passed (it died): back to Waiting
 
     @property
     def total(self) -> int:
         return self.claimed + self.released
+
+
+def new_claim(worker: str) -> str:
+    """A claim name unique to one executor pass: ``worker`` plus a random suffix."""
+    return f"{worker[:100]}#{uuid.uuid4().hex[:12]}"
+
+
+def lease_seconds(ctx: Context) -> float:
+    return ctx.settings.data.request_lease_seconds
+
+
+def renew_leases(ctx: Context, claim: str, now: datetime | None = None) -> int:
+    """Extend the leases of the requests ``claim`` still holds by a full lease from ``now``;
+    how many it holds. The executor calls it (every third of a lease) while it works."""
+    now = now or ctx.clock()
+    with ctx.db.write() as conn:
+        return ctx.requests.renew_leases(conn, claim, now + timedelta(seconds=lease_seconds(ctx)))
 
 
 def execute_due(
@@ -70,18 +87,25 @@ def execute_due(
     limit: int = 100,
     worker: str = "executor",
     *,
+    claim: str | None = None,
     replica: int = 0,
     replicas: int = 1,
-    stale_after: float = 3600.0,
 ) -> ExecutionStats:
     """Claim up to ``limit`` Waiting requests due at ``now`` and execute each as far as it
-    goes. Requests left Assigned for ``stale_after`` seconds are released first."""
+    goes. Requests whose executor's lease passed (it died) are released first.
+
+    The claims are leased for ``data.request_lease_seconds``; a pass longer than that must
+    be accompanied by :func:`renew_leases` on ``claim`` (the executor agent does it), or
+    another executor may take the requests over."""
     now = now or ctx.clock()
     stats = ExecutionStats()
-    claim = f"{worker[:100]}#{uuid.uuid4().hex[:12]}"
+    claim = claim or new_claim(worker)
+    lease = timedelta(seconds=lease_seconds(ctx))
     with ctx.db.write() as conn:
-        stats.released = ctx.requests.release_stale(conn, now - timedelta(seconds=stale_after), now)
-        ids = ctx.requests.claim_due(conn, now, limit, claim, replica=replica, replicas=replicas)
+        stats.released = ctx.requests.release_expired(conn, now, now - lease)
+        ids = ctx.requests.claim_due(
+            conn, now, limit, claim, lease_until=now + lease, replica=replica, replicas=replicas
+        )
     stats.claimed = len(ids)
     for request_id in ids:
         try:
@@ -95,7 +119,7 @@ def execute_due(
 
 def _release(ctx: Context, request_id: int, claim: str, error: str) -> None:
     """Give a request back (Waiting, after the base backoff); if even that fails, it is
-    released once ``stale_after`` has passed."""
+    released once its lease has passed."""
     now = ctx.clock()
     try:
         with ctx.db.write() as conn:
@@ -125,6 +149,7 @@ def _wait_again(
         assigned_by=claim,
         not_before=now + timedelta(seconds=delay),
         error=error[:MAX_ERROR],
+        lease_until=None,
     )
 
 
@@ -166,7 +191,14 @@ def _execute(ctx: Context, request_id: int, claim: str, stats: ExecutionStats) -
     with ctx.db.write() as conn:
         REQUEST_MACHINE.check(request_id, R.ASSIGNED, R.DONE)
         if ctx.requests.set_status(
-            conn, request_id, [R.ASSIGNED], R.DONE, ctx.clock(), assigned_by=claim, error=""
+            conn,
+            request_id,
+            [R.ASSIGNED],
+            R.DONE,
+            ctx.clock(),
+            assigned_by=claim,
+            error="",
+            lease_until=None,
         ):
             stats.done += 1
         else:
@@ -263,7 +295,14 @@ def _fail(
     )
     REQUEST_MACHINE.check(request_id, R.ASSIGNED, R.FAILED)
     ctx.requests.set_status(
-        conn, request_id, [R.ASSIGNED], R.FAILED, now, assigned_by=claim, error=reason
+        conn,
+        request_id,
+        [R.ASSIGNED],
+        R.FAILED,
+        now,
+        assigned_by=claim,
+        error=reason,
+        lease_until=None,
     )
     log.warning("request %d failed: %s", request_id, reason)
     job_id = row["job_id"]

@@ -7,11 +7,12 @@ The executor (:func:`execute_due`, claim, step, backoff, failure) lives in
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
 
-from ctaprod.core.errors import Forbidden, NotFound
+from ctaprod.core.errors import Conflict, Forbidden, InvalidTransition, NotFound
 from ctaprod.core.identity import Identity
 from ctaprod.core.properties import TokenKind
 from ctaprod.core.requests import (
@@ -174,19 +175,59 @@ def get_request(ctx: Context, ident: Identity, request_id: int) -> RequestInfo:
 
 
 def retry_request(ctx: Context, ident: Identity, request_id: int) -> RequestInfo:
-    """A Failed request back to Waiting (due now); its failed operation and files start again
-    with no attempts."""
+    """Retry a stuck request now, or say why not.
+
+    - Failed: back to Waiting, due now; its failed operation and files start again with no
+      attempts;
+    - Assigned to an executor whose lease passed (it died): back to Waiting, due now;
+    - Waiting out a backoff: due now.
+
+    Done and Canceled requests, and Assigned ones whose executor's lease runs, raise
+    :class:`InvalidTransition` naming the reason; a request that changed between the read
+    and the write raises :class:`Conflict`.
+    """
     now = ctx.clock()
     with ctx.db.write() as conn:
         row = _visible(ident, ctx.requests.get(conn, request_id, lock=True), request_id)
-        REQUEST_MACHINE.check(request_id, R(row["status"]), R.WAITING)
-        failed = [int(op["op_id"]) for op in ctx.requests.operations(conn, request_id)]
-        ctx.requests.set_op_status(conn, failed, [Op.FAILED], Op.WAITING, now, error="", attempts=0)
-        ctx.requests.reset_failed_files(conn, failed)
-        ctx.requests.set_status(
-            conn, request_id, [R.FAILED], R.WAITING, now, not_before=now, error=""
-        )
+        status = R(row["status"])
+        if status is R.FAILED:
+            ops = [int(op["op_id"]) for op in ctx.requests.operations(conn, request_id)]
+            moved = ctx.requests.set_status(
+                conn, request_id, [R.FAILED], R.WAITING, now, not_before=now, error=""
+            )
+            if moved:
+                ctx.requests.set_op_status(
+                    conn, ops, [Op.FAILED], Op.WAITING, now, error="", attempts=0
+                )
+                ctx.requests.reset_failed_files(conn, ops)
+        elif status is R.ASSIGNED:
+            lease = _lease_end(ctx, row)
+            if lease > now:
+                why = (
+                    f"executor {row['assigned_by'] or '?'} holds it, its lease runs until "
+                    f"{lease:%Y-%m-%d %H:%M:%S} UTC; retry after that if it died"
+                )
+                raise InvalidTransition("request", request_id, status.value, R.WAITING.value, why)
+            lease_len = timedelta(seconds=ctx.settings.data.request_lease_seconds)
+            moved = ctx.requests.release_expired(conn, now, now - lease_len, [request_id]) == 1
+        elif status is R.WAITING:
+            moved = ctx.requests.due_now(conn, request_id, now)
+        else:
+            why = "final state: nothing to retry" if status in REQUEST_MACHINE.final else ""
+            raise InvalidTransition("request", request_id, status.value, R.WAITING.value, why)
+        if not moved:  # pragma: no cover - the row is locked above (SQLite: one writer)
+            raise Conflict(f"request {request_id} changed while being retried; try again")
         return _info(ctx, conn, ctx.requests.get(conn, request_id) or row)
+
+
+def _lease_end(ctx: Context, row: Mapping[str, Any]) -> datetime:
+    """When the claim on an Assigned request expires (rows claimed before leases existed:
+    a lease from their last update)."""
+    lease: datetime | None = row["lease_until"]
+    if lease is not None:
+        return lease
+    last: datetime = row["last_update"]
+    return last + timedelta(seconds=ctx.settings.data.request_lease_seconds)
 
 
 def cancel_request(ctx: Context, ident: Identity, request_id: int) -> RequestInfo:
