@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import update
 
 from ctaprod.db.tables import requests
-
 from tests.api.conftest import Api, Headers
 
 REMOVE = {"type": "RemoveFile", "files": [{"lfn": "/vo/user/a"}]}

@@ -251,7 +251,8 @@ def test_a_live_executor_keeps_its_requests_by_renewing_the_lease(world: World) 
         assert run(world).total == 0
     info = L.get_request(world.ctx, ALICE, rid)
     assert (info.status, info.assigned_by) == ("Assigned", "slow#1")
-    assert info.lease_until is not None and info.lease_until > world.clock()
+    assert info.lease_until is not None
+    assert info.lease_until > world.clock()
 
 
 def test_retry_releases_a_request_whose_executor_died(world: World) -> None:
@@ -275,7 +276,8 @@ def test_retry_cuts_a_backoff_short(world: World) -> None:
     rid = L.create_request(world.ctx, ALICE, spec(op))
     assert run(world).retrying == 1
     waiting = L.get_request(world.ctx, ALICE, rid)
-    assert waiting.status == "Waiting" and waiting.not_before > world.clock()
+    assert waiting.status == "Waiting"
+    assert waiting.not_before > world.clock()
     assert run(world).total == 0  # backing off
     info = L.retry_request(world.ctx, ALICE, rid)
     assert (info.status, info.not_before) == ("Waiting", world.clock())
