@@ -257,6 +257,7 @@ def test_an_agent_counts_silence_from_its_own_start_at_most(world: World) -> Non
     assert check_stalled_jobs(world.ctx, agent_start=started).total == 0
     world.clock.advance(s.stalled_after + 1)
     assert check_stalled_jobs(world.ctx, agent_start=started).stalled == 1
+    assert world.status(job_id) == "Stalled"
 
 
 def test_overlapping_server_processes_make_one_up_period(world: World) -> None:
