@@ -62,6 +62,17 @@ class PilotDB:
         )
         return res.rowcount == 1
 
+    def set_unknown_since(
+        self, conn: Connection, pilot_ids: Sequence[int], since: datetime | None
+    ) -> None:
+        """Record when the CE first did not know these pilots (None: it knows them again)."""
+        if pilot_ids:
+            conn.execute(
+                update(pilots)
+                .where(pilots.c.pilot_id.in_(list(pilot_ids)))
+                .values(unknown_since=since)
+            )
+
     def touch(self, conn: Connection, pilot_id: int, now: datetime, **values: Any) -> None:
         conn.execute(
             update(pilots).where(pilots.c.pilot_id == pilot_id).values(last_update=now, **values)

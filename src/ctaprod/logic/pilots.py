@@ -13,7 +13,7 @@ pilot, so that a pilot starting at once finds its row when it registers.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -186,15 +186,15 @@ def poll_pilots(
     name: str,
     queue: QueueConfig,
     ce: ComputingElement,
-    unknown_since: MutableMapping[int, datetime],
     *,
     lost_after: float = LOST_AFTER,
     limit: int = 1000,
 ) -> PilotStatusReport:
     """Follow the live pilots of a queue in its CE and save CE output of ended pilots.
 
-    ``unknown_since`` (kept by the caller between passes) remembers when the CE first did
-    not know a pilot; past ``lost_after`` seconds the pilot is Lost.
+    When the CE first does not know a pilot, the time is kept in its row
+    (``unknown_since``, so an agent restart does not start the count again); past
+    ``lost_after`` seconds the pilot is Lost. A pilot the CE knows again is cleared.
     """
     report = PilotStatusReport()
     with ctx.db.read() as conn:
@@ -206,12 +206,17 @@ def poll_pilots(
         report.checked = len(rows)
         now = ctx.clock()
         changes: list[tuple[RowMapping, PilotStatus, PilotStatus, str]] = []
+        newly_unknown: list[int] = []
+        known_again: list[int] = []
         for row in rows:
             pid, current = int(row["pilot_id"]), PilotStatus(row["status"])
             batch = states.get(_ref(row), C.UNKNOWN)
             decided: tuple[PilotStatus, str] | None
             if batch is C.UNKNOWN:
-                first = unknown_since.setdefault(pid, now)
+                first: datetime | None = row["unknown_since"]
+                if first is None:
+                    newly_unknown.append(pid)
+                    first = now
                 unknown = (now - first).total_seconds()
                 decided = (
                     (P.LOST, f"Unknown to the CE for {unknown:.0f} s")
@@ -219,18 +224,18 @@ def poll_pilots(
                     else None
                 )
             else:
-                unknown_since.pop(pid, None)
+                if row["unknown_since"] is not None:
+                    known_again.append(pid)
                 decided = _target(current, batch, current is P.RUNNING)
             if decided is not None and PILOT_MACHINE.allowed(current, decided[0]):
                 changes.append((row, current, *decided))
-        if changes:
-            with ctx.db.write() as conn:
-                for row, current, target, reason in changes:
-                    pid = int(row["pilot_id"])
-                    if ctx.pilots.set_status(conn, pid, current, target, reason, now):
-                        report.changed += 1
-                        if target is P.LOST:
-                            unknown_since.pop(pid, None)
+        with ctx.db.write() as conn:
+            ctx.pilots.set_unknown_since(conn, newly_unknown, now)
+            ctx.pilots.set_unknown_since(conn, known_again, None)
+            for row, current, target, reason in changes:
+                pid = int(row["pilot_id"])
+                if ctx.pilots.set_status(conn, pid, current, target, reason, now):
+                    report.changed += 1
     report.logs_saved = save_batch_logs(ctx, name, queue, ce, limit=limit)
     return report
 
