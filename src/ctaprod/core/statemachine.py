@@ -131,9 +131,9 @@ class Rejected(Generic[S]):
 
 @dataclass(frozen=True)
 class Missed(Generic[S]):
-    """A checked step whose conditional write matched nothing: the entity was no longer in
-    ``old`` when written (changed concurrently). Nothing of it, nor of its later steps, was
-    written, and no hook ran for it."""
+    """A checked change whose conditional write matched nothing: the entity was no longer in
+    ``old`` (the state read) when written, it changed concurrently. ``new`` is the state the
+    change would have left (the last of a chain). Nothing of it was written and no hook ran."""
 
     ident: int
     old: S

@@ -10,16 +10,18 @@ hook its machine declares. :func:`change_states` then, inside the caller's write
    the state actually read (a chain such as Received -> Checking -> Waiting step by step);
    a chain with an illegal step is rejected whole, with the machine's reason;
 3. runs the *before* hooks of each step (pure: columns written with the step, such as an end
-   time), then writes the steps in bulk, one round per step position, each round one
-   executemany UPDATE per column set, conditional on the state read;
-4. reports the steps whose UPDATE matched nothing as *missed* (the entity changed meanwhile):
-   their later steps are dropped and no hook runs for them;
+   time), then writes each entity's chain as one UPDATE conditional on the state read, from
+   that state to the chain's last state with the columns of all its steps (later steps win):
+   what step-by-step UPDATEs would leave, as no other transaction can see the states in
+   between; one executemany per column set for the whole batch;
+4. reports the chains whose UPDATE matched nothing as *missed* (the entity changed
+   meanwhile): no hook runs for them;
 5. runs the *after* hooks (writes such as history rows and task-queue membership) once per
    hook, in declaration order, with every applied step that fires it, in the order applied;
 6. returns a :class:`TransitionResult` (applied, rejected with reasons, missed, rows read).
 
-The number of statements of a call is fixed by the number of step positions, column sets and
-hooks, not by the number of entities.
+The number of statements of a call is fixed by the number of column sets and hooks, not by
+the number of entities.
 """
 
 from __future__ import annotations
@@ -53,11 +55,13 @@ Decide = Callable[[T], Sequence[Change[S]] | None]
 
 @dataclass(frozen=True)
 class HookContext(Generic[T]):
-    """What an after hook knows besides the transitions: the rows read, who acts, when."""
+    """What an after hook knows besides the transitions: the rows read, who acts, when, and
+    facts the caller passed for the hooks (``params``, e.g. what it has computed already)."""
 
     states: Mapping[int, T]
     source: str
     now: datetime
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -94,12 +98,14 @@ def change_states(
     now: datetime,
     strict: bool = False,
     known: Mapping[int, T] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> TransitionResult[S, T]:
     """Apply ``decide(row)`` to each entity of ``ids`` through its machine (module docstring).
 
     ``known`` rows must have been read in this transaction under the same lock as
     ``door.read`` takes. With ``strict``, any rejection (a missing entity, an illegal step)
     raises its domain error before anything is written; ``decide`` may also raise.
+    ``params`` go to the after hooks (:class:`HookContext`).
     """
     machine = door.machine
     if known is not None and all(i in known for i in ids):
@@ -120,19 +126,16 @@ def change_states(
                 chains.append(chain)
     if strict:
         result.raise_rejected()
-    position = 0
-    while chains:
-        batch = [chain[position] for chain in chains]
-        missed = door.write(conn, batch, now) if batch else set()
-        for t in batch:
-            if t.ident in missed:
-                result.missed.append(Missed(t.ident, t.old, t.new))
+    if chains:
+        missed = door.write(conn, [_collapse(chain) for chain in chains], now)
+        for chain in chains:
+            if chain[0].ident in missed:
+                result.missed.append(Missed(chain[0].ident, chain[0].old, chain[-1].new))
             else:
-                result.applied.append(t)
-        position += 1
-        chains = [c for c in chains if len(c) > position and c[0].ident not in missed]
+                result.applied.extend(chain)
+        # History and other hooks see each entity's steps in order, entities in call order.
     if result.applied:
-        hctx = HookContext(states, source, now)
+        hctx = HookContext(states, source, now, params or {})
         for hook in machine.hooks:
             run = door.after.get(hook.name)
             if run is None:
@@ -167,3 +170,13 @@ def _plan(
         chain.append(t)
         current = step.target
     return chain
+
+
+def _collapse(chain: Sequence[Transition[S]]) -> Transition[S]:
+    """One write for a chain: from its first state to its last, columns merged in order."""
+    if len(chain) == 1:
+        return chain[0]
+    values: dict[str, Any] = {}
+    for t in chain:
+        values.update(t.values)
+    return Transition(chain[0].ident, chain[0].old, chain[-1].new, chain[-1].reason, values)
