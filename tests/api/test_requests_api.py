@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import update
 
 from ctaprod.db.tables import requests
+from ctaprod.logic.request_claims import claim_due
 from tests.api.conftest import Api, Headers
 
 REMOVE = {"type": "RemoveFile", "files": [{"lfn": "/vo/user/a"}]}
@@ -55,7 +56,7 @@ def test_retry_of_a_request_held_by_a_live_executor_is_refused_with_the_reason(
     ctx = rest.services.ctx
     lease = datetime.now(UTC) + timedelta(seconds=45)
     with ctx.db.write() as conn:
-        assert ctx.requests.claim_due(conn, datetime.now(UTC), 10, "w#1", lease_until=lease)
+        assert claim_due(ctx, conn, datetime.now(UTC), 10, "w#1", lease_until=lease)
     r = rest.client.post(f"/api/requests/{rid}/retry", headers=alice)
     assert r.status_code == 409, r.text
     assert "executor w#1 holds it, its lease runs until" in r.json()["message"]

@@ -8,6 +8,7 @@ from ctaprod.core.identity import Identity
 from ctaprod.core.properties import TokenKind
 from ctaprod.core.requests import RequestSpec
 from ctaprod.logic import requests as L
+from ctaprod.logic.request_claims import claim_due
 from tests.cli.conftest import Cli
 
 ADMIN = Identity("admin", "ctao_admin", TokenKind.USER, frozenset({"Admin"}))
@@ -61,7 +62,7 @@ def test_request_retry_refuses_a_request_a_live_executor_holds(cli: Cli) -> None
     rid = L.create_request(ctx, ADMIN, spec)
     now = datetime.now(UTC)
     with ctx.db.write() as conn:
-        ctx.requests.claim_due(conn, now, 10, "w#1", lease_until=now + timedelta(seconds=45))
+        claim_due(ctx, conn, now, 10, "w#1", lease_until=now + timedelta(seconds=45))
     err = cli("request", "retry", str(rid), code=1).stderr
     assert "executor w#1 holds it, its lease runs until" in err
     assert "Lease until" in cli("request", "show", str(rid)).stdout

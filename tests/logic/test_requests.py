@@ -22,6 +22,7 @@ from ctaprod.core.settings import Settings
 from ctaprod.db.tables import request_files, request_operations, requests
 from ctaprod.logic import request_executor
 from ctaprod.logic import requests as L
+from ctaprod.logic.request_claims import claim_due, renew_leases
 from ctaprod.logic.requests import ExecutionStats
 from tests.agents.helpers import ALICE, World
 
@@ -195,9 +196,9 @@ def test_a_request_canceled_while_executed_is_left_alone(world: World) -> None:
     job_id, _ = completed_job(world)
     rid = L.create_request(world.ctx, ALICE, spec(set_done(), job_id=job_id))
     with world.ctx.db.write() as conn:
-        assert world.ctx.requests.claim_due(
-            conn, world.clock(), 10, "x#1", lease_until=LEASE(world)
-        ) == [rid]
+        assert claim_due(world.ctx, conn, world.clock(), 10, "x#1", lease_until=LEASE(world)) == [
+            rid
+        ]
     assert run(world).claimed == 0  # Assigned: not claimed twice
     assert L.cancel_request(world.ctx, ALICE, rid).status == "Canceled"
     stats = ExecutionStats()
@@ -214,9 +215,7 @@ def LEASE(world: World) -> datetime:
 def claim_as(world: World, claim: str) -> list[int]:
     """Claim the due requests as executor ``claim`` (which then holds them and does nothing)."""
     with world.ctx.db.write() as conn:
-        return world.ctx.requests.claim_due(
-            conn, world.clock(), 10, claim, lease_until=LEASE(world)
-        )
+        return claim_due(world.ctx, conn, world.clock(), 10, claim, lease_until=LEASE(world))
 
 
 def test_the_default_lease_releases_a_dead_executors_requests_within_a_minute() -> None:
@@ -247,7 +246,7 @@ def test_a_live_executor_keeps_its_requests_by_renewing_the_lease(world: World) 
     lease = world.ctx.settings.data.request_lease_seconds
     for _ in range(5):  # five leases long, renewed every half lease
         world.clock.advance(lease / 2)
-        assert request_executor.renew_leases(world.ctx, "slow#1") == 1
+        assert renew_leases(world.ctx, "slow#1") == 1
         assert run(world).total == 0
     info = L.get_request(world.ctx, ALICE, rid)
     assert (info.status, info.assigned_by) == ("Assigned", "slow#1")

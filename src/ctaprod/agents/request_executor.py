@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from ctaprod.agents.runner import AgentContext
 from ctaprod.logic.context import Context
-from ctaprod.logic.request_executor import lease_seconds, new_claim, renew_leases
+from ctaprod.logic.request_claims import lease_seconds, new_claim, renew_leases
 from ctaprod.logic.requests import execute_due
 
 log = logging.getLogger("ctaprod.agents.request_executor")

@@ -11,18 +11,20 @@ from sqlalchemy import Connection
 from ctaprod.core.errors import CtaprodError, Forbidden, InvalidInput, NotFound
 from ctaprod.core.identity import Identity
 from ctaprod.core.job_states import ACTIVE_STATES, JobStatus
-from ctaprod.core.pilot_states import PILOT_MACHINE, PilotStatus
+from ctaprod.core.pilot_states import PilotStatus
 from ctaprod.core.properties import Property, TokenKind
 from ctaprod.core.schemas import HeartbeatItem, ItemResult, StatusReport
 from ctaprod.db.jobs import JobState
 from ctaprod.logic.auth import TokenService
 from ctaprod.logic.context import Context
 from ctaprod.logic.job_status import Step, plan, transition_jobs
+from ctaprod.logic.pilot_status import change_one_pilot, pilot_change
 
 J = JobStatus
 # What a job wrapper may set; everything else is decided by the server.
 WRAPPER_TARGETS = frozenset({J.RUNNING, J.COMPLETING, J.COMPLETED, J.DONE, J.FAILED})
 KILL = "Kill"
+PILOT_SOURCE = "Pilot"
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,9 @@ def register_pilot(
                         "ce": ce,
                         "queue": queue,
                         "site": site,
-                        "status": PilotStatus.RUNNING.value,
-                        "status_reason": "Registered",
+                        # Born Submitted, like a factory's pilot; Running through the door.
+                        "status": PilotStatus.SUBMITTED.value,
+                        "status_reason": "Registered without a submission record",
                         "submission_time": now,
                         "last_update": now,
                     }
@@ -61,17 +64,9 @@ def register_pilot(
             )[0]
         else:
             pilot_id = int(row["pilot_id"])
-            current = PilotStatus(row["status"])
-            PILOT_MACHINE.check(pilot_id, current, PilotStatus.RUNNING)
-            ctx.pilots.set_status(
-                conn,
-                pilot_id,
-                current,
-                PilotStatus.RUNNING,
-                "Registered",
-                now,
-                site=site or row["site"],
-            )
+            site = site or row["site"]
+        step = pilot_change(PilotStatus.RUNNING, "Registered", site=site)
+        change_one_pilot(ctx, conn, pilot_id, step, source=PILOT_SOURCE, now=now)
     lifetime = timedelta(days=ctx.settings.pilot_token_days)
     return Registration(pilot_id, tokens.issue_pilot_session(ident, pilot_id, lifetime))
 
@@ -89,12 +84,8 @@ def pilot_finished(
     now = ctx.clock()
     target = PilotStatus.DONE if ok else PilotStatus.FAILED
     with ctx.db.write() as conn:
-        row = ctx.pilots.get(conn, pilot_id, lock=True)
-        if row is None:
-            raise NotFound(f"no pilot {pilot_id}")
-        current = PilotStatus(row["status"])
-        PILOT_MACHINE.check(pilot_id, current, target)
-        ctx.pilots.set_status(conn, pilot_id, current, target, reason, now, jobs_done=jobs_done)
+        step = pilot_change(target, reason, jobs_done=jobs_done)
+        change_one_pilot(ctx, conn, pilot_id, step, source=PILOT_SOURCE, now=now)
         if log is not None:
             ctx.pilots.save_log(conn, pilot_id, log, now)
 
