@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ctaprod.core.errors import Forbidden
 from ctaprod.logic import liveness
 from ctaprod.logic.stalled import check_stalled_jobs
 from tests.agents.helpers import World
@@ -63,7 +64,7 @@ def test_pilot_gone_reschedules_and_the_job_is_matched_again(world: World) -> No
     assert statuses[2][0] == "Waiting"
 
     # The old wrapper's token is for attempt 0: refused. A new pilot gets attempt 1.
-    assert world.heartbeat(ident, ok=False).status == 403
+    assert isinstance(world.heartbeat(ident, ok=False).error, Forbidden)
     again = world.match(world.pilot())
     assert again is not None
     assert (again.job_id, again.attempt) == (job_id, 1)

@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ctaprod.core.job_states import JobStatus
 from ctaprod.core.pilot_states import PILOT_ALIVE
+from ctaprod.core.statemachine import Change
 from ctaprod.db.engine import is_deadlock
 from ctaprod.db.jobs import JobState
 from ctaprod.logic.context import Context
@@ -168,16 +169,14 @@ def _settle_stalled(
         conn,
         dict.fromkeys(gone, 0),
         (J.STALLED,),
-        lambda jid: Step(J.FAILED, PILOT_GONE, values={"end_time": now}),
+        lambda jid: Step(J.FAILED, PILOT_GONE),
     )
     report.failed += _move(
         ctx,
         conn,
         silent,
         (J.STALLED,),
-        lambda jid: Step(
-            J.FAILED, f"Stalled: no heartbeat for {silent[jid]} s", values={"end_time": now}
-        ),
+        lambda jid: Step(J.FAILED, f"Stalled: no heartbeat for {silent[jid]} s"),
     )
     return report
 
@@ -198,9 +197,7 @@ def _fail_completing(
         conn,
         silence,
         (J.COMPLETING,),
-        lambda jid: Step(
-            J.FAILED, f"Stuck in Completing: no news for {silence[jid]} s", values={"end_time": now}
-        ),
+        lambda jid: Step(J.FAILED, f"Stuck in Completing: no news for {silence[jid]} s"),
     )
     return StalledReport(completing_failed=failed)
 
@@ -238,18 +235,14 @@ def _move(
     conn: Connection,
     jobs: Mapping[int, int],
     sources: Sequence[JobStatus],
-    step: Callable[[int], Step],
+    step: Callable[[int], Change[JobStatus]],
 ) -> int:
     """Apply ``step(job_id)`` to the jobs still in one of ``sources``; returns how many."""
-    moved = 0
 
-    def decide(state: JobState) -> list[Step] | None:
-        nonlocal moved
-        if state.status not in sources:
-            return None
-        moved += 1
-        return [step(state.job_id)]
+    def decide(state: JobState) -> list[Change[JobStatus]] | None:
+        return [step(state.job_id)] if state.status in sources else None
 
-    if jobs:
-        transition_jobs(ctx, conn, list(jobs), decide, SOURCE, strict=False)
-    return moved
+    if not jobs:
+        return 0
+    result = transition_jobs(ctx, conn, list(jobs), decide, SOURCE, strict=False)
+    return len(result.applied)
