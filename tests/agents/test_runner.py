@@ -220,7 +220,7 @@ def _replica(services: Any, replica: int, body: Callable[[AgentContext], int | N
         replicas=2,
         liveness=beat,
         peers=peers,
-        beat_interval=0.05,
+        beat_interval=services.ctx.settings.liveness.agent_beat_seconds,
     )
 
 
@@ -228,8 +228,9 @@ def test_replicas_share_among_the_live_ones_and_take_over_a_dead_ones_share(
     services: Any,
 ) -> None:
     """Before, replica r of n was fixed at launch: a dead replica's share was never done."""
-    services.ctx.settings.liveness.agent_beat_seconds = 0.05
-    services.ctx.settings.liveness.missed_beats = 3
+    # Dead after 5 s without a beat: generous on a loaded machine, short enough for a test.
+    services.ctx.settings.liveness.agent_beat_seconds = 0.5
+    services.ctx.settings.liveness.missed_beats = 10
     first, second = Recorder(), Recorder()
     a, b = _replica(services, 0, first), _replica(services, 1, second)
     b.start()  # b beats, and runs its first cycle
@@ -252,7 +253,7 @@ def test_replicas_share_among_the_live_ones_and_take_over_a_dead_ones_share(
         a.run_cycle(a.specs[0])
         return first.calls[-1].replicas == 1
 
-    _until(alone)  # three missed beats later: a does everything
+    _until(alone, timeout=60)  # ten missed beats later: a does everything
     assert [i for i in range(6) if first.calls[-1].mine(i)] == list(range(6))
 
 
