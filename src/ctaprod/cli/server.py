@@ -122,7 +122,13 @@ def agents(
             signal.signal(signal.SIGINT, _stop)
         try:
             run_agents(
-                settings, name or None, once=once, replica=replica, replicas=replicas, stop=stop
+                settings,
+                name or None,
+                once=once,
+                replica=replica,
+                replicas=replicas,
+                stop=stop,
+                cancel_local_pilots=True,  # they would outlive this process otherwise
             )
         except AgentCycleError as exc:
             print_error(f"agent cycle failed: {exc}")
