@@ -1,7 +1,7 @@
 """leases and liveness: request leases, persisted lost-pilot timer, agent and server liveness
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0005
 Create Date: 2026-12-02 04:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import ctaprod.db.types
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
