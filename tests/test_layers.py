@@ -283,6 +283,50 @@ def test_the_check_sees_forbidden_imports(monkeypatch: pytest.MonkeyPatch) -> No
     )
 
 
+# What routers may not touch: the database (DB classes and SQLAlchemy), directly or through the
+# handles of the logic Context; they validate, authorize, call one logic function, map errors.
+ROUTERS = f"{PACKAGE}.api.routers"
+DB_HANDLES = frozenset(
+    {"db", "jobs", "queues", "pilots", "sandboxes", "auth", "sites", "catalog", "meta"}
+    | {"datasets", "se_status", "requests"}
+)
+
+
+def router_violations() -> list[str]:
+    found: list[str] = []
+    for module, path in modules().items():
+        if not module.startswith(ROUTERS + "."):
+            continue
+        for imp in imports_of(module):
+            if _name_of(imp.target) in {"db", "sqlalchemy"}:
+                found.append(f"{module}:{imp.line} imports {imp.target}")
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "ctx"
+                and node.attr in DB_HANDLES
+            ):
+                found.append(f"{module}:{node.lineno} uses ctx.{node.attr}")
+    return found
+
+
+def test_routers_do_not_read_the_database() -> None:
+    assert router_violations() == []
+
+
+def test_the_router_check_sees_database_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    planted = {f"{ROUTERS}.jobs": (Import("ctaprod.db.jobs", 7, False),)}
+    original = imports_of.__wrapped__
+
+    @cache  # as the real one: uncached, the transitive walk re-parses every file many times
+    def fake(module: str) -> tuple[Import, ...]:
+        return original(module) + planted.get(module, ())
+
+    monkeypatch.setattr(sys.modules[__name__], "imports_of", fake)
+    assert f"{ROUTERS}.jobs:7 imports ctaprod.db.jobs" in router_violations()
+
+
 def test_relative_imports_are_resolved() -> None:
     targets = {i.target for m in modules() for i in imports_of(m)}
     assert not any(t.startswith(".") for t in targets)

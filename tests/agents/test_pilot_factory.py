@@ -241,3 +241,36 @@ def test_real_pilots_run_the_waiting_jobs(live_server: Any) -> None:
     assert all(r["status"] == "Done" for r in rows), [dict(r) for r in rows]
     assert all(world.pilot_log(r["pilot_id"]) for r in rows), "each pilot left its log"
     assert sum(r["jobs_done"] for r in rows) == 3
+
+
+def test_the_lost_pilot_timer_survives_an_agent_restart(world: World, make: Any) -> None:
+    """Before, the "unknown to the CE since" time lived in the agent's memory: a restart
+    started the count again, so a pilot forgotten by a CE whose agent restarts often was
+    never Lost."""
+    setup = make({"local": _queue()})
+    now = world.clock()
+    with world.ctx.db.write() as conn:
+        world.ctx.pilots.add(
+            conn,
+            [
+                {
+                    "stamp": "forgotten",
+                    "ce_ref": "forgotten",
+                    "ce": "localhost",
+                    "queue": "local",
+                    "site": SITE,
+                    "status": "Waiting",
+                    "submission_time": now,
+                    "last_update": now,
+                }
+            ],
+        )
+    first = PilotStatusAgent(world.ctx, setup.ces, lost_after=300)
+    assert first.run_once(AgentContext("pilot_status")) == 0
+    world.clock.advance(200)
+    assert first.run_once(AgentContext("pilot_status")) == 0
+    world.clock.advance(101)
+    restarted = PilotStatusAgent(world.ctx, ComputingElements(world.ctx.settings), lost_after=300)
+    assert restarted.run_once(AgentContext("pilot_status")) == 1
+    [row] = setup.rows()
+    assert (row["status"], row["status_reason"]) == ("Lost", "Unknown to the CE for 301 s")

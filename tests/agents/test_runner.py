@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ctaprod.agents.runner import AgentContext, AgentSpec, Heartbeat, Runner
-from ctaprod.server.agents import agent_heartbeats, database_heartbeats
+from ctaprod.agents.runner import AgentContext, AgentCycleError, AgentSpec, Heartbeat, Runner
+from ctaprod.server.agents import agent_heartbeats, database_heartbeats, database_liveness
 
 
 class Recorder:
@@ -198,7 +198,8 @@ def test_heartbeat_rows_in_the_database(services: Any) -> None:
         host="node1",
     )
     runner.run(once=True)
-    runner.run(once=True)
+    with pytest.raises(AgentCycleError, match="demo: RuntimeError: cycle 2 broke"):
+        runner.run(once=True)  # the other agents ran all the same
     rows = {r["name"]: r for r in agent_heartbeats(ctx)}
     demo = rows["demo"]
     assert (demo["replica"], demo["host"], demo["cycles"]) == (1, "node1", 2)
@@ -209,3 +210,71 @@ def test_heartbeat_rows_in_the_database(services: Any) -> None:
     runner.run(once=True)
     demo = {r["name"]: r for r in agent_heartbeats(ctx)}["demo"]
     assert (demo["cycles"], demo["last_error"]) == (3, "")
+
+
+def _replica(services: Any, replica: int, body: Callable[[AgentContext], int | None]) -> Runner:
+    beat, peers = database_liveness(services.ctx)
+    return Runner(
+        [AgentSpec("shared", body, 60)],
+        replica=replica,
+        replicas=2,
+        liveness=beat,
+        peers=peers,
+        beat_interval=services.ctx.settings.liveness.agent_beat_seconds,
+    )
+
+
+def test_replicas_share_among_the_live_ones_and_take_over_a_dead_ones_share(
+    services: Any,
+) -> None:
+    """Before, replica r of n was fixed at launch: a dead replica's share was never done."""
+    # Dead after 5 s without a beat: generous on a loaded machine, short enough for a test.
+    services.ctx.settings.liveness.agent_beat_seconds = 0.5
+    services.ctx.settings.liveness.missed_beats = 10
+    first, second = Recorder(), Recorder()
+    a, b = _replica(services, 0, first), _replica(services, 1, second)
+    b.start()  # b beats, and runs its first cycle
+    try:
+        _until(lambda: bool(second.calls))
+        a.run(once=True)
+        assert (first.calls[-1].replica, first.calls[-1].replicas) == (0, 2)
+        assert [i for i in range(6) if first.calls[-1].mine(i)] == [0, 2, 4]
+        a.beat()  # a --once run says it stopped when done: alive again for b to see
+        b.run_cycle(b.specs[0])
+        assert (second.calls[-1].replica, second.calls[-1].replicas) == (1, 2)
+    finally:
+        b._beat_stop.set()  # b dies without a word: its beats stop, its row stays
+        b.stop()
+        b._threads[0].join(10)
+        assert b._beat_thread is not None
+        b._beat_thread.join(10)
+
+    def alone() -> bool:
+        a.run_cycle(a.specs[0])
+        return first.calls[-1].replicas == 1
+
+    _until(alone, timeout=60)  # ten missed beats later: a does everything
+    assert [i for i in range(6) if first.calls[-1].mine(i)] == list(range(6))
+
+
+def test_a_replica_that_stops_cleanly_hands_over_at_once(services: Any) -> None:
+    services.ctx.settings.liveness.agent_beat_seconds = 60.0
+    first, second = Recorder(), Recorder()
+    a, b = _replica(services, 0, first), _replica(services, 1, second)
+    b.start()
+    _until(lambda: bool(second.calls))
+    a.run_cycle(a.specs[0])
+    assert first.calls[-1].replicas == 2
+    b.stop()
+    assert b.join(10)
+    a.run_cycle(a.specs[0])
+    assert (first.calls[-1].replica, first.calls[-1].replicas) == (0, 1)
+
+
+def test_once_raises_when_a_cycle_failed() -> None:
+    rec = Recorder(fail_on={1})
+    ok = Recorder()
+    runner = Runner([AgentSpec("bad", rec, 60), AgentSpec("good", ok, 60)])
+    with pytest.raises(AgentCycleError, match="bad: RuntimeError: cycle 1 broke"):
+        runner.run(once=True)
+    assert len(ok.calls) == 1  # the others still ran

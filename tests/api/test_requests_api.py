@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
+
+from ctaprod.db.tables import requests
+from ctaprod.logic.request_claims import claim_due
 from tests.api.conftest import Api, Headers
 
 REMOVE = {"type": "RemoveFile", "files": [{"lfn": "/vo/user/a"}]}
@@ -31,12 +36,37 @@ def test_create_show_list_cancel(rest: Api, alice: Headers, bob: Headers) -> Non
         "alice"
     )
 
-    r = rest.client.post(f"/api/requests/{rid}/retry", headers=alice)
-    assert r.status_code == 409
-    assert r.json()["message"] == f"request {rid} is Waiting: cannot go to Waiting"
+    r = rest.client.post(f"/api/requests/{rid}/retry", headers=alice)  # due now: it is
+    assert (r.status_code, r.json()["status"]) == (200, "Waiting")
     assert rest.client.post(f"/api/requests/{rid}/cancel", headers=bob).status_code == 404
     r = rest.client.post(f"/api/requests/{rid}/cancel", headers=alice)
     assert (r.status_code, r.json()["status"]) == (200, "Canceled")
+    r = rest.client.post(f"/api/requests/{rid}/retry", headers=alice)
+    assert r.status_code == 409
+    assert r.json()["message"] == (
+        f"request {rid} is Canceled: cannot go to Waiting (final state: nothing to retry)"
+    )
+
+
+def test_retry_of_a_request_held_by_a_live_executor_is_refused_with_the_reason(
+    rest: Api, alice: Headers
+) -> None:
+    """Before leases, this retry answered 200 and did nothing."""
+    rid = create(rest, alice, operations=[REMOVE])
+    ctx = rest.services.ctx
+    lease = datetime.now(UTC) + timedelta(seconds=45)
+    with ctx.db.write() as conn:
+        assert claim_due(ctx, conn, datetime.now(UTC), 10, "w#1", lease_until=lease)
+    r = rest.client.post(f"/api/requests/{rid}/retry", headers=alice)
+    assert r.status_code == 409, r.text
+    assert "executor w#1 holds it, its lease runs until" in r.json()["message"]
+    assert rest.client.get(f"/api/requests/{rid}", headers=alice).json()["status"] == "Assigned"
+    # The executor died: once its lease has passed, retry puts the request back at once.
+    with ctx.db.write() as conn:
+        conn.execute(update(requests).values(lease_until=datetime.now(UTC) - timedelta(seconds=1)))
+    r = rest.client.post(f"/api/requests/{rid}/retry", headers=alice)
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["assigned_by"]) == ("Waiting", "")
 
 
 def test_bad_input_is_a_400_naming_the_problem(rest: Api, alice: Headers) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from ctaprod.core.identity import Identity
 from ctaprod.core.properties import TokenKind
 from ctaprod.core.requests import RequestSpec
 from ctaprod.logic import requests as L
+from ctaprod.logic.request_claims import claim_due
 from tests.cli.conftest import Cli
 
 ADMIN = Identity("admin", "ctao_admin", TokenKind.USER, frozenset({"Admin"}))
@@ -47,4 +50,20 @@ def test_request_commands(cli: Cli) -> None:
     assert f"Request {rid} is Canceled" in cli("request", "cancel", str(rid)).stdout
     err = cli("request", "cancel", str(rid), code=1).stderr
     assert f"request {rid} is Canceled: cannot go to Canceled" in err
+    err = cli("request", "retry", str(rid), code=1).stderr
+    assert f"request {rid} is Canceled: cannot go to Waiting" in err
+
+
+def test_request_retry_refuses_a_request_a_live_executor_holds(cli: Cli) -> None:
+    ctx = cli.services.ctx
+    spec = RequestSpec.model_validate(
+        {"operations": [{"type": "RemoveFile", "files": [{"lfn": "/vo/gone"}]}]}
+    )
+    rid = L.create_request(ctx, ADMIN, spec)
+    now = datetime.now(UTC)
+    with ctx.db.write() as conn:
+        claim_due(ctx, conn, now, 10, "w#1", lease_until=now + timedelta(seconds=45))
+    err = cli("request", "retry", str(rid), code=1).stderr
+    assert "executor w#1 holds it, its lease runs until" in err
+    assert "Lease until" in cli("request", "show", str(rid)).stdout
     assert "no request 999" in cli("request", "show", "999", code=1).stderr

@@ -12,10 +12,20 @@ from enum import StrEnum
 
 import pytest
 
-from ctaprod.core.errors import Conflict, InvalidTransition
+from ctaprod.core.errors import Conflict, InvalidTransition, NotFound
 from ctaprod.core.job_states import FINAL_STATES, JOB_MACHINE, KILLABLE, RESCHEDULABLE, JobStatus
 from ctaprod.core.pilot_states import PILOT_ALIVE, PILOT_FINAL, PILOT_MACHINE, PilotStatus
-from ctaprod.core.statemachine import StateMachine, table
+from ctaprod.core.statemachine import (
+    Hook,
+    Missed,
+    Rejected,
+    StateMachine,
+    Transition,
+    TransitionResult,
+    on_enter,
+    on_leave,
+    table,
+)
 
 J = JobStatus
 P = PilotStatus
@@ -155,3 +165,82 @@ def test_a_state_machine_is_plain_data() -> None:
     machine.check("x", Light.RED, Light.GREEN)
     with pytest.raises(InvalidTransition, match="light x is Green: cannot go to Red"):
         machine.check("x", Light.GREEN, Light.RED)
+
+
+# --- the generic machinery: hooks declared by state, rejections, results ---------------------
+
+
+class Door(StrEnum):
+    CLOSED = "Closed"
+    OPEN = "Open"
+    LOCKED = "Locked"
+    GONE = "Gone"
+
+
+D = Door
+DOOR_MACHINE: StateMachine[Door] = StateMachine(
+    "door",
+    table(
+        [
+            (D.CLOSED, [D.OPEN, D.LOCKED, D.GONE]),
+            (D.OPEN, [D.CLOSED, D.GONE]),
+            (D.LOCKED, [D.CLOSED, D.GONE]),
+            (D.GONE, []),
+        ]
+    ),
+    final=frozenset({D.GONE}),
+    hooks=(
+        on_enter("stamp_open", [D.OPEN]),
+        on_leave("count_unlock", [D.LOCKED]),
+        on_enter("bury", [D.GONE], leaving=[D.OPEN]),
+        Hook("history"),
+    ),
+)
+
+
+def _fired(old: Door, new: Door) -> list[str]:
+    return [h.name for h in DOOR_MACHINE.hooks_for(old, new)]
+
+
+def test_hooks_fire_by_state_in_declaration_order() -> None:
+    assert _fired(D.CLOSED, D.OPEN) == ["stamp_open", "history"]
+    assert _fired(D.LOCKED, D.CLOSED) == ["count_unlock", "history"]
+    assert _fired(D.OPEN, D.GONE) == ["bury", "history"]
+    assert _fired(D.CLOSED, D.GONE) == ["history"]  # bury only when leaving Open
+    assert _fired(D.LOCKED, D.GONE) == ["count_unlock", "history"]
+    assert Hook("any").fires(D.OPEN, D.CLOSED)
+
+
+def test_hook_names_are_unique() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        StateMachine("door", DOOR_MACHINE.transitions, hooks=(Hook("h"), Hook("h")))
+
+
+def test_refusal_names_the_reason() -> None:
+    assert DOOR_MACHINE.refusal(D.CLOSED, D.OPEN) is None
+    assert DOOR_MACHINE.refusal(D.OPEN, D.LOCKED) == "cannot go from Open to Locked"
+    assert DOOR_MACHINE.refusal(D.GONE, D.OPEN) == "cannot go from Gone to Open (final state)"
+
+
+def test_result_raises_the_first_rejection() -> None:
+    result: TransitionResult[Door, object] = TransitionResult("door")
+    result.raise_rejected()  # nothing rejected: no error
+    result.rejected.append(Rejected(4, D.GONE, D.OPEN, "cannot go from Gone to Open (final state)"))
+    with pytest.raises(InvalidTransition, match=r"door 4 is Gone: cannot go to Open \(final"):
+        result.raise_rejected()
+    result.rejected.append(Rejected(9, None, None, "no door 9"))
+    with pytest.raises(NotFound, match="no door 9"):  # a missing entity is named first
+        result.raise_rejected()
+    custom: TransitionResult[Door, object] = TransitionResult("door")
+    custom.rejected.append(Rejected(2, D.OPEN, D.LOCKED, "the key is lost"))
+    with pytest.raises(InvalidTransition, match=r"door 2 is Open: cannot go to Locked \(the key"):
+        custom.raise_rejected()
+
+
+def test_result_summaries() -> None:
+    result: TransitionResult[Door, object] = TransitionResult("door")
+    result.applied += [Transition(1, D.CLOSED, D.OPEN), Transition(1, D.OPEN, D.GONE)]
+    result.missed.append(Missed(2, D.CLOSED, D.OPEN))
+    assert result.final_status() == {1: D.GONE}
+    assert result.applied_ids() == {1}
+    assert result.missed_ids() == {2}

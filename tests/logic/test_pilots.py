@@ -245,8 +245,7 @@ def test_poll_follows_pilots_in_the_local_ce(world: World, tmp_path: Path) -> No
     _wait_final(ce, ["fails", "quiet", "reports"])
     runtime.pilot_finished(world.ctx, session, reg.pilot_id, True, "no more jobs", "own log", 0)
 
-    unknown: dict[int, Any] = {}
-    report = P.poll_pilots(world.ctx, "q", QUEUE, ce, unknown)
+    report = P.poll_pilots(world.ctx, "q", QUEUE, ce)
     assert (report.checked, report.changed, report.logs_saved) == (3, 3, 2)
     status = {r["stamp"]: (r["status"], r["status_reason"]) for r in _rows(world)}
     assert status == {
@@ -261,10 +260,10 @@ def test_poll_follows_pilots_in_the_local_ce(world: World, tmp_path: Path) -> No
     assert _log(world, ids["sleeps"]) is None
 
     ce.cancel(["sleeps"])
-    report = P.poll_pilots(world.ctx, "q", QUEUE, ce, unknown)
+    report = P.poll_pilots(world.ctx, "q", QUEUE, ce)
     assert (report.changed, report.logs_saved) == (1, 1)
     assert _rows(world)[2]["status"] == "Aborted"
-    assert P.poll_pilots(world.ctx, "q", QUEUE, ce, unknown).checked == 0
+    assert P.poll_pilots(world.ctx, "q", QUEUE, ce).checked == 0
 
 
 def test_a_pilot_unknown_to_its_ce_for_long_is_lost(world: World, tmp_path: Path) -> None:
@@ -286,16 +285,15 @@ def test_a_pilot_unknown_to_its_ce_for_long_is_lost(world: World, tmp_path: Path
                 }
             ],
         )
-    unknown: dict[int, Any] = {}
-    assert P.poll_pilots(world.ctx, "q", QUEUE, ce, unknown, lost_after=300).changed == 0
-    assert pid in unknown
+    assert P.poll_pilots(world.ctx, "q", QUEUE, ce, lost_after=300).changed == 0
+    assert _rows(world)[0]["unknown_since"] == now  # kept in the row: survives a restart
     world.clock.advance(299)
-    assert P.poll_pilots(world.ctx, "q", QUEUE, ce, unknown, lost_after=300).changed == 0
+    assert P.poll_pilots(world.ctx, "q", QUEUE, ce, lost_after=300).changed == 0
     world.clock.advance(2)
-    assert P.poll_pilots(world.ctx, "q", QUEUE, ce, unknown, lost_after=300).changed == 1
+    assert P.poll_pilots(world.ctx, "q", QUEUE, ce, lost_after=300).changed == 1
     [row] = _rows(world)
     assert (row["status"], row["status_reason"]) == ("Lost", "Unknown to the CE for 301 s")
-    assert unknown == {}
+    assert pid == row["pilot_id"]
 
 
 def test_log_tail() -> None:

@@ -8,6 +8,7 @@ status reports; the clock is the test's.
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,9 +18,11 @@ from ctaprod.core.errors import Forbidden, InvalidInput, InvalidTransition, NotF
 from ctaprod.core.identity import Identity
 from ctaprod.core.properties import TokenKind
 from ctaprod.core.requests import RequestSpec, RequestStatus
+from ctaprod.core.settings import Settings
 from ctaprod.db.tables import request_files, request_operations, requests
 from ctaprod.logic import request_executor
 from ctaprod.logic import requests as L
+from ctaprod.logic.request_claims import claim_due, renew_leases
 from ctaprod.logic.requests import ExecutionStats
 from tests.agents.helpers import ALICE, World
 
@@ -165,8 +168,8 @@ def test_a_permanent_failure_is_not_retried_then_retry_and_cancel(world: World) 
     info = L.retry_request(world.ctx, ALICE, rid)
     assert (info.status, info.error) == ("Waiting", "")
     assert [(o.status, o.attempts) for o in info.operations] == [("Done", 0), ("Waiting", 0)]
-    with pytest.raises(InvalidTransition, match=f"request {rid} is Waiting: cannot go to Waiting"):
-        L.retry_request(world.ctx, ALICE, rid)
+    # Retrying a Waiting request again only makes it due now (it is already).
+    assert L.retry_request(world.ctx, ALICE, rid).status == "Waiting"
 
     info = L.cancel_request(world.ctx, ALICE, rid)
     assert info.status == "Canceled"
@@ -193,7 +196,9 @@ def test_a_request_canceled_while_executed_is_left_alone(world: World) -> None:
     job_id, _ = completed_job(world)
     rid = L.create_request(world.ctx, ALICE, spec(set_done(), job_id=job_id))
     with world.ctx.db.write() as conn:
-        assert world.ctx.requests.claim_due(conn, world.clock(), 10, "x#1") == [rid]
+        assert claim_due(world.ctx, conn, world.clock(), 10, "x#1", lease_until=LEASE(world)) == [
+            rid
+        ]
     assert run(world).claimed == 0  # Assigned: not claimed twice
     assert L.cancel_request(world.ctx, ALICE, rid).status == "Canceled"
     stats = ExecutionStats()
@@ -203,18 +208,91 @@ def test_a_request_canceled_while_executed_is_left_alone(world: World) -> None:
     assert L.get_request(world.ctx, ALICE, rid).status == "Canceled"
 
 
-def test_requests_of_a_dead_executor_are_released(world: World) -> None:
+def LEASE(world: World) -> datetime:
+    return world.clock() + timedelta(seconds=world.ctx.settings.data.request_lease_seconds)
+
+
+def claim_as(world: World, claim: str) -> list[int]:
+    """Claim the due requests as executor ``claim`` (which then holds them and does nothing)."""
+    with world.ctx.db.write() as conn:
+        return claim_due(world.ctx, conn, world.clock(), 10, claim, lease_until=LEASE(world))
+
+
+def test_the_default_lease_releases_a_dead_executors_requests_within_a_minute() -> None:
+    # Released at the first executor cycle after the lease passed.
+    settings = Settings()
+    lease = settings.data.request_lease_seconds
+    assert lease + settings.agent("request_executor").interval <= 60
+
+
+def test_requests_of_a_dead_executor_are_released_once_its_lease_passed(world: World) -> None:
     job_id, _ = completed_job(world)
     rid = L.create_request(world.ctx, ALICE, spec(set_done(), job_id=job_id))
-    with world.ctx.db.write() as conn:
-        world.ctx.requests.claim_due(conn, world.clock(), 10, "dead#1")
-    world.clock.advance(100)
-    assert run(world, stale_after=200).total == 0
-    world.clock.advance(101)
-    stats = run(world, stale_after=200)
+    assert claim_as(world, "dead#1") == [rid]
+    lease = world.ctx.settings.data.request_lease_seconds
+    world.clock.advance(lease - 1)
+    assert run(world).total == 0  # its lease runs: not taken over
+    world.clock.advance(2)
+    stats = run(world)
     assert (stats.released, stats.done) == (1, 1)
     assert world.status(job_id) == "Done"
     assert L.get_request(world.ctx, ALICE, rid).status == "Done"
+
+
+def test_a_live_executor_keeps_its_requests_by_renewing_the_lease(world: World) -> None:
+    job_id, _ = completed_job(world)
+    rid = L.create_request(world.ctx, ALICE, spec(set_done(), job_id=job_id))
+    assert claim_as(world, "slow#1") == [rid]
+    lease = world.ctx.settings.data.request_lease_seconds
+    for _ in range(5):  # five leases long, renewed every half lease
+        world.clock.advance(lease / 2)
+        assert renew_leases(world.ctx, "slow#1") == 1
+        assert run(world).total == 0
+    info = L.get_request(world.ctx, ALICE, rid)
+    assert (info.status, info.assigned_by) == ("Assigned", "slow#1")
+    assert info.lease_until is not None
+    assert info.lease_until > world.clock()
+
+
+def test_retry_releases_a_request_whose_executor_died(world: World) -> None:
+    job_id, _ = completed_job(world)
+    rid = L.create_request(world.ctx, ALICE, spec(set_done(), job_id=job_id))
+    claim_as(world, "dead#1")
+    with pytest.raises(InvalidTransition, match="holds it, its lease runs until"):
+        L.retry_request(world.ctx, ALICE, rid)
+    assert L.get_request(world.ctx, ALICE, rid).assigned_by == "dead#1"
+    world.clock.advance(world.ctx.settings.data.request_lease_seconds + 1)
+    info = L.retry_request(world.ctx, ALICE, rid)
+    assert (info.status, info.assigned_by, info.lease_until) == ("Waiting", "", None)
+    assert info.not_before == world.clock()
+    assert run(world).done == 1
+    assert world.status(job_id) == "Done"
+
+
+def test_retry_cuts_a_backoff_short(world: World) -> None:
+    world.ctx.settings.data.request_max_attempts = 5
+    op = {"type": "RegisterReplica", "arguments": {"se": "DISK-A"}, "files": [{"lfn": "/vo/n"}]}
+    rid = L.create_request(world.ctx, ALICE, spec(op))
+    assert run(world).retrying == 1
+    waiting = L.get_request(world.ctx, ALICE, rid)
+    assert waiting.status == "Waiting"
+    assert waiting.not_before > world.clock()
+    assert run(world).total == 0  # backing off
+    info = L.retry_request(world.ctx, ALICE, rid)
+    assert (info.status, info.not_before) == ("Waiting", world.clock())
+    assert run(world).claimed == 1
+
+
+def test_retry_refuses_done_and_canceled_requests(world: World) -> None:
+    job_id, _ = completed_job(world)
+    done = L.create_request(world.ctx, ALICE, spec(set_done(), job_id=job_id))
+    assert run(world).done == 1
+    with pytest.raises(InvalidTransition, match=f"request {done} is Done.*nothing to retry"):
+        L.retry_request(world.ctx, ALICE, done)
+    canceled = L.create_request(world.ctx, ALICE, spec(remove("/vo/x")))
+    L.cancel_request(world.ctx, ALICE, canceled)
+    with pytest.raises(InvalidTransition, match=f"request {canceled} is Canceled"):
+        L.retry_request(world.ctx, ALICE, canceled)
 
 
 def test_concurrent_executors_never_run_a_request_twice(world: World) -> None:

@@ -3,11 +3,19 @@ status reports, pilot logs, and who may report on which job."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from ctaprod.core.errors import Forbidden, InvalidInput, InvalidTransition
+from ctaprod.core.errors import (
+    Conflict,
+    CtaprodError,
+    Forbidden,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+)
 from ctaprod.core.identity import Identity
 from ctaprod.core.job_states import JobStatus
 from ctaprod.core.pilot_states import PilotStatus
@@ -31,13 +39,40 @@ def _matched(kit: Kit, owner: Identity, **fields: Any) -> tuple[int, Identity, A
     return job_id, kit.job_ident(m), pilot
 
 
-def _report(kit: Kit, ident: Identity, job_id: int, **fields: Any) -> Any:
-    [res] = R.report_statuses(kit.ctx, ident, [StatusReport(job_id=job_id, **fields)])
+@dataclass
+class Reply:
+    """A reply with its refusal as a kind: "ok", or the domain error's family ("forbidden",
+    "not_found", "conflict": an illegal transition is a conflict). The API maps each family to
+    its HTTP status (tests/api check the numbers)."""
+
+    job_id: int
+    status: str
+    error: str | None
+    commands: list[str]
+
+
+def _kind(err: CtaprodError | None) -> str:
+    for cls, name in ((Forbidden, "forbidden"), (NotFound, "not_found"), (Conflict, "conflict")):
+        if isinstance(err, cls):
+            return name
+    assert err is None, f"unexpected error {err!r}"
+    return "ok"
+
+
+def _view(replies: list[R.JobReply]) -> list[Reply]:
+    return [
+        Reply(r.job_id, _kind(r.error), None if r.error is None else str(r.error), r.commands)
+        for r in replies
+    ]
+
+
+def _report(kit: Kit, ident: Identity, job_id: int, **fields: Any) -> Reply:
+    [res] = _view(R.report_statuses(kit.ctx, ident, [StatusReport(job_id=job_id, **fields)]))
     return res
 
 
-def _beat(kit: Kit, ident: Identity, job_id: int, **fields: Any) -> Any:
-    [res] = R.heartbeats(kit.ctx, ident, [HeartbeatItem(job_id=job_id, **fields)])
+def _beat(kit: Kit, ident: Identity, job_id: int, **fields: Any) -> Reply:
+    [res] = _view(R.heartbeats(kit.ctx, ident, [HeartbeatItem(job_id=job_id, **fields)]))
     return res
 
 
@@ -135,7 +170,7 @@ def test_heartbeat_records_usage(kit: Kit, alice: Identity) -> None:
         rss_bytes=10**6,
         peak_rss_bytes=2 * 10**6,
     )
-    assert (res.status, res.error, res.commands) == (200, None, [])
+    assert (res.status, res.error, res.commands) == ("ok", None, [])
     row = kit.row(job_id)
     assert (row["cpu_seconds"], row["wall_seconds"], row["peak_rss_bytes"]) == (
         12.5,
@@ -192,7 +227,7 @@ def test_kill_reaches_the_wrapper_through_the_heartbeat(kit: Kit, alice: Identit
     assert _beat(kit, job, job_id).commands == [R.KILL]
     # The wrapper's late "Done" is refused by the state machine, with the kill repeated.
     late = _report(kit, job, job_id, status="Done")
-    assert late.status == 409
+    assert late.status == "conflict"
     assert f"job {job_id} is Killed" in late.error
     assert late.commands == [R.KILL]
     assert kit.row(job_id)["status"] == "Killed"
@@ -211,13 +246,13 @@ def test_bulk_heartbeats_have_per_item_results(kit: Kit, alice: Identity) -> Non
         HeartbeatItem(job_id=elsewhere),
         HeartbeatItem(job_id=999_999),
     ]
-    results = R.heartbeats(kit.ctx, pilot.ident, items)
+    results = _view(R.heartbeats(kit.ctx, pilot.ident, items))
     assert [(r.job_id, r.status, r.commands) for r in results] == [
-        (a, 200, []),
-        (b, 200, []),
-        (killed, 200, [R.KILL]),
-        (elsewhere, 403, []),
-        (999_999, 404, []),
+        (a, "ok", []),
+        (b, "ok", []),
+        (killed, "ok", [R.KILL]),
+        (elsewhere, "forbidden", []),
+        (999_999, "not_found", []),
     ]
     assert all(r.error for r in results[3:])
     assert (kit.row(a)["cpu_seconds"], kit.row(b)["cpu_seconds"]) == (1.0, 2.0)
@@ -238,7 +273,7 @@ def test_wrapper_reports_the_lifecycle(kit: Kit, alice: Identity) -> None:
             minor_status="Application",
             application_status="Starting",
         ).status
-        == 200
+        == "ok"
     )
     row = kit.row(job_id)
     assert row["start_time"] is not None
@@ -304,7 +339,7 @@ def test_wrapper_reports_the_lifecycle(kit: Kit, alice: Identity) -> None:
     assert history[-1].minor_status == "Execution Complete"
     # A finished job takes no more updates.
     late = _report(kit, job, job_id, application_status="again")
-    assert late.status == 409
+    assert late.status == "conflict"
     assert kit.row(job_id)["application_status"] == "Event 200 of 200"
 
 
@@ -312,8 +347,8 @@ def test_completed_then_done(kit: Kit, alice: Identity) -> None:
     job_id, job, _ = _matched(kit, alice)
     _report(kit, job, job_id, status="Running")
     _report(kit, job, job_id, status="Completed", minor_status="Pending requests")
-    assert _report(kit, job, job_id, application_status="requests").status == 200
-    assert _report(kit, job, job_id, status="Done").status == 200
+    assert _report(kit, job, job_id, application_status="requests").status == "ok"
+    assert _report(kit, job, job_id, status="Done").status == "ok"
     assert kit.row(job_id)["status"] == "Done"
 
 
@@ -322,7 +357,7 @@ def test_illegal_report_names_the_current_state(kit: Kit, alice: Identity) -> No
     _report(kit, job, job_id, status="Running")
     _report(kit, job, job_id, status="Failed", exit_code=3)
     res = _report(kit, job, job_id, status="Running")
-    assert res.status == 409
+    assert res.status == "conflict"
     assert f"job {job_id} is Failed: cannot go to Running" in res.error
     assert res.commands == []
     assert kit.row(job_id)["exit_code"] == 3
@@ -332,7 +367,7 @@ def test_illegal_report_names_the_current_state(kit: Kit, alice: Identity) -> No
 def test_wrapper_cannot_set_server_states(kit: Kit, alice: Identity, status: str) -> None:
     job_id, job, _ = _matched(kit, alice)
     res = _report(kit, job, job_id, status=status)
-    assert res.status == 403
+    assert res.status == "forbidden"
     assert kit.row(job_id)["status"] == "Matched"
 
 
@@ -348,8 +383,8 @@ def test_bulk_status_reports(kit: Kit, alice: Identity) -> None:
         StatusReport(job_id=c, application_status="busy"),
         StatusReport(job_id=123_456, status=J.RUNNING),
     ]
-    results = R.report_statuses(kit.ctx, pilot.ident, reports)
-    assert [r.status for r in results] == [200, 200, 409, 200, 404]
+    results = _view(R.report_statuses(kit.ctx, pilot.ident, reports))
+    assert [r.status for r in results] == ["ok", "ok", "conflict", "ok", "not_found"]
     assert [kit.row(j)["status"] for j in (a, b, c)] == ["Running", "Done", "Matched"]
     assert kit.row(c)["application_status"] == "busy"
 
@@ -366,8 +401,8 @@ def test_reports_on_one_job_in_one_call_apply_in_order(kit: Kit, alice: Identity
         StatusReport(job_id=job_id, application_status="too late"),
         StatusReport(job_id=job_id, status=J.RUNNING),
     ]
-    results = R.report_statuses(kit.ctx, job, reports)
-    assert [r.status for r in results] == [200, 200, 200, 200, 200, 409, 409]
+    results = _view(R.report_statuses(kit.ctx, job, reports))
+    assert [r.status for r in results] == ["ok", "ok", "ok", "ok", "ok", "conflict", "conflict"]
     assert results[5].error == f"job {job_id} is Done: no more updates"
     assert f"job {job_id} is Done: cannot go to Running" in (results[6].error or "")
     row = kit.row(job_id)
@@ -445,10 +480,10 @@ def test_bulk_reports_and_heartbeats_take_a_fixed_number_of_statements(
 def test_job_token_acts_on_its_own_job_only(kit: Kit, alice: Identity) -> None:
     job_a, token_a, _ = _matched(kit, alice)
     job_b, _, _ = _matched(kit, alice)
-    assert _beat(kit, token_a, job_b).status == 403
-    assert _report(kit, token_a, job_b, status="Running").status == 403
+    assert _beat(kit, token_a, job_b).status == "forbidden"
+    assert _report(kit, token_a, job_b, status="Running").status == "forbidden"
     assert kit.row(job_b)["status"] == "Matched"
-    assert _beat(kit, token_a, job_a).status == 200
+    assert _beat(kit, token_a, job_a).status == "ok"
 
 
 def test_old_job_token_is_refused_after_a_reschedule(kit: Kit, alice: Identity) -> None:
@@ -461,29 +496,29 @@ def test_old_job_token_is_refused_after_a_reschedule(kit: Kit, alice: Identity) 
     assert (m.job_id, m.attempt) == (job_id, 1)
     new = kit.job_ident(m)
     beat = _beat(kit, old, job_id)
-    assert beat.status == 403
+    assert beat.status == "forbidden"
     assert "no longer assigned" in beat.error
-    assert _report(kit, old, job_id, status="Done").status == 403
-    assert _beat(kit, new, job_id).status == 200
+    assert _report(kit, old, job_id, status="Done").status == "forbidden"
+    assert _beat(kit, new, job_id).status == "ok"
     assert kit.row(job_id)["status"] == "Matched"
     # Even if the same pilot gets the job back, the old attempt's token stays refused.
     L.reschedule_jobs(kit.ctx, alice, [job_id])
     kit.matcher.invalidate()
     assert kit.match(new_pilot).attempt == 2
-    assert _beat(kit, new, job_id).status == 403
+    assert _beat(kit, new, job_id).status == "forbidden"
 
 
 def test_pilot_session_acts_on_its_own_jobs_only(kit: Kit, alice: Identity) -> None:
     job_b, _, pilot_b = _matched(kit, alice)
     pilot_a = kit.pilot()
-    assert _beat(kit, pilot_a.ident, job_b).status == 403
-    assert _report(kit, pilot_a.ident, job_b, status="Running").status == 403
-    assert _beat(kit, pilot_b.ident, job_b).status == 200
+    assert _beat(kit, pilot_a.ident, job_b).status == "forbidden"
+    assert _report(kit, pilot_a.ident, job_b, status="Running").status == "forbidden"
+    assert _beat(kit, pilot_b.ident, job_b).status == "ok"
 
 
 def test_user_and_plain_pilot_tokens_cannot_report(kit: Kit, alice: Identity) -> None:
     job_id, _, _ = _matched(kit, alice)
     for ident in (alice, kit.pilot_ident):
-        assert _beat(kit, ident, job_id).status == 403
-        assert _report(kit, ident, job_id, status="Running").status == 403
+        assert _beat(kit, ident, job_id).status == "forbidden"
+        assert _report(kit, ident, job_id, status="Running").status == "forbidden"
     assert kit.row(job_id)["status"] == "Matched"

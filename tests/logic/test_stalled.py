@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from ctaprod.core.errors import Forbidden
+from ctaprod.logic import liveness
 from ctaprod.logic.stalled import check_stalled_jobs
 from tests.agents.helpers import World
 
@@ -61,7 +64,7 @@ def test_pilot_gone_reschedules_and_the_job_is_matched_again(world: World) -> No
     assert statuses[2][0] == "Waiting"
 
     # The old wrapper's token is for attempt 0: refused. A new pilot gets attempt 1.
-    assert world.heartbeat(ident, ok=False).status == 403
+    assert isinstance(world.heartbeat(ident, ok=False).error, Forbidden)
     again = world.match(world.pilot())
     assert again is not None
     assert (again.job_id, again.attempt) == (job_id, 1)
@@ -210,3 +213,60 @@ def test_concurrent_passes_settle_each_job_once(world: World) -> None:
         assert statuses.count("Stalled") == 1
         assert statuses.count("Rescheduled") == 1
         assert world.in_task_queue(job_id)
+
+
+def test_silence_is_not_counted_across_a_server_outage(world: World) -> None:
+    """A server down longer than the failed window, restarted: its Running jobs get a full
+    stalled window from the restart to report (before, they were all rescheduled at once)."""
+    s = world.ctx.settings.jobs
+    job_id, _, ident = world.running_job()
+    up = liveness.server_started(world.ctx, "api-1")
+    world.clock.advance(5)
+    liveness.server_beat(world.ctx, "api-1", up)
+    world.clock.advance(s.failed_after + s.stalled_after + 60)  # the server is down
+    assert check_stalled_jobs(world.ctx).total == 0  # nobody can report: nothing is counted
+    liveness.server_started(world.ctx, "api-2")  # restarted
+    assert liveness.server_up_since(world.ctx) == world.clock()
+    assert check_stalled_jobs(world.ctx).total == 0
+    world.clock.advance(s.stalled_after - 5)
+    assert check_stalled_jobs(world.ctx).total == 0
+    world.heartbeat(ident)  # the pilot got through
+    world.report(ident, "Done")
+    assert world.status(job_id) == "Done"
+
+
+def test_a_job_silent_since_the_restart_stalls_one_window_later(world: World) -> None:
+    s = world.ctx.settings.jobs
+    job_id, _, _ = world.running_job()
+    world.clock.advance(s.failed_after + 1)
+    up = liveness.server_started(world.ctx, "api-1")
+    world.clock.advance(s.stalled_after - 1)
+    liveness.server_beat(world.ctx, "api-1", up)
+    assert check_stalled_jobs(world.ctx).total == 0
+    world.clock.advance(2)
+    liveness.server_beat(world.ctx, "api-1", up)
+    report = check_stalled_jobs(world.ctx)
+    assert (report.stalled, report.rescheduled) == (1, 0)  # stalled, not yet failed
+    assert world.status(job_id) == "Stalled"
+
+
+def test_an_agent_counts_silence_from_its_own_start_at_most(world: World) -> None:
+    s = world.ctx.settings.jobs
+    job_id, _, _ = world.running_job()
+    world.clock.advance(s.failed_after + 1)
+    started = world.clock()
+    assert check_stalled_jobs(world.ctx, agent_start=started).total == 0
+    world.clock.advance(s.stalled_after + 1)
+    assert check_stalled_jobs(world.ctx, agent_start=started).stalled == 1
+    assert world.status(job_id) == "Stalled"
+
+
+def test_overlapping_server_processes_make_one_up_period(world: World) -> None:
+    t0 = world.clock()
+    liveness.server_started(world.ctx, "a")
+    world.clock.advance(20)
+    liveness.server_started(world.ctx, "b")  # a rolling restart: b up before a stops
+    liveness.server_beat(world.ctx, "a", t0)
+    world.clock.advance(600)
+    liveness.server_beat(world.ctx, "b", t0 + timedelta(seconds=20))
+    assert liveness.server_up_since(world.ctx) == t0

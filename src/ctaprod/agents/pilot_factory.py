@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -159,7 +159,6 @@ class PilotStatusAgent:
         self.ctx = ctx
         self.ces = ces
         self.lost_after = lost_after
-        self._unknown: dict[str, dict[int, datetime]] = {}
 
     def run_once(self, actx: AgentContext) -> int:
         changed, errors = 0, []
@@ -174,7 +173,6 @@ class PilotStatusAgent:
                     name,
                     queue,
                     self.ces.get(name),
-                    self._unknown.setdefault(name, {}),
                     lost_after=self.lost_after,
                 )
             except Exception as exc:

@@ -4,11 +4,19 @@ An agent is a ``run_once(AgentContext) -> int | None`` body (the number of items
 with its dependencies injected when it is built. The runner gives each agent its own thread
 that runs a cycle, writes a heartbeat, then sleeps for the agent's interval; a wake-up cuts
 the sleep short, the stop event ends the loop after the current cycle. A failing cycle is
-logged and recorded (in :attr:`Runner.stats` and the heartbeat) and the loop goes on.
+logged and recorded (in :attr:`Runner.stats` and the heartbeat) and the loop goes on; in
+``once`` mode the runner raises :class:`AgentCycleError` after the cycles if any failed.
 
-Replicas of the same agents share the work: replica ``r`` of ``n`` handles the items whose
-id satisfies ``id % n == r`` (:meth:`AgentContext.mine`); the bodies push that filter into
-their SQL so that each replica reads only its own share.
+Replicas of the same agents share the work among the *live* ones. Each replica has an id
+(``replica``, unique per agent); a liveness thread writes a beat for all its agents every
+``beat_interval`` seconds, whatever the length of their cycles, and before every cycle the
+runner asks ``peers`` which replicas of that agent beat recently. Among the ``n`` live ids
+sorted, this replica's rank ``k`` is its share: the items with ``id % n == k``
+(:meth:`AgentContext.mine`); the bodies push that filter into their SQL. When a replica
+dies its beats stop and, once it counts as dead, the survivors' shares cover its items.
+While replicas disagree on who is alive (one beat interval or so) a share may be done twice
+or wait one cycle: every claim is atomic in the database, so twice is harmless. Without
+``peers`` the split is the fixed ``replica`` of ``replicas``.
 """
 
 from __future__ import annotations
@@ -74,6 +82,14 @@ class Heartbeat:
 
 
 HeartbeatSink = Callable[[Heartbeat], None]
+# (agent names, replica id, host, now, alive): a beat; alive=False when the replica stops.
+LivenessSink = Callable[[Sequence[str], int, str, datetime, bool], None]
+# agent name -> the ids of its replicas that beat recently
+LivePeers = Callable[[str], Sequence[int]]
+
+
+class AgentCycleError(RuntimeError):
+    """Cycles failed in ``once`` mode; the message names the agents and their errors."""
 
 
 @dataclass
@@ -101,6 +117,9 @@ class Runner:
         heartbeat: HeartbeatSink | None = None,
         host: str | None = None,
         stop: threading.Event | None = None,
+        liveness: LivenessSink | None = None,
+        peers: LivePeers | None = None,
+        beat_interval: float = 10.0,
     ) -> None:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
@@ -117,8 +136,13 @@ class Runner:
         self.host = host or default_host()
         self.stop_event = stop if stop is not None else threading.Event()
         self.stats = {s.name: AgentStats() for s in specs}
+        self.liveness = liveness
+        self.peers = peers
+        self.beat_interval = beat_interval
         self._wake = {s.name: s.wake if s.wake is not None else threading.Event() for s in specs}
         self._threads: list[threading.Thread] = []
+        self._beat_stop = threading.Event()
+        self._beat_thread: threading.Thread | None = None
 
     # --- control ------------------------------------------------------------------------
     def wake(self, name: str) -> None:
@@ -131,11 +155,39 @@ class Runner:
         for event in self._wake.values():
             event.set()
 
+    # --- liveness and shares --------------------------------------------------------------
+    def beat(self, alive: bool = True) -> None:
+        """Tell the other replicas that this one's agents are alive (or, with ``alive``
+        False, that they stopped)."""
+        if self.liveness is None:
+            return
+        try:
+            names = [s.name for s in self.specs]
+            self.liveness(names, self.replica, self.host, datetime.now(UTC), alive)
+        except Exception:
+            log.exception("agents (replica %d): cannot write the liveness beat", self.replica)
+
+    def _beat_loop(self) -> None:
+        while not self._beat_stop.wait(self.beat_interval):
+            self.beat()
+
+    def share(self, name: str) -> tuple[int, int]:
+        """(rank, count) of this replica among the live replicas of agent ``name``."""
+        if self.peers is None:
+            return self.replica, self.replicas
+        try:
+            live = sorted({*self.peers(name), self.replica})
+        except Exception:
+            log.exception("agent %s: cannot read the live replicas; using its fixed share", name)
+            return self.replica, self.replicas
+        return live.index(self.replica), len(live)
+
     # --- running ------------------------------------------------------------------------
     def run_cycle(self, spec: AgentSpec) -> int | None:
         """One cycle of one agent: run it, record the outcome, write the heartbeat."""
         stats = self.stats[spec.name]
-        actx = AgentContext(spec.name, self.replica, self.replicas, self.stop_event, stats.cycles)
+        rank, count = self.share(spec.name)
+        actx = AgentContext(spec.name, rank, count, self.stop_event, stats.cycles)
         result: int | None = None
         error = ""
         try:
@@ -174,6 +226,12 @@ class Runner:
         """Start one thread per agent and return; end them with :meth:`stop` + :meth:`join`."""
         if self._threads:
             raise RuntimeError("the runner is already started")
+        self.beat()  # seen by the other replicas before the first cycle
+        if self.liveness is not None:
+            self._beat_thread = threading.Thread(
+                target=self._beat_loop, daemon=True, name=f"agents-beat-{self.replica}"
+            )
+            self._beat_thread.start()
         for spec in self.specs:
             thread = threading.Thread(
                 target=self._loop,
@@ -188,15 +246,29 @@ class Runner:
         """Wait for the loops to end; True when all have."""
         for thread in self._threads:
             thread.join(timeout)
-        return not any(t.is_alive() for t in self._threads)
+        ended = not any(t.is_alive() for t in self._threads)
+        if ended and self._beat_thread is not None:
+            self._beat_stop.set()
+            self._beat_thread.join(timeout)
+            self._beat_thread = None
+            self.beat(alive=False)  # the others take over our share at once
+        return ended
 
     def run(self, *, once: bool = False, join_timeout: float | None = 60.0) -> None:
-        """Run until the stop event is set (Ctrl-C too); ``once``: each agent once, in order."""
+        """Run until the stop event is set (Ctrl-C too); ``once``: each agent once, in order,
+        then raise :class:`AgentCycleError` if any cycle failed."""
         if once:
+            self.beat()
+            failed = []
             for spec in self.specs:
                 if self.stop_event.is_set():
                     break
                 self.run_cycle(spec)
+                if self.stats[spec.name].last_error:
+                    failed.append(f"{spec.name}: {self.stats[spec.name].last_error}")
+            self.beat(alive=False)
+            if failed:
+                raise AgentCycleError("; ".join(failed))
             return
         self.start()
         try:

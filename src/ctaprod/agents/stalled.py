@@ -19,10 +19,16 @@ class StalledJobsAgent:
     def __init__(self, ctx: Context, *, limit: int = 1000) -> None:
         self.ctx = ctx
         self.limit = limit
+        # Jobs cannot have been heard before this agent ran: silence counts from here at most.
+        self.started = ctx.clock()
 
     def run_once(self, actx: AgentContext) -> int:
         report = check_stalled_jobs(
-            self.ctx, limit=self.limit, replica=actx.replica, replicas=actx.replicas
+            self.ctx,
+            limit=self.limit,
+            replica=actx.replica,
+            replicas=actx.replicas,
+            agent_start=self.started,
         )
         if report.total:
             log.info(

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
@@ -19,11 +27,47 @@ from ctaprod.api.routers import (
     sandboxes,
     storage,
 )
+from ctaprod.logic import liveness
 
 
 def _operation_id(route: APIRoute) -> str:
     tag = route.tags[0] if route.tags else "default"
     return f"{tag}_{route.name}"
+
+
+log = logging.getLogger("ctaprod.api")
+
+
+def _beat_liveness(services: Services, stop: threading.Event) -> None:
+    """Write this process's liveness row every ``liveness.server_beat_seconds`` until stopped:
+    the stalled-job agent does not count job silence across a time no server was up."""
+    ctx = services.ctx
+    instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    up_since = None
+    while True:
+        try:
+            if up_since is None:
+                up_since = liveness.server_started(ctx, instance)
+            else:
+                liveness.server_beat(ctx, instance, up_since)
+        except Exception:  # the database is away: try again at the next beat
+            log.exception("cannot record the server's liveness")
+        if stop.wait(ctx.settings.liveness.server_beat_seconds):
+            return
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    stop = threading.Event()
+    beat = threading.Thread(
+        target=_beat_liveness, args=(app.state.services, stop), name="liveness", daemon=True
+    )
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join(timeout=10)
 
 
 def create_app(services: Services) -> FastAPI:
@@ -32,6 +76,7 @@ def create_app(services: Services) -> FastAPI:
         version=__version__,
         description="CTAO production system: workload and data management API",
         generate_unique_id_function=_operation_id,
+        lifespan=_lifespan,
     )
     app.state.services = services
     errors.install(app)

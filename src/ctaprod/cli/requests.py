@@ -86,6 +86,10 @@ def _show(info: RequestInfo) -> None:
                 ("Last update", info.last_update),
                 ("Not before", info.not_before),
                 ("Assigned to", info.assigned_by),
+                (
+                    "Lease until",
+                    info.lease_until if info.status is RequestStatus.ASSIGNED else None,
+                ),
                 ("Error", info.error),
             ]
         )
@@ -129,7 +133,9 @@ def show(ctx: typer.Context, request_id: IdArg) -> None:
 
 @app.command()
 def retry(ctx: typer.Context, request_id: IdArg) -> None:
-    """Send a Failed request back to Waiting; its failed files start again."""
+    """Retry a stuck request now: a Failed one (its failed files start again), one whose
+    executor died (lease passed) or one waiting out a backoff. Done, Canceled and requests
+    a live executor holds are refused."""
     with client(ctx) as cli:
         info = cli.retry_request(request_id)
     say(f"Request {request_id} is {info.status.value}")

@@ -84,11 +84,25 @@ def agents(
     name: Annotated[
         list[str] | None, typer.Option("--name", "-n", help="Run only this agent (repeat).")
     ] = None,
-    once: Annotated[bool, typer.Option(help="Run one cycle of each agent, then exit.")] = False,
-    replica: Annotated[int, typer.Option(min=0, help="This replica's index (0-based).")] = 0,
-    replicas: Annotated[int, typer.Option(min=1, help="How many replicas share the work.")] = 1,
+    once: Annotated[
+        bool,
+        typer.Option(help="Run one cycle of each agent, then exit (1 if a cycle failed)."),
+    ] = False,
+    replica: Annotated[
+        int, typer.Option(min=0, help="This replica's id (0-based, unique per agent).")
+    ] = 0,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="How many replica ids there are; the work is shared among the live ones.",
+        ),
+    ] = 1,
 ) -> None:
-    """Run the agents (pilot factory, stalled jobs, cleaning...) until stopped."""
+    """Run the agents (pilot factory, stalled jobs, cleaning...) until stopped.
+
+    Replicas of an agent share its work among those alive (liveness beats in the database):
+    when one dies, the others take over its share."""
     if replica >= replicas:
         raise typer.BadParameter(f"--replica {replica} must be below --replicas {replicas}")
     settings = load(config)
@@ -101,20 +115,24 @@ def agents(
         signal.signal(signum, signal.SIG_DFL)
 
     with server_install():
-        from ctaprod.server.agents import run_agents
+        from ctaprod.server.agents import AgentCycleError, run_agents
 
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _stop)
             signal.signal(signal.SIGINT, _stop)
-        run_agents(
-            settings,
-            name or None,
-            once=once,
-            replica=replica,
-            replicas=replicas,
-            stop=stop,
-            cancel_local_pilots=True,  # they would outlive this process otherwise
-        )
+        try:
+            run_agents(
+                settings,
+                name or None,
+                once=once,
+                replica=replica,
+                replicas=replicas,
+                stop=stop,
+                cancel_local_pilots=True,  # they would outlive this process otherwise
+            )
+        except AgentCycleError as exc:
+            print_error(f"agent cycle failed: {exc}")
+            raise typer.Exit(1) from None
 
 
 def up(

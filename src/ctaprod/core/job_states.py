@@ -1,10 +1,15 @@
-"""The job state machine (DIRAC's names so that CTA operators feel at home)."""
+"""The job state machine (DIRAC's names so that CTA operators feel at home) and its hooks.
+
+The hooks say what goes with a transition, for every caller (``logic.job_status``
+implements them): the end time on entering a state where the payload is over, leaving and
+entering the task queues with Waiting, and a history row for every change.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from ctaprod.core.statemachine import StateMachine, table
+from ctaprod.core.statemachine import Hook, StateMachine, on_enter, on_leave, table
 
 
 class JobStatus(StrEnum):
@@ -30,6 +35,8 @@ FINAL_STATES = frozenset({J.DONE, J.FAILED, J.KILLED, J.DELETED})
 ACTIVE_STATES = frozenset({J.MATCHED, J.RUNNING, J.STALLED, J.COMPLETING})
 # States from which a user may ask for a reschedule.
 RESCHEDULABLE = frozenset({J.MATCHED, J.RUNNING, J.STALLED, J.COMPLETING, J.FAILED, J.KILLED})
+# States in which the payload is over: entering one (from another state) sets the end time.
+ENDED = FINAL_STATES | {J.COMPLETED}
 KILLABLE = frozenset(
     {J.RECEIVED, J.CHECKING, J.STAGING, J.WAITING, J.MATCHED, J.RUNNING, J.STALLED, J.COMPLETING}
 )
@@ -64,4 +71,12 @@ JOB_MACHINE: StateMachine[JobStatus] = StateMachine(
         ]
     ),
     final=FINAL_STATES,
+    hooks=(
+        # A job that ended keeps its first end time (Completed -> Done, Killed -> Deleted).
+        on_enter("end_time", ENDED, leaving=frozenset(JobStatus) - ENDED),
+        # Only Waiting jobs are in a task queue (the matcher's claim takes its job out itself).
+        on_leave("dequeue", [J.WAITING]),
+        on_enter("enqueue", [J.WAITING]),
+        Hook("history"),
+    ),
 )

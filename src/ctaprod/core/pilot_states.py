@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from ctaprod.core.statemachine import StateMachine, table
+from ctaprod.core.statemachine import Hook, StateMachine, table
 
 
 class PilotStatus(StrEnum):
@@ -36,4 +36,6 @@ PILOT_MACHINE: StateMachine[PilotStatus] = StateMachine(
         ]
     ),
     final=frozenset({P.DONE, P.FAILED, P.ABORTED}),
+    # Any change of status is news of the pilot: the "unknown to its CE since" count ends.
+    hooks=(Hook("known_again"),),
 )

@@ -32,7 +32,7 @@ from ctaprod.core.catalog import check_adler32
 from ctaprod.core.errors import InvalidInput
 from ctaprod.core.job_states import JobStatus
 from ctaprod.core.lfn import check_lfn
-from ctaprod.core.statemachine import StateMachine, table
+from ctaprod.core.statemachine import StateMachine, on_leave, table
 
 MAX_OPERATIONS = 100
 MAX_FILES = 10_000
@@ -75,6 +75,8 @@ REQUEST_MACHINE: StateMachine[RequestStatus] = StateMachine(
         ]
     ),
     final=frozenset({R.DONE, R.CANCELED}),
+    # A request that is no longer Assigned is held by nobody: its claim's lease ends.
+    hooks=(on_leave("end_lease", [R.ASSIGNED]),),
 )
 OPERATION_MACHINE: StateMachine[OperationStatus] = StateMachine(
     entity="operation",
@@ -188,6 +190,7 @@ class RequestSummary(BaseModel):
     not_before: datetime
     assigned_by: str = ""
     error: str = ""
+    lease_until: datetime | None = None  # while Assigned: when the executor's claim expires
 
 
 class RequestInfo(RequestSummary):

@@ -93,6 +93,13 @@ class DataSettings(BaseModel):
     request_max_attempts: int = Field(10, ge=1)
     request_backoff_seconds: float = Field(30.0, gt=0)
     request_backoff_max_seconds: float = Field(3600.0, gt=0)
+    request_lease_seconds: float = Field(
+        45.0,
+        gt=0,
+        description="An executor's claim on a request lasts this long unless renewed (the live "
+        "executor renews it every third of it); a dead executor's requests are released once "
+        "it passed, at the next executor cycle",
+    )
     max_lfns_per_call: int = Field(10_000, ge=1)
 
 
@@ -129,6 +136,20 @@ def _agents() -> dict[str, AgentSettings]:
     }
 
 
+class LivenessSettings(BaseModel):
+    """How services tell they are alive, and how long a silence means one is gone."""
+
+    server_beat_seconds: float = Field(
+        10.0, gt=0, description="An API server process writes its liveness row this often"
+    )
+    agent_beat_seconds: float = Field(
+        10.0, gt=0, description="An agent replica writes its liveness beat this often"
+    )
+    missed_beats: int = Field(
+        3, ge=1, description="A server or agent replica silent for this many beats is gone"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CTAPROD_", env_nested_delimiter="__", extra="forbid"
@@ -151,6 +172,7 @@ class Settings(BaseSettings):
     data: DataSettings = Field(default_factory=DataSettings)
     queues: dict[str, QueueConfig] = Field(default_factory=dict)
     agents: dict[str, AgentSettings] = Field(default_factory=_agents)
+    liveness: LivenessSettings = Field(default_factory=LivenessSettings)
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'ctaprod.db'}"

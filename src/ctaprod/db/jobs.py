@@ -16,7 +16,6 @@ from sqlalchemy import (
     RowMapping,
     Select,
     String,
-    Update,
     any_,
     bindparam,
     delete,
@@ -30,6 +29,8 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import TypeEngine
 
 from ctaprod.core.job_states import JobStatus
+from ctaprod.core.statemachine import Transition
+from ctaprod.db.statechange import ConditionalWriter, StatusWrite
 from ctaprod.db.tables import job_descriptions, job_history, job_parameters, jobs, pilots
 from ctaprod.db.types import BigId
 
@@ -43,18 +44,6 @@ class JobState:
     pilot_id: int | None
     reschedule_count: int
     kill_requested: bool
-
-
-@dataclass(frozen=True)
-class Transition:
-    """One applied status change, as recorded in the history."""
-
-    job_id: int
-    old: JobStatus
-    new: JobStatus
-    minor_status: str
-    application_status: str | None = None
-    values: Mapping[str, Any] | None = None  # other columns to set with the change
 
 
 STATE_COLUMNS = (
@@ -112,6 +101,9 @@ _REPORT_FIELDS = (
         },
     )
 )
+_DESCRIPTIONS = select(job_descriptions.c.job_id, job_descriptions.c.description).where(
+    job_descriptions.c.job_id.in_(bindparam("ids", expanding=True))
+)
 _STATUSES = ARRAY(String())
 _INSERT_HISTORY = insert(job_history)
 _INSERT_PARAMETERS = insert(job_parameters)
@@ -120,37 +112,14 @@ _DELETE_PARAMETER = delete(job_parameters).where(
 )
 
 
-def _apply_statement(keys: tuple[str, ...]) -> Update:
-    """The conditional UPDATE of a status change that also sets the columns ``keys``.
-
-    Same values as a change applied alone: status, minor status and last update, then the
-    change's own columns (which may override those), then its application status if given.
-    """
-    values: dict[str, Any] = {
-        "status": bindparam("b_new"),
-        "minor_status": bindparam("b_minor"),
-        "last_update": bindparam("b_now"),
-    }
-    for key in keys:
-        values[key] = bindparam(f"v_{key}")
-    values["application_status"] = func.coalesce(
-        bindparam("b_app", type_=String),
-        values.get("application_status", jobs.c.application_status),
-    )
-    return (
-        update(jobs)
-        .where(jobs.c.job_id == bindparam("b_id"), jobs.c.status == bindparam("b_old"))
-        .values(**values)
-    )
-
-
 class JobDB:
     """Intention-named queries on the job tables."""
 
     def __init__(self, for_update: bool) -> None:
         # Row locks are only needed where the engine has concurrent writers (not SQLite).
         self.for_update = for_update
-        self._apply_statements: dict[tuple[str, ...], Update] = {}
+        # Status changes: the minor status is the change's reason, last_update its time.
+        self._writer = ConditionalWriter(jobs, "job_id", reason="minor_status")
 
     def insert_jobs(
         self, conn: Connection, rows: Sequence[Mapping[str, Any]], descriptions: Sequence[str]
@@ -193,60 +162,16 @@ class JobDB:
         return out
 
     def apply(
-        self, conn: Connection, changes: Sequence[Transition], now: datetime, source: str
-    ) -> int:
-        """Apply checked transitions with conditional UPDATEs and record them in the history.
-
-        Changes that set the same columns share one executemany UPDATE. Returns the number of
-        rows changed; a change whose job left ``old`` meanwhile is skipped (the caller locked
-        the rows, so this only happens on a logic error).
-        """
-        if not changes:
-            return 0
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        batches: list[tuple[tuple[str, ...], list[dict[str, Any]]]] = []
-        # Several steps of one job must run in order, one statement each.
-        in_order = len({c.job_id for c in changes}) != len(changes)
-        for c in changes:
-            keys = tuple(sorted(c.values)) if c.values else ()
-            params = {
-                "b_id": c.job_id,
-                "b_old": c.old.value,
-                "b_new": c.new.value,
-                "b_minor": c.minor_status,
-                "b_app": c.application_status,
-                "b_now": now,
-            }
-            if c.values:
-                params.update({f"v_{k}": v for k, v in c.values.items()})
-            if in_order:
-                batches.append((keys, [params]))
-            elif keys in groups:
-                groups[keys].append(params)
-            else:
-                groups[keys] = rows = [params]
-                batches.append((keys, rows))
-        changed = 0
-        for keys, rows in batches:
-            stmt = self._apply_statements.get(keys)
-            if stmt is None:
-                stmt = self._apply_statements[keys] = _apply_statement(keys)
-            changed += conn.execute(stmt, rows).rowcount
-        self.add_history(
+        self, conn: Connection, changes: Sequence[Transition[JobStatus]], now: datetime
+    ) -> set[int]:
+        """Write checked status changes (at most one per job) with UPDATEs conditional on the
+        status read, in bulk; return the IDs whose UPDATE matched nothing (the job changed
+        meanwhile). The history is the door's hook, not written here."""
+        return self._writer.apply(
             conn,
-            (
-                {
-                    "job_id": c.job_id,
-                    "status": c.new.value,
-                    "minor_status": c.minor_status,
-                    "application_status": c.application_status or "",
-                    "time": now,
-                    "source": source,
-                }
-                for c in changes
-            ),
+            [StatusWrite(c.ident, c.old.value, c.new.value, c.reason, c.values) for c in changes],
+            now,
         )
-        return changed
 
     def update_fields(
         self,
@@ -283,6 +208,14 @@ class JobDB:
         """Store the last heartbeat time and usage figures of many jobs in one statement."""
         if rows:
             conn.execute(_HEARTBEATS, list(rows))
+
+    def descriptions(self, conn: Connection, job_ids: Sequence[int]) -> dict[int, str]:
+        """The stored descriptions (JSON) of the jobs among ``job_ids`` that have one."""
+        out: dict[int, str] = {}
+        for chunk in _chunks(job_ids, IN_CHUNK):
+            rows = conn.execute(_DESCRIPTIONS, {"ids": list(chunk)})
+            out.update({int(r[0]): r[1] for r in rows})
+        return out
 
     def description(self, conn: Connection, job_id: int) -> str | None:
         return conn.execute(

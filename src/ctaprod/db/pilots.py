@@ -17,7 +17,6 @@ from sqlalchemy import (
     update,
 )
 
-from ctaprod.core.pilot_states import PilotStatus
 from ctaprod.db.tables import pilot_logs, pilots
 
 
@@ -44,23 +43,25 @@ class PilotDB:
             stmt = stmt.with_for_update()
         return conn.execute(stmt).mappings().first()
 
-    def set_status(
-        self,
-        conn: Connection,
-        pilot_id: int,
-        old: PilotStatus,
-        new: PilotStatus,
-        reason: str,
-        now: datetime,
-        **values: Any,
-    ) -> bool:
-        """Conditional status change; False when the pilot left ``old`` meanwhile."""
-        res = conn.execute(
-            update(pilots)
-            .where(pilots.c.pilot_id == pilot_id, pilots.c.status == old.value)
-            .values(status=new.value, status_reason=reason[:255], last_update=now, **values)
-        )
-        return res.rowcount == 1
+    def read_locked(self, conn: Connection, ids: Sequence[int]) -> dict[int, RowMapping]:
+        """The rows of these pilots by ID, locked for update where the engine has locks."""
+        if not ids:
+            return {}
+        stmt = select(pilots).where(pilots.c.pilot_id.in_(list(ids))).order_by(pilots.c.pilot_id)
+        if self.for_update:
+            stmt = stmt.with_for_update()
+        return {int(r["pilot_id"]): r for r in conn.execute(stmt).mappings()}
+
+    def set_unknown_since(
+        self, conn: Connection, pilot_ids: Sequence[int], since: datetime | None
+    ) -> None:
+        """Record when the CE first did not know these pilots (None: it knows them again)."""
+        if pilot_ids:
+            conn.execute(
+                update(pilots)
+                .where(pilots.c.pilot_id.in_(list(pilot_ids)))
+                .values(unknown_since=since)
+            )
 
     def touch(self, conn: Connection, pilot_id: int, now: datetime, **values: Any) -> None:
         conn.execute(

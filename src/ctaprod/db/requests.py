@@ -1,7 +1,8 @@
 """Requests: ordered operations with per-file status (the failover path).
 
-Bulk-first; the caller owns the transaction. Status changes are conditional UPDATEs on the
-status the caller observed (checked against the state machines in ``logic.requests``).
+Bulk-first; the caller owns the transaction. Status changes do not happen here: they go
+through the doors of ``logic.request_states`` (locked reads below, conditional UPDATEs of
+``db.statechange``); this module writes what is not a status change (attempts, leases).
 """
 
 from __future__ import annotations
@@ -12,27 +13,39 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    Table,
+    and_,
+    bindparam,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from ctaprod.core.requests import FileStatus, OperationStatus, RequestStatus
 from ctaprod.db.tables import request_files, request_operations, requests
 
 R = RequestStatus
 
-_FILE_RESULT = (
+_FILE_ATTEMPT = (
     update(request_files)
-    .where(request_files.c.id == bindparam("b_id"), request_files.c.status == bindparam("b_old"))
-    .values(status=bindparam("b_new"), attempts=bindparam("b_attempts"), error=bindparam("b_error"))
+    .where(
+        request_files.c.id == bindparam("b_id"),
+        request_files.c.status == FileStatus.WAITING.value,
+    )
+    .values(attempts=bindparam("b_attempts"), error=bindparam("b_error"))
 )
+Rows = dict[int, RowMapping]
 
 
 @dataclass(frozen=True)
-class FileResult:
-    """The outcome of one attempt on one file (already checked against FILE_MACHINE)."""
+class FileAttempt:
+    """A failed attempt on a file that stays Waiting (to be tried again)."""
 
     id: int
-    old: FileStatus
-    new: FileStatus
     attempts: int
     error: str
 
@@ -73,103 +86,50 @@ class RequestDB:
         if rows:
             conn.execute(insert(request_files), list(rows))
 
-    def set_status(
-        self,
-        conn: Connection,
-        request_id: int,
-        old: Sequence[RequestStatus],
-        new: RequestStatus,
-        now: datetime,
-        *,
-        assigned_by: str | None = None,
-        **values: Any,
-    ) -> bool:
-        """Move the request to ``new`` if it is in one of ``old`` (and, with ``assigned_by``,
-        still held by that executor); whether it moved."""
-        stmt = update(requests).where(
-            requests.c.request_id == request_id, requests.c.status.in_([s.value for s in old])
-        )
-        if assigned_by is not None:
-            stmt = stmt.where(requests.c.assigned_by == assigned_by)
-        res = conn.execute(stmt.values(status=new.value, last_update=now, **values))
-        return res.rowcount == 1
-
-    def set_op_status(
-        self,
-        conn: Connection,
-        op_ids: Sequence[int],
-        old: Sequence[OperationStatus],
-        new: OperationStatus,
-        now: datetime,
-        **values: Any,
-    ) -> int:
-        """Move the operations still in one of ``old`` to ``new``; how many moved."""
-        if not op_ids:
+    def record_attempts(self, conn: Connection, attempts: Sequence[FileAttempt]) -> int:
+        """Count failed attempts on files that stay Waiting (one statement per batch); how
+        many rows changed. Not a status change: status moves go through the file door."""
+        if not attempts:
             return 0
         res = conn.execute(
+            _FILE_ATTEMPT,
+            [{"b_id": a.id, "b_attempts": a.attempts, "b_error": a.error} for a in attempts],
+        )
+        return int(res.rowcount)
+
+    def note_operation(
+        self, conn: Connection, op_id: int, now: datetime, *, error: str, attempts: int | None
+    ) -> None:
+        """The last error (and attempt count) of an operation that stays Waiting."""
+        values: dict[str, Any] = {"error": error, "last_update": now}
+        if attempts is not None:
+            values["attempts"] = attempts
+        conn.execute(
             update(request_operations)
             .where(
-                request_operations.c.op_id.in_(list(op_ids)),
-                request_operations.c.status.in_([s.value for s in old]),
+                request_operations.c.op_id == op_id,
+                request_operations.c.status == OperationStatus.WAITING.value,
             )
-            .values(status=new.value, last_update=now, **values)
+            .values(**values)
         )
-        return int(res.rowcount)
 
-    def set_file_results(self, conn: Connection, results: Sequence[FileResult]) -> int:
-        """Record attempts on files (one statement per batch); how many rows changed."""
-        if not results:
-            return 0
-        res = conn.execute(
-            _FILE_RESULT,
-            [
-                {
-                    "b_id": r.id,
-                    "b_old": r.old.value,
-                    "b_new": r.new.value,
-                    "b_attempts": r.attempts,
-                    "b_error": r.error,
-                }
-                for r in results
-            ],
-        )
-        return int(res.rowcount)
-
-    def reset_failed_files(self, conn: Connection, op_ids: Sequence[int]) -> int:
-        """Failed files of these operations back to Waiting with no attempts (a retry)."""
-        if not op_ids:
-            return 0
-        res = conn.execute(
-            update(request_files)
-            .where(
-                request_files.c.op_id.in_(list(op_ids)),
-                request_files.c.status == FileStatus.FAILED.value,
-            )
-            .values(status=FileStatus.WAITING.value, attempts=0, error="")
-        )
-        return int(res.rowcount)
-
-    # --- claiming ---------------------------------------------------------------------
-    def claim_due(
+    # --- claiming (the status changes themselves go through the request door) ----------
+    def due(
         self,
         conn: Connection,
         now: datetime,
         limit: int,
-        worker: str,
         *,
         replica: int = 0,
         replicas: int = 1,
-    ) -> list[int]:
-        """Take up to ``limit`` Waiting requests due at ``now`` (Waiting -> Assigned by
-        ``worker``, which must be unique to this claim); their IDs, oldest due first.
+    ) -> dict[int, RowMapping]:
+        """Up to ``limit`` Waiting requests due at ``now``, oldest due first, by ID.
 
-        On engines with row locks the candidates are locked with SKIP LOCKED, so concurrent
-        executors take different rows; on SQLite the caller holds the single write lock.
-        Either way the UPDATE is conditional on Waiting and the IDs are read back by
-        ``worker``, so a request is never claimed twice.
+        On engines with row locks they are locked with SKIP LOCKED, so concurrent executors
+        take different rows; on SQLite the caller holds the single write lock.
         """
         stmt = (
-            select(requests.c.request_id)
+            select(requests)
             .where(requests.c.status == R.WAITING.value, requests.c.not_before <= now)
             .order_by(requests.c.not_before, requests.c.request_id)
             .limit(limit)
@@ -178,31 +138,75 @@ class RequestDB:
             stmt = stmt.where(requests.c.request_id % replicas == replica)
         if conn.dialect.name != "sqlite":
             stmt = stmt.with_for_update(skip_locked=True)
-        ids = [int(i) for i in conn.execute(stmt).scalars()]
-        if not ids:
-            return []
-        conn.execute(
-            update(requests)
-            .where(requests.c.request_id.in_(ids), requests.c.status == R.WAITING.value)
-            .values(status=R.ASSIGNED.value, assigned_by=worker, last_update=now)
-        )
-        got = conn.execute(
-            select(requests.c.request_id).where(
-                requests.c.request_id.in_(ids),
-                requests.c.status == R.ASSIGNED.value,
-                requests.c.assigned_by == worker,
-            )
-        ).scalars()
-        return sorted(int(i) for i in got)
+        return {int(r["request_id"]): r for r in conn.execute(stmt).mappings()}
 
-    def release_stale(self, conn: Connection, before: datetime, now: datetime) -> int:
-        """Assigned requests untouched since ``before`` (their executor died) back to Waiting."""
+    def expired(
+        self,
+        conn: Connection,
+        now: datetime,
+        unleased_before: datetime,
+        ids: Sequence[int] = (),
+        limit: int = 1000,
+    ) -> dict[int, RowMapping]:
+        """Assigned requests whose lease passed (their executor died), locked (skipping
+        locked rows), by ID; rows claimed before leases existed count as expired once
+        untouched since ``unleased_before``. With ``ids``, only those."""
+        expired = or_(
+            requests.c.lease_until < now,
+            and_(requests.c.lease_until.is_(None), requests.c.last_update < unleased_before),
+        )
+        stmt = (
+            select(requests)
+            .where(requests.c.status == R.ASSIGNED.value, expired)
+            .order_by(requests.c.request_id)
+            .limit(limit)
+        )
+        if ids:
+            stmt = stmt.where(requests.c.request_id.in_(list(ids)))
+        if conn.dialect.name != "sqlite":
+            stmt = stmt.with_for_update(skip_locked=True)
+        return {int(r["request_id"]): r for r in conn.execute(stmt).mappings()}
+
+    def renew_leases(self, conn: Connection, worker: str, until: datetime) -> int:
+        """Extend to ``until`` the leases of the requests still Assigned to claim ``worker``;
+        how many it still holds."""
         res = conn.execute(
             update(requests)
-            .where(requests.c.status == R.ASSIGNED.value, requests.c.last_update < before)
-            .values(status=R.WAITING.value, assigned_by="", last_update=now, not_before=now)
+            .where(requests.c.status == R.ASSIGNED.value, requests.c.assigned_by == worker)
+            .values(lease_until=until)
         )
         return int(res.rowcount)
+
+    def due_now(self, conn: Connection, request_id: int, now: datetime) -> bool:
+        """Make a Waiting request due at ``now`` (cut its backoff short); whether it is Waiting."""
+        res = conn.execute(
+            update(requests)
+            .where(requests.c.request_id == request_id, requests.c.status == R.WAITING.value)
+            .values(not_before=now, last_update=now)
+        )
+        return res.rowcount == 1
+
+    # --- locked reads for the doors -----------------------------------------------------
+    def _locked(self, conn: Connection, table: Table, key: str, ids: Sequence[int]) -> Rows:
+        if not ids:
+            return {}
+        col = table.c[key]
+        stmt = select(table).where(col.in_(list(ids))).order_by(col)
+        if conn.dialect.name != "sqlite":
+            stmt = stmt.with_for_update()
+        return {int(r[key]): r for r in conn.execute(stmt).mappings()}
+
+    def read_requests(self, conn: Connection, ids: Sequence[int]) -> Rows:
+        """Request rows by ID, locked for update where the engine has locks."""
+        return self._locked(conn, requests, "request_id", ids)
+
+    def read_operations(self, conn: Connection, ids: Sequence[int]) -> Rows:
+        """Operation rows by ID (``arguments`` as stored), locked where the engine has locks."""
+        return self._locked(conn, request_operations, "op_id", ids)
+
+    def read_files(self, conn: Connection, ids: Sequence[int]) -> Rows:
+        """Request-file rows by ID, locked where the engine has locks."""
+        return self._locked(conn, request_files, "id", ids)
 
     # --- reading ----------------------------------------------------------------------
     def get(

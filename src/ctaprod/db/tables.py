@@ -184,6 +184,8 @@ pilots = Table(
     Column("submission_time", UTCDateTime, nullable=False),
     Column("last_update", UTCDateTime, nullable=False),
     Column("jobs_done", Integer, nullable=False, server_default="0"),
+    # When the pilot's CE first did not know it (kept across agent restarts); NULL: known.
+    Column("unknown_since", UTCDateTime, nullable=True),
     Index(None, "status", "ce", "queue"),
 )
 pilot_logs = Table(
@@ -229,6 +231,20 @@ agent_heartbeats = Table(
     Column("last_cycle", UTCDateTime, nullable=False),
     Column("cycles", BigId, nullable=False, server_default="0"),
     Column("last_error", Text, nullable=False, server_default=""),
+    # Written by the runner's liveness beat, independent of how long a cycle takes; NULL once
+    # the replica stopped cleanly. Replicas read these to share work among the live ones.
+    Column("alive_at", UTCDateTime, nullable=True),
+)
+# One row per API server process: since when it is up and when it last said so. The stalled
+# job agent does not count silence across a period when no server could hear heartbeats.
+service_liveness = Table(
+    "service_liveness",
+    metadata,
+    Column("instance", String(255), primary_key=True),
+    Column("service", String(64), nullable=False),
+    Column("up_since", UTCDateTime, nullable=False),
+    Column("last_beat", UTCDateTime, nullable=False),
+    Index(None, "service", "last_beat"),
 )
 
 # --- data management: file catalog -----------------------------------------------------
@@ -443,6 +459,9 @@ requests = Table(
     Column("not_before", UTCDateTime, nullable=False),
     Column("assigned_by", String(128), nullable=False, server_default=""),
     Column("error", String(2048), nullable=False, server_default=""),
+    # The claim's lease: an Assigned request whose lease passed is released (its executor
+    # died); the live executor renews it while it holds the request.
+    Column("lease_until", UTCDateTime, nullable=True),
     Index(None, "status", "not_before"),
     Index(None, "job_id"),
     Index(None, "owner", "request_id"),

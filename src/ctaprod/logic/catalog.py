@@ -16,7 +16,8 @@ from ctaprod.core.catalog import DirEntry, DirInfo, DirPage, FileInfo, Relative,
 from ctaprod.core.errors import Conflict, InvalidInput, NotFound, TooLarge
 from ctaprod.core.identity import Identity
 from ctaprod.core.lfn import ROOT, check_lfn
-from ctaprod.db.catalog import DirRow, FileRow, ListEntry
+from ctaprod.db.catalog import DirRow, FileRow
+from ctaprod.db.catalog import ListEntry as ListEntry  # what listings yield (routers use it)
 from ctaprod.logic.catalog_access import (
     WRITE_PROPERTIES,
     check_batch,
@@ -104,13 +105,19 @@ def remove_file_entries(ctx: Context, ident: Identity, lfns: Sequence[str]) -> i
 
 
 # --- reading ---------------------------------------------------------------------------------
-def get_files(ctx: Context, lfns: Sequence[str]) -> dict[str, FileInfo]:
-    """Catalog entries (with replicas) of the LFNs that exist; missing ones are absent."""
+def get_files(
+    ctx: Context, lfns: Sequence[str], conn: Connection | None = None
+) -> dict[str, FileInfo]:
+    """Catalog entries (with replicas) of the LFNs that exist; missing ones are absent.
+
+    ``conn`` reads in the caller's transaction (e.g. rescheduling jobs), else in a new one."""
     check_batch(ctx, len(lfns))
     wanted = {check_lfn(lfn) for lfn in lfns}
-    with ctx.db.read() as conn:
-        files, _ = resolve(ctx, conn, wanted)
-        reps = ctx.catalog.replicas(conn, [row.file_id for row in files.values()])
+    if conn is None:
+        with ctx.db.read() as c:
+            return get_files(ctx, lfns, c)
+    files, _ = resolve(ctx, conn, wanted)
+    reps = ctx.catalog.replicas(conn, [row.file_id for row in files.values()])
     return {lfn: _file_info(lfn, row, reps.get(row.file_id, [])) for lfn, row in files.items()}
 
 

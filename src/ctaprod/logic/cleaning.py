@@ -68,7 +68,8 @@ def _remove(
     if not ids:
         return 0
     ctx.sandboxes.unassign_jobs(conn, ids)
-    ctx.queues.dequeue(conn, ids)
+    # No finished job is in a task queue: the job door's dequeue hook took it out when it left
+    # Waiting.
     return ctx.jobs.delete_jobs(conn, ids)
 
 

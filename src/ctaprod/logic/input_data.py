@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 
+from sqlalchemy import Connection
+
 from ctaprod.core.catalog import FileInfo
 from ctaprod.core.errors import InvalidInput
 from ctaprod.core.jobs import LFN_PREFIX, JobDescription
@@ -32,9 +34,10 @@ def policy_of(ctx: Context, job_type: str) -> str:
 
 
 def replica_sites(
-    ctx: Context, lfns: Collection[str], *, strict: bool
+    ctx: Context, lfns: Collection[str], *, strict: bool, conn: Connection | None = None
 ) -> dict[str, frozenset[str]]:
-    """The sites holding a replica of each LFN (one catalog lookup).
+    """The sites holding a replica of each LFN (one catalog lookup; in ``conn``'s transaction
+    when given).
 
     ``strict``: LFNs missing from the catalog raise ``InvalidInput`` naming them; otherwise
     they are left out of the answer.
@@ -44,7 +47,7 @@ def replica_sites(
     wanted, step = sorted(lfns), ctx.settings.data.max_lfns_per_call
     files: dict[str, FileInfo] = {}
     for i in range(0, len(wanted), step):
-        files.update(catalog.get_files(ctx, wanted[i : i + step]))
+        files.update(catalog.get_files(ctx, wanted[i : i + step], conn))
     missing = sorted(set(lfns) - set(files))
     if missing and strict:
         more = f" (and {len(missing) - SHOWN} more)" if len(missing) > SHOWN else ""
@@ -89,15 +92,17 @@ def job_requirements(
     items: Sequence[tuple[JobDescription, str, str]],
     *,
     strict: bool = True,
+    conn: Connection | None = None,
 ) -> list[Requirements]:
-    """The task-queue requirements of jobs (description, owner, group), input data included.
+    """The task-queue requirements of jobs (description, owner, group), input data included;
+    the catalog is read in ``conn``'s transaction when given.
 
     ``strict`` (submission): missing input files and a 'require' job whose sites hold none of
     its data raise ``InvalidInput``. Not strict (rescheduling): the job is queued with what
     is known.
     """
     lfns = {lfn for d, _, _ in items for lfn in (*d.input_data, *sandbox_lfns(d))}
-    where = replica_sites(ctx, lfns, strict=strict)
+    where = replica_sites(ctx, lfns, strict=strict, conn=conn)
     memo: dict[tuple[str, ...], tuple[str, ...]] = {}  # parametric jobs share their inputs
     out = []
     for index, (desc, owner, group) in enumerate(items):

@@ -20,14 +20,16 @@ from ctaprod.core.jdl import format_jdl
 from ctaprod.core.job_states import ACTIVE_STATES, KILLABLE, RESCHEDULABLE, JobStatus
 from ctaprod.core.jobdesc import expand, fill_job_id, parse_submission
 from ctaprod.core.jobs import LFN_PREFIX, SANDBOX_REF, JobDescription
-from ctaprod.core.matching import Requirements
 from ctaprod.core.properties import Property, TokenKind
 from ctaprod.db.jobs import JobState
 from ctaprod.logic import input_data
 from ctaprod.logic.context import Context
-from ctaprod.logic.job_status import Step, transition_jobs
+from ctaprod.logic.job_status import JobResult, Step, load_descriptions, transition_jobs
 
 J = JobStatus
+ACCEPTED = "Job accepted"
+TO_PILOTS = "Pilot Agent Submission"
+SUBMISSION = "JobManager"
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,8 @@ def submit_jobs(ctx: Context, ident: Identity, descs: Sequence[JobDescription]) 
         for d in descs:
             rows.append(
                 {
-                    "status": J.WAITING.value,
-                    "minor_status": "Job accepted",
+                    "status": J.RECEIVED.value,
+                    "minor_status": ACCEPTED,
                     "application_status": "Unknown",
                     "owner": ident.user,
                     "owner_group": ident.group,
@@ -110,24 +112,20 @@ def submit_jobs(ctx: Context, ident: Identity, descs: Sequence[JobDescription]) 
                 if d.custom_attributes
             },
         )
+        # The job's first history entry is its creation, Received; the rest is the door's.
         ctx.jobs.add_history(
             conn,
-            (
+            [
                 {
                     "job_id": i,
-                    "status": s.value,
-                    "minor_status": m,
+                    "status": J.RECEIVED.value,
+                    "minor_status": ACCEPTED,
                     "application_status": "Unknown",
                     "time": now,
-                    "source": "JobManager",
+                    "source": SUBMISSION,
                 }
                 for i in ids
-                for s, m in (
-                    (J.RECEIVED, "Job accepted"),
-                    (J.CHECKING, "JobSanity"),
-                    (J.WAITING, "Pilot Agent Submission"),
-                )
-            ),
+            ],
         )
         ctx.sandboxes.assign(
             conn,
@@ -138,42 +136,19 @@ def submit_jobs(ctx: Context, ident: Identity, descs: Sequence[JobDescription]) 
             ],
         )
         ctx.sandboxes.touch(conn, list(owned.values()), now)
-        enqueue(
-            ctx,
-            conn,
-            [(i, d, ident.user, ident.group) for i, d in zip(ids, descs, strict=True)],
-            reqs,
+        # New rows are invisible to other transactions until commit: their state is known.
+        known = {i: JobState(i, J.RECEIVED, ident.user, ident.group, None, 0, False) for i in ids}
+        queue = {i: (r, d.priority) for i, r, d in zip(ids, reqs, descs, strict=True)}
+        checked = [Step(J.CHECKING, "JobSanity", "Unknown"), Step(J.WAITING, TO_PILOTS, "Unknown")]
+        transition_jobs(
+            ctx, conn, ids, lambda _: checked, SUBMISSION, known=known, params={"queue": queue}
         )
     return SubmitResult(ids)
 
 
-def enqueue(
-    ctx: Context,
-    conn: Connection,
-    items: Sequence[tuple[int, JobDescription, str, str]],
-    reqs: Sequence[Requirements] | None = None,
-) -> None:
-    """Put waiting jobs (id, description, owner, group) into their task queues; ``reqs``
-    (one per item) are computed, with the input-data sites, when not given."""
-    if reqs is None:
-        reqs = input_data.job_requirements(
-            ctx, [(d, owner, group) for _, d, owner, group in items], strict=False
-        )
-    tq_ids = ctx.queues.ensure_queues(conn, reqs, ctx.clock())
-    ctx.queues.enqueue(
-        conn,
-        [
-            {"job_id": jid, "tq_id": tq_ids[r.key()], "priority": d.priority}
-            for (jid, d, _, _), r in zip(items, reqs, strict=True)
-        ],
-    )
-
-
 def load_description(ctx: Context, conn: Connection, job_id: int) -> JobDescription:
-    text = ctx.jobs.description(conn, job_id)
-    if text is None:
-        raise NotFound(f"no description for job {job_id}")
-    return JobDescription.model_validate_json(text)
+    """The description of one job (NotFound without one)."""
+    return load_descriptions(ctx, conn, [job_id])[job_id]
 
 
 def jdl_of(desc: JobDescription) -> str:
@@ -194,56 +169,56 @@ def check_access(ident: Identity, state: JobState) -> None:
         raise NotFound(f"no job {state.job_id}")
 
 
-def _owned(ctx: Context, conn: Connection, ident: Identity, job_ids: Sequence[int]) -> None:
+def _owned(
+    ctx: Context, conn: Connection, ident: Identity, job_ids: Sequence[int]
+) -> dict[int, JobState]:
+    """The (locked) states of the jobs, each checked for the user's access."""
     ident.require_user()
     states = ctx.jobs.states(conn, job_ids)
     for jid in job_ids:
         if jid not in states:
             raise NotFound(f"no job {jid}")
         check_access(ident, states[jid])
+    return states
 
 
-def kill_jobs(ctx: Context, ident: Identity, job_ids: Sequence[int]) -> None:
-    """Kill jobs; running ones get the kill command with their next heartbeat."""
+def _kill(s: JobState, minor: str) -> Step:
+    """Killed now; an active job also gets the kill command with its next heartbeat."""
+    active = s.status in ACTIVE_STATES
+    return Step(
+        J.KILLED,
+        "Marked for termination" if active else minor,
+        values={"kill_requested": True} if active else None,
+    )
+
+
+def kill_jobs(ctx: Context, ident: Identity, job_ids: Sequence[int]) -> JobResult:
+    """Kill jobs (all or none: an illegal one raises); running ones get the kill command with
+    their next heartbeat. A fixed number of statements whatever the number of jobs."""
     with ctx.db.write() as conn:
-        _owned(ctx, conn, ident, job_ids)
-
-        def decide(s: JobState) -> list[Step]:
-            if s.status not in KILLABLE:
-                return [Step(J.KILLED)]  # let the state machine name the refusal
-            active = s.status in ACTIVE_STATES
-            return [
-                Step(
-                    J.KILLED,
-                    "Marked for termination" if active else "Killed by user",
-                    values={"kill_requested": True} if active else None,
-                )
-            ]
-
-        states = transition_jobs(ctx, conn, job_ids, decide, f"user:{ident.user}")
-        ctx.queues.dequeue(conn, [j for j, s in states.items() if s.status is J.WAITING])
+        states = _owned(ctx, conn, ident, job_ids)
+        return transition_jobs(
+            ctx,
+            conn,
+            job_ids,
+            lambda s: [_kill(s, "Killed by user")],
+            f"user:{ident.user}",
+            known=states,
+        )
 
 
-def delete_jobs(ctx: Context, ident: Identity, job_ids: Sequence[int]) -> None:
+def delete_jobs(ctx: Context, ident: Identity, job_ids: Sequence[int]) -> JobResult:
     """Mark jobs Deleted (killing them first if they are not finished)."""
     with ctx.db.write() as conn:
-        _owned(ctx, conn, ident, job_ids)
+        states = _owned(ctx, conn, ident, job_ids)
 
         def decide(s: JobState) -> list[Step]:
+            deleted = Step(J.DELETED, "Deleted by user")
             if s.status in KILLABLE:
-                active = s.status in ACTIVE_STATES
-                return [
-                    Step(
-                        J.KILLED,
-                        "Killed before deletion",
-                        values={"kill_requested": True} if active else None,
-                    ),
-                    Step(J.DELETED, "Deleted by user"),
-                ]
-            return [Step(J.DELETED, "Deleted by user")]
+                return [_kill(s, "Killed before deletion"), deleted]
+            return [deleted]
 
-        states = transition_jobs(ctx, conn, job_ids, decide, f"user:{ident.user}")
-        ctx.queues.dequeue(conn, [j for j, s in states.items() if s.status is J.WAITING])
+        return transition_jobs(ctx, conn, job_ids, decide, f"user:{ident.user}", known=states)
 
 
 def reschedule_jobs(
@@ -257,15 +232,28 @@ def reschedule_jobs(
 ) -> dict[int, JobStatus]:
     """Send jobs back to Waiting (or Failed past the reschedule limit). Returns new statuses.
 
-    ``ident`` None means the system (agents) acts; ``conn`` joins an existing transaction.
+    ``ident`` None means the system (agents) acts; ``conn`` joins the caller's transaction
+    (nothing else is opened). Not ``strict``: jobs that are missing, not reschedulable or
+    finished past the limit are left alone. A fixed number of statements for any number of
+    jobs: the states, the descriptions of the jobs going back, one conditional UPDATE per
+    outcome, the history and the task queues.
     """
     if conn is None:
         with ctx.db.write() as c:
             return reschedule_jobs(ctx, ident, job_ids, reason, strict=strict, conn=c)
     if ident is not None:
-        _owned(ctx, conn, ident, job_ids)
+        states = _owned(ctx, conn, ident, job_ids)
+    else:
+        states = ctx.jobs.states(conn, job_ids)
     limit = ctx.settings.jobs.max_reschedules
-    outcome: dict[int, JobStatus] = {}
+    back = [
+        j
+        for j, s in states.items()
+        if s.reschedule_count < limit and (strict or s.status in RESCHEDULABLE)
+    ]
+    # The descriptions restore a job's one site (the match wrote the pilot's over it) and
+    # give the enqueue hook the requirements, read once for all the jobs.
+    descs = load_descriptions(ctx, conn, back)
 
     def decide(s: JobState) -> list[Step] | None:
         if not strict and s.status not in RESCHEDULABLE:
@@ -282,15 +270,8 @@ def reschedule_jobs(
                     J.RESCHEDULED.value,
                     f"the limit of {limit} reschedulings is reached",
                 )
-            outcome[s.job_id] = J.FAILED
-            return [
-                Step(
-                    J.FAILED,
-                    f"Maximum of {limit} reschedulings reached ({reason})",
-                    values={"end_time": ctx.clock()},
-                )
-            ]
-        outcome[s.job_id] = J.WAITING
+            return [Step(J.FAILED, f"Maximum of {limit} reschedulings reached ({reason})")]
+        sites = descs[s.job_id].sites
         return [
             Step(
                 J.RESCHEDULED,
@@ -305,16 +286,23 @@ def reschedule_jobs(
                     "exit_code": None,
                 },
             ),
-            Step(J.WAITING, "Pilot Agent Submission", "Unknown", values={"site": "ANY"}),
+            Step(
+                J.WAITING,
+                TO_PILOTS,
+                "Unknown",
+                values={"site": sites[0] if len(sites) == 1 else "ANY"},
+            ),
         ]
 
     source = f"user:{ident.user}" if ident else "StalledJobAgent"
-    states = transition_jobs(ctx, conn, job_ids, decide, source, strict=strict)
-    back = [j for j, st in outcome.items() if st is J.WAITING]
-    if back:
-        descs = {j: load_description(ctx, conn, j) for j in back}
-        for j, d in descs.items():
-            if len(d.sites) == 1:  # the matched site was written over the job's one site
-                ctx.jobs.update_fields(conn, j, {"site": d.sites[0]})
-        enqueue(ctx, conn, [(j, descs[j], states[j].owner, states[j].owner_group) for j in back])
-    return outcome
+    result = transition_jobs(
+        ctx,
+        conn,
+        job_ids,
+        decide,
+        source,
+        strict=strict,
+        known=states,
+        params={"descriptions": descs},
+    )
+    return result.final_status()

@@ -302,9 +302,16 @@ class Matcher:
                 )
             ]
 
+        # The claim took the job out of its queue already: the door's dequeue hook skips it.
         state = transition_jobs(
-            ctx, conn, [job_id], decide, f"Matcher:{pilot_id}", known={job_id: claimed}
-        )[job_id]
+            ctx,
+            conn,
+            [job_id],
+            decide,
+            f"Matcher:{pilot_id}",
+            known={job_id: claimed},
+            params={"claimed": {job_id}},
+        ).states[job_id]
         text = ctx.jobs.description(conn, job_id)
         if text is None:
             raise NotFound(f"no description for job {job_id}")

@@ -13,7 +13,7 @@ pilot, so that a pilot starting at once finds its row when it registers.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,8 +23,10 @@ from ctaprod.core.errors import NotFound
 from ctaprod.core.matching import Resource
 from ctaprod.core.pilot_states import PILOT_MACHINE, PilotStatus
 from ctaprod.core.settings import QueueConfig
+from ctaprod.core.statemachine import Change
 from ctaprod.logic.context import Context
 from ctaprod.logic.matcher import Matcher
+from ctaprod.logic.pilot_status import change_pilots, pilot_change
 from ctaprod.resources.computing import PILOT_JOB_FINAL, ComputingElement, PilotJobStatus, PilotSpec
 
 P = PilotStatus
@@ -35,6 +37,7 @@ ENDED = (P.DONE, P.FAILED, P.ABORTED)
 # A pilot offers its time *left*: by its first match a little of ``cpu_time`` is gone, so
 # jobs needing all of it are not counted (a pilot sent for them would find nothing).
 PILOT_STARTUP_SECONDS = 60
+SOURCE = "PilotStatusAgent"
 LOST_AFTER = 600.0  # seconds a pilot may be unknown to its CE before it is Lost
 LOG_WINDOW = timedelta(days=1)  # how long after its end a pilot's CE output is looked for
 # The end of a batch output is what explains a failure; MySQL's TEXT holds 64 KiB.
@@ -145,11 +148,16 @@ def submit_pilots(
     try:
         refs = ce.submit(specs)
     except Exception as exc:
+        abort = [pilot_change(P.ABORTED, f"Submission failed: {exc}")]
         with ctx.db.write() as conn:
-            for pid in ids:
-                ctx.pilots.set_status(
-                    conn, pid, P.SUBMITTED, P.ABORTED, f"Submission failed: {exc}", ctx.clock()
-                )
+            # Only those still Submitted: one that registered meanwhile did start after all.
+            change_pilots(
+                ctx,
+                conn,
+                ids,
+                lambda row: abort if row["status"] == P.SUBMITTED else None,
+                source="PilotFactory",
+            )
         raise
     with ctx.db.write() as conn:
         ctx.pilots.set_ce_refs(conn, dict(zip(ids, refs, strict=True)))
@@ -161,6 +169,7 @@ class PilotStatusReport:
     checked: int = 0
     changed: int = 0
     logs_saved: int = 0
+    missed: int = 0  # changed by someone else between the read and the write
 
 
 def _target(
@@ -186,15 +195,15 @@ def poll_pilots(
     name: str,
     queue: QueueConfig,
     ce: ComputingElement,
-    unknown_since: MutableMapping[int, datetime],
     *,
     lost_after: float = LOST_AFTER,
     limit: int = 1000,
 ) -> PilotStatusReport:
     """Follow the live pilots of a queue in its CE and save CE output of ended pilots.
 
-    ``unknown_since`` (kept by the caller between passes) remembers when the CE first did
-    not know a pilot; past ``lost_after`` seconds the pilot is Lost.
+    When the CE first does not know a pilot, the time is kept in its row
+    (``unknown_since``, so an agent restart does not start the count again); past
+    ``lost_after`` seconds the pilot is Lost. A pilot the CE knows again is cleared.
     """
     report = PilotStatusReport()
     with ctx.db.read() as conn:
@@ -205,32 +214,48 @@ def poll_pilots(
         states = ce.status([_ref(r) for r in rows])
         report.checked = len(rows)
         now = ctx.clock()
-        changes: list[tuple[RowMapping, PilotStatus, PilotStatus, str]] = []
+        batch_of: dict[int, PilotJobStatus] = {}
+        unknown_for: dict[int, float] = {}  # seconds the CE has not known the pilot
+        newly_unknown: list[int] = []
+        known_again: list[int] = []
         for row in rows:
+            pid = int(row["pilot_id"])
+            batch_of[pid] = batch = states.get(_ref(row), C.UNKNOWN)
+            if batch is C.UNKNOWN:
+                first: datetime | None = row["unknown_since"]
+                if first is None:
+                    newly_unknown.append(pid)
+                    first = now
+                unknown_for[pid] = (now - first).total_seconds()
+            elif row["unknown_since"] is not None:
+                known_again.append(pid)
+
+        def decide(row: RowMapping) -> list[Change[PilotStatus]] | None:
+            # From the state read under lock now, not the one read before asking the CE.
             pid, current = int(row["pilot_id"]), PilotStatus(row["status"])
-            batch = states.get(_ref(row), C.UNKNOWN)
+            if current not in ALIVE:
+                return None  # it reported its end meanwhile
+            batch = batch_of[pid]
             decided: tuple[PilotStatus, str] | None
             if batch is C.UNKNOWN:
-                first = unknown_since.setdefault(pid, now)
-                unknown = (now - first).total_seconds()
+                unknown = unknown_for[pid]
                 decided = (
                     (P.LOST, f"Unknown to the CE for {unknown:.0f} s")
                     if unknown >= lost_after
                     else None
                 )
             else:
-                unknown_since.pop(pid, None)
                 decided = _target(current, batch, current is P.RUNNING)
-            if decided is not None and PILOT_MACHINE.allowed(current, decided[0]):
-                changes.append((row, current, *decided))
-        if changes:
-            with ctx.db.write() as conn:
-                for row, current, target, reason in changes:
-                    pid = int(row["pilot_id"])
-                    if ctx.pilots.set_status(conn, pid, current, target, reason, now):
-                        report.changed += 1
-                        if target is P.LOST:
-                            unknown_since.pop(pid, None)
+            if decided is None or not PILOT_MACHINE.allowed(current, decided[0]):
+                return None
+            return [pilot_change(*decided)]
+
+        with ctx.db.write() as conn:
+            ctx.pilots.set_unknown_since(conn, newly_unknown, now)
+            ctx.pilots.set_unknown_since(conn, known_again, None)
+            result = change_pilots(ctx, conn, list(batch_of), decide, source=SOURCE, now=now)
+        report.changed = len(result.final_status())
+        report.missed = len(result.missed)
     report.logs_saved = save_batch_logs(ctx, name, queue, ce, limit=limit)
     return report
 

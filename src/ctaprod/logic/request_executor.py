@@ -13,7 +13,6 @@ and the request, with the reason; the request's job, if any, then fails too.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,22 +24,27 @@ from ctaprod.core.identity import Identity
 from ctaprod.core.job_states import FINAL_STATES, JobStatus
 from ctaprod.core.properties import TokenKind
 from ctaprod.core.requests import (
-    FILE_MACHINE,
     FILELESS,
     MAX_ERROR,
-    OPERATION_MACHINE,
-    REQUEST_MACHINE,
     FileStatus,
     OperationStatus,
     OperationType,
     RequestStatus,
     backoff_seconds,
 )
+from ctaprod.core.statemachine import Change
 from ctaprod.db.jobs import JobState
-from ctaprod.db.requests import FileResult
+from ctaprod.db.requests import FileAttempt
 from ctaprod.logic.context import Context
 from ctaprod.logic.job_status import Step, transition_jobs
+from ctaprod.logic.request_claims import (
+    claim_due,
+    held_by,
+    new_claim,
+    release_expired,
+)
 from ctaprod.logic.request_ops import OP_KEY, SOURCE, Failure, Work, run_operation
+from ctaprod.logic.request_states import change_files, change_operations, change_requests, when
 
 log = logging.getLogger("ctaprod.requests")
 R, Op, F = RequestStatus, OperationStatus, FileStatus
@@ -57,7 +61,7 @@ class ExecutionStats:
     failed: int = 0
     lost: int = 0  # canceled while being executed
     operations_done: int = 0
-    released: int = 0  # Assigned for too long (a dead executor), back to Waiting
+    released: int = 0  # their executor's lease passed (it died): back to Waiting
 
     @property
     def total(self) -> int:
@@ -70,18 +74,22 @@ def execute_due(
     limit: int = 100,
     worker: str = "executor",
     *,
+    claim: str | None = None,
     replica: int = 0,
     replicas: int = 1,
-    stale_after: float = 3600.0,
 ) -> ExecutionStats:
     """Claim up to ``limit`` Waiting requests due at ``now`` and execute each as far as it
-    goes. Requests left Assigned for ``stale_after`` seconds are released first."""
+    goes. Requests whose executor's lease passed (it died) are released first.
+
+    The claims are leased for ``data.request_lease_seconds``; a pass longer than that must
+    be accompanied by :func:`renew_leases` on ``claim`` (the executor agent does it), or
+    another executor may take the requests over."""
     now = now or ctx.clock()
     stats = ExecutionStats()
-    claim = f"{worker[:100]}#{uuid.uuid4().hex[:12]}"
+    claim = claim or new_claim(worker)
     with ctx.db.write() as conn:
-        stats.released = ctx.requests.release_stale(conn, now - timedelta(seconds=stale_after), now)
-        ids = ctx.requests.claim_due(conn, now, limit, claim, replica=replica, replicas=replicas)
+        stats.released = len(release_expired(ctx, conn, now))
+        ids = claim_due(ctx, conn, now, limit, claim, replica=replica, replicas=replicas)
     stats.claimed = len(ids)
     for request_id in ids:
         try:
@@ -95,7 +103,7 @@ def execute_due(
 
 def _release(ctx: Context, request_id: int, claim: str, error: str) -> None:
     """Give a request back (Waiting, after the base backoff); if even that fails, it is
-    released once ``stale_after`` has passed."""
+    released once its lease has passed."""
     now = ctx.clock()
     try:
         with ctx.db.write() as conn:
@@ -106,6 +114,29 @@ def _release(ctx: Context, request_id: int, claim: str, error: str) -> None:
         log.exception("request %d: could not be released", request_id)
 
 
+def _move_held(
+    ctx: Context,
+    conn: Connection,
+    request_id: int,
+    claim: str,
+    step: Change[RequestStatus],
+    now: datetime,
+) -> bool:
+    """Our request (still held by ``claim``, as read under lock) to ``step``; whether it
+    moved. A canceled or released request is left alone; a missed write is logged."""
+    result = change_requests(
+        ctx,
+        conn,
+        [request_id],
+        lambda row: [step] if held_by(row, claim) else None,
+        source=SOURCE,
+        now=now,
+    )
+    if result.missed:  # pragma: no cover - the row is locked (SQLite: one writer)
+        log.warning("request %d changed while going to %s", request_id, step.target.value)
+    return bool(result.applied)
+
+
 def _wait_again(
     ctx: Context,
     conn: Connection,
@@ -114,18 +145,13 @@ def _wait_again(
     now: datetime,
     delay: float,
     error: str,
-) -> None:
+) -> bool:
     """Our Assigned request back to Waiting, due ``delay`` seconds from ``now``, with ``error``."""
-    ctx.requests.set_status(
-        conn,
-        request_id,
-        [R.ASSIGNED],
+    step = Change(
         R.WAITING,
-        now,
-        assigned_by=claim,
-        not_before=now + timedelta(seconds=delay),
-        error=error[:MAX_ERROR],
+        values={"not_before": now + timedelta(seconds=delay), "error": error[:MAX_ERROR]},
     )
+    return _move_held(ctx, conn, request_id, claim, step, now)
 
 
 def _owner_identity(ctx: Context, conn: Connection, row: Mapping[str, Any]) -> Identity:
@@ -164,10 +190,8 @@ def _execute(ctx: Context, request_id: int, claim: str, stats: ExecutionStats) -
             return
         stats.operations_done += 1
     with ctx.db.write() as conn:
-        REQUEST_MACHINE.check(request_id, R.ASSIGNED, R.DONE)
-        if ctx.requests.set_status(
-            conn, request_id, [R.ASSIGNED], R.DONE, ctx.clock(), assigned_by=claim, error=""
-        ):
+        done = Change(R.DONE, values={"error": ""})
+        if _move_held(ctx, conn, request_id, claim, done, ctx.clock()):
             stats.done += 1
         else:
             stats.lost += 1
@@ -185,56 +209,81 @@ def _record(
     request_id, op_id = int(row["request_id"]), int(op["op_id"])
     data = ctx.settings.data
     now = ctx.clock()
-    results: list[FileResult] = []
+    ended: dict[int, Change[FileStatus]] = {}  # files leaving Waiting
+    retried: list[FileAttempt] = []  # files staying Waiting, one attempt more
     worst: tuple[str, int] | None = None  # the error to report and its attempt count
     final: str | None = None  # the reason the request fails
     for f in waiting:
         res, attempts = outcome.get(int(f["id"])), int(f["attempts"]) + 1
-        new = F.DONE if res is None else F.WAITING
-        error = "" if res is None else res.error[:MAX_ERROR]
-        if res is not None:
-            if worst is None or attempts > worst[1]:
-                worst = (f"{f['lfn']}: {error}", attempts)
-            if res.permanent or attempts >= data.request_max_attempts:
-                new, final = F.FAILED, final or f"{op['type']} {f['lfn']}: {error}"
-        if new is not F.WAITING:
-            FILE_MACHINE.check(f["id"], F.WAITING, new)
-        results.append(FileResult(int(f["id"]), F.WAITING, new, attempts, error))
-    op_values: dict[str, Any] = {}
+        if res is None:
+            ended[int(f["id"])] = Change(F.DONE, values={"attempts": attempts, "error": ""})
+            continue
+        error = res.error[:MAX_ERROR]
+        if worst is None or attempts > worst[1]:
+            worst = (f"{f['lfn']}: {error}", attempts)
+        if res.permanent or attempts >= data.request_max_attempts:
+            final = final or f"{op['type']} {f['lfn']}: {error}"
+            ended[int(f["id"])] = Change(F.FAILED, values={"attempts": attempts, "error": error})
+        else:
+            retried.append(FileAttempt(int(f["id"]), attempts, error))
+    op_attempts: int | None = None
     if not waiting and op["type"] in FILELESS:
-        res, attempts = outcome.get(OP_KEY), int(op["attempts"]) + 1
-        op_values["attempts"] = attempts
+        res, op_attempts = outcome.get(OP_KEY), int(op["attempts"]) + 1
         if res is not None:
-            worst = (res.error[:MAX_ERROR], attempts)
-            if res.permanent or attempts >= data.request_max_attempts:
+            worst = (res.error[:MAX_ERROR], op_attempts)
+            if res.permanent or op_attempts >= data.request_max_attempts:
                 final = f"{op['type']}: {res.error}"
     with ctx.db.write() as conn:
         current = ctx.requests.get(conn, request_id, lock=True)
-        ctx.requests.set_file_results(conn, results)  # what happened, held or not
-        if current is None or current["status"] != R.ASSIGNED or current["assigned_by"] != claim:
+        # What happened to the files is recorded, held or not (from the state read).
+        ctx.requests.record_attempts(conn, retried)
+        files = change_files(
+            ctx,
+            conn,
+            list(ended),
+            lambda f: [ended[int(f["id"])]] if f["status"] == F.WAITING else None,
+            source=SOURCE,
+            now=now,
+        )
+        if files.missed:  # pragma: no cover - locked rows (SQLite: one writer)
+            log.warning("request %d: files changed meanwhile: %s", request_id, files.missed)
+        if current is None or not held_by(current, claim):
             return "lost"
-        ctx.requests.set_op_status(conn, [op_id], [Op.QUEUED], Op.WAITING, now)
+        _op_step(ctx, conn, op_id, [Op.QUEUED], Change(Op.WAITING), now)
         if final is not None:
-            return _fail(ctx, conn, row, op_id, final[:MAX_ERROR], claim, now, op_values)
+            return _fail(ctx, conn, row, op_id, final[:MAX_ERROR], claim, now, op_attempts)
         if worst is not None:
+            ctx.requests.note_operation(conn, op_id, now, error=worst[0], attempts=op_attempts)
             delay = backoff_seconds(
                 worst[1], data.request_backoff_seconds, data.request_backoff_max_seconds
             )
-            ctx.requests.set_op_status(
-                conn, [op_id], [Op.WAITING], Op.WAITING, now, error=worst[0], **op_values
-            )
-            REQUEST_MACHINE.check(request_id, R.ASSIGNED, R.WAITING)
             _wait_again(
                 ctx, conn, request_id, claim, now, delay, f"retrying in {delay:g} s: {worst[0]}"
             )
             return "retrying"
-        OPERATION_MACHINE.check(op_id, Op.WAITING, Op.DONE)
-        ctx.requests.set_op_status(conn, [op_id], [Op.WAITING], Op.DONE, now, error="", **op_values)
+        values: dict[str, Any] = {"error": ""}
+        if op_attempts is not None:
+            values["attempts"] = op_attempts
+        _op_step(ctx, conn, op_id, [Op.WAITING], Change(Op.DONE, values=values), now)
         nxt = _next_op(ctx, conn, request_id, int(op["position"]))
         if nxt is not None:
-            OPERATION_MACHINE.check(nxt, Op.QUEUED, Op.WAITING)
-            ctx.requests.set_op_status(conn, [nxt], [Op.QUEUED], Op.WAITING, now)
+            _op_step(ctx, conn, nxt, [Op.QUEUED], Change(Op.WAITING), now)
         return "next"
+
+
+def _op_step(
+    ctx: Context,
+    conn: Connection,
+    op_id: int,
+    sources: Sequence[OperationStatus],
+    step: Change[OperationStatus],
+    now: datetime,
+) -> bool:
+    """Operation ``op_id`` to ``step`` if it is (as read under lock) in one of ``sources``."""
+    result = change_operations(ctx, conn, [op_id], when(sources, step), source=SOURCE, now=now)
+    if result.missed:  # pragma: no cover - the row is locked (SQLite: one writer)
+        log.warning("operation %d changed while going to %s", op_id, step.target.value)
+    return bool(result.applied)
 
 
 def _next_op(ctx: Context, conn: Connection, request_id: int, position: int) -> int | None:
@@ -253,18 +302,18 @@ def _fail(
     reason: str,
     claim: str,
     now: datetime,
-    op_values: Mapping[str, Any],
+    op_attempts: int | None,
 ) -> str:
     """Fail the operation, the request and the request's job (in the caller's transaction)."""
     request_id = int(row["request_id"])
-    OPERATION_MACHINE.check(op_id, Op.WAITING, Op.FAILED)
-    ctx.requests.set_op_status(
-        conn, [op_id], [Op.WAITING], Op.FAILED, now, error=reason, **op_values
-    )
-    REQUEST_MACHINE.check(request_id, R.ASSIGNED, R.FAILED)
-    ctx.requests.set_status(
-        conn, request_id, [R.ASSIGNED], R.FAILED, now, assigned_by=claim, error=reason
-    )
+    values: dict[str, Any] = {"error": reason}
+    if op_attempts is not None:
+        values["attempts"] = op_attempts
+    _op_step(ctx, conn, op_id, [Op.WAITING], Change(Op.FAILED, values=values), now)
+    if not _move_held(
+        ctx, conn, request_id, claim, Change(R.FAILED, values={"error": reason}), now
+    ):
+        return "lost"  # pragma: no cover - held_by was checked under the same lock
     log.warning("request %d failed: %s", request_id, reason)
     job_id = row["job_id"]
     if job_id is not None:

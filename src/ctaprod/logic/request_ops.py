@@ -212,7 +212,7 @@ def set_job_status(ctx: Context, ident: Identity, work: Work) -> Outcome:
         return [Step(target, minor, app)]  # end_time was set when it became Completed
 
     with ctx.db.write() as conn:
-        if not transition_jobs(ctx, conn, [job_id], decide, SOURCE, strict=False):
+        if not transition_jobs(ctx, conn, [job_id], decide, SOURCE, strict=False).states:
             return {OP_KEY: Failure(f"no job {job_id}", permanent=True)}
     return {OP_KEY: failure}
 

@@ -7,15 +7,15 @@ The executor (:func:`execute_due`, claim, step, backoff, failure) lives in
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
 
-from ctaprod.core.errors import Forbidden, NotFound
+from ctaprod.core.errors import Conflict, Forbidden, InvalidTransition, NotFound
 from ctaprod.core.identity import Identity
 from ctaprod.core.properties import TokenKind
 from ctaprod.core.requests import (
-    CANCELABLE,
     REQUEST_MACHINE,
     FileStatus,
     OperationInfo,
@@ -28,9 +28,12 @@ from ctaprod.core.requests import (
     RequestSummary,
     check_spec,
 )
+from ctaprod.core.statemachine import Change, TransitionResult
 from ctaprod.logic.context import Context
 from ctaprod.logic.jobs import check_access
+from ctaprod.logic.request_claims import release_expired
 from ctaprod.logic.request_executor import ExecutionStats, execute_due
+from ctaprod.logic.request_states import change_files, change_operations, change_requests, when
 
 __all__ = [
     "ExecutionStats",
@@ -174,19 +177,97 @@ def get_request(ctx: Context, ident: Identity, request_id: int) -> RequestInfo:
 
 
 def retry_request(ctx: Context, ident: Identity, request_id: int) -> RequestInfo:
-    """A Failed request back to Waiting (due now); its failed operation and files start again
-    with no attempts."""
+    """Retry a stuck request now, or say why not.
+
+    - Failed: back to Waiting, due now; its failed operation and files start again with no
+      attempts;
+    - Assigned to an executor whose lease passed (it died): back to Waiting, due now;
+    - Waiting out a backoff: due now.
+
+    Done and Canceled requests, and Assigned ones whose executor's lease runs, raise
+    :class:`InvalidTransition` naming the reason; a request that changed between the read
+    and the write raises :class:`Conflict`.
+    """
     now = ctx.clock()
     with ctx.db.write() as conn:
         row = _visible(ident, ctx.requests.get(conn, request_id, lock=True), request_id)
-        REQUEST_MACHINE.check(request_id, R(row["status"]), R.WAITING)
-        failed = [int(op["op_id"]) for op in ctx.requests.operations(conn, request_id)]
-        ctx.requests.set_op_status(conn, failed, [Op.FAILED], Op.WAITING, now, error="", attempts=0)
-        ctx.requests.reset_failed_files(conn, failed)
-        ctx.requests.set_status(
-            conn, request_id, [R.FAILED], R.WAITING, now, not_before=now, error=""
-        )
+        status = R(row["status"])
+        if status is R.FAILED:
+            again = Change(R.WAITING, values={"not_before": now, "error": ""})
+            moved = _change(ctx, conn, request_id, again, now, row, ident.user).applied != []
+            if moved:
+                ops = [int(op["op_id"]) for op in ctx.requests.operations(conn, request_id)]
+                fresh = {"error": "", "attempts": 0}
+                change_operations(
+                    ctx,
+                    conn,
+                    ops,
+                    when([Op.FAILED], Change(Op.WAITING, values=fresh)),
+                    source=ident.user,
+                    now=now,
+                )
+                files = [int(f["id"]) for f in ctx.requests.files(conn, ops)]
+                change_files(
+                    ctx,
+                    conn,
+                    files,
+                    when([F.FAILED], Change(F.WAITING, values=fresh)),
+                    source=ident.user,
+                    now=now,
+                )
+        elif status is R.ASSIGNED:
+            lease = _lease_end(ctx, row)
+            if lease > now:
+                why = (
+                    f"executor {row['assigned_by'] or '?'} holds it, its lease runs until "
+                    f"{lease:%Y-%m-%d %H:%M:%S} UTC; retry after that if it died"
+                )
+                raise InvalidTransition("request", request_id, status.value, R.WAITING.value, why)
+            moved = release_expired(ctx, conn, now, [request_id]) == [request_id]
+        elif status is R.WAITING:
+            moved = ctx.requests.due_now(conn, request_id, now)
+        else:
+            why = "final state: nothing to retry" if status in REQUEST_MACHINE.final else ""
+            raise InvalidTransition("request", request_id, status.value, R.WAITING.value, why)
+        if not moved:  # pragma: no cover - the row is locked above (SQLite: one writer)
+            raise Conflict(f"request {request_id} changed while being retried; try again")
         return _info(ctx, conn, ctx.requests.get(conn, request_id) or row)
+
+
+def _change(
+    ctx: Context,
+    conn: Connection,
+    request_id: int,
+    step: Change[RequestStatus],
+    now: datetime,
+    row: Mapping[str, Any],
+    source: str,
+) -> TransitionResult[RequestStatus, Any]:
+    """One request to ``step`` from the state read under lock (``row``); refused steps
+    raise (InvalidTransition naming the state), a missed write raises Conflict."""
+    result = change_requests(
+        ctx,
+        conn,
+        [request_id],
+        lambda r: [step],
+        source=source,
+        now=now,
+        strict=True,
+        known={request_id: row},  # type: ignore[dict-item]
+    )
+    if result.missed:  # pragma: no cover - the row is locked (SQLite: one writer)
+        raise Conflict(f"request {request_id} changed meanwhile; try again")
+    return result
+
+
+def _lease_end(ctx: Context, row: Mapping[str, Any]) -> datetime:
+    """When the claim on an Assigned request expires (rows claimed before leases existed:
+    a lease from their last update)."""
+    lease: datetime | None = row["lease_until"]
+    if lease is not None:
+        return lease
+    last: datetime = row["last_update"]
+    return last + timedelta(seconds=ctx.settings.data.request_lease_seconds)
 
 
 def cancel_request(ctx: Context, ident: Identity, request_id: int) -> RequestInfo:
@@ -194,13 +275,16 @@ def cancel_request(ctx: Context, ident: Identity, request_id: int) -> RequestInf
     now = ctx.clock()
     with ctx.db.write() as conn:
         row = _visible(ident, ctx.requests.get(conn, request_id, lock=True), request_id)
-        REQUEST_MACHINE.check(request_id, R(row["status"]), R.CANCELED)
-        if not ctx.requests.set_status(
-            conn, request_id, list(CANCELABLE), R.CANCELED, now, assigned_by=None
-        ):
-            raise NotFound(f"no request {request_id}")  # pragma: no cover - locked above
+        _change(ctx, conn, request_id, Change(R.CANCELED), now, row, ident.user)
         ops = [int(op["op_id"]) for op in ctx.requests.operations(conn, request_id)]
-        ctx.requests.set_op_status(conn, ops, [Op.QUEUED, Op.WAITING], Op.CANCELED, now)
+        change_operations(
+            ctx,
+            conn,
+            ops,
+            when([Op.QUEUED, Op.WAITING], Change(Op.CANCELED)),
+            source=ident.user,
+            now=now,
+        )
         return _info(ctx, conn, ctx.requests.get(conn, request_id) or row)
 
 

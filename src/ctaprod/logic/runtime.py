@@ -8,21 +8,23 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from ctaprod.core.errors import CtaprodError, Forbidden, InvalidInput, NotFound
+from ctaprod.core.errors import Conflict, CtaprodError, Forbidden, InvalidInput, NotFound
 from ctaprod.core.identity import Identity
-from ctaprod.core.job_states import ACTIVE_STATES, JobStatus
-from ctaprod.core.pilot_states import PILOT_MACHINE, PilotStatus
+from ctaprod.core.job_states import ACTIVE_STATES, JOB_MACHINE, JobStatus
+from ctaprod.core.pilot_states import PilotStatus
 from ctaprod.core.properties import Property, TokenKind
-from ctaprod.core.schemas import HeartbeatItem, ItemResult, StatusReport
+from ctaprod.core.schemas import HeartbeatItem, StatusReport
 from ctaprod.db.jobs import JobState
 from ctaprod.logic.auth import TokenService
 from ctaprod.logic.context import Context
-from ctaprod.logic.job_status import Step, plan, transition_jobs
+from ctaprod.logic.job_status import Step, transition_jobs
+from ctaprod.logic.pilot_status import change_one_pilot, pilot_change
 
 J = JobStatus
 # What a job wrapper may set; everything else is decided by the server.
 WRAPPER_TARGETS = frozenset({J.RUNNING, J.COMPLETING, J.COMPLETED, J.DONE, J.FAILED})
 KILL = "Kill"
+PILOT_SOURCE = "Pilot"
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,9 @@ def register_pilot(
                         "ce": ce,
                         "queue": queue,
                         "site": site,
-                        "status": PilotStatus.RUNNING.value,
-                        "status_reason": "Registered",
+                        # Born Submitted, like a factory's pilot; Running through the door.
+                        "status": PilotStatus.SUBMITTED.value,
+                        "status_reason": "Registered without a submission record",
                         "submission_time": now,
                         "last_update": now,
                     }
@@ -61,17 +64,9 @@ def register_pilot(
             )[0]
         else:
             pilot_id = int(row["pilot_id"])
-            current = PilotStatus(row["status"])
-            PILOT_MACHINE.check(pilot_id, current, PilotStatus.RUNNING)
-            ctx.pilots.set_status(
-                conn,
-                pilot_id,
-                current,
-                PilotStatus.RUNNING,
-                "Registered",
-                now,
-                site=site or row["site"],
-            )
+            site = site or row["site"]
+        step = pilot_change(PilotStatus.RUNNING, "Registered", site=site)
+        change_one_pilot(ctx, conn, pilot_id, step, source=PILOT_SOURCE, now=now)
     lifetime = timedelta(days=ctx.settings.pilot_token_days)
     return Registration(pilot_id, tokens.issue_pilot_session(ident, pilot_id, lifetime))
 
@@ -89,12 +84,8 @@ def pilot_finished(
     now = ctx.clock()
     target = PilotStatus.DONE if ok else PilotStatus.FAILED
     with ctx.db.write() as conn:
-        row = ctx.pilots.get(conn, pilot_id, lock=True)
-        if row is None:
-            raise NotFound(f"no pilot {pilot_id}")
-        current = PilotStatus(row["status"])
-        PILOT_MACHINE.check(pilot_id, current, target)
-        ctx.pilots.set_status(conn, pilot_id, current, target, reason, now, jobs_done=jobs_done)
+        step = pilot_change(target, reason, jobs_done=jobs_done)
+        change_one_pilot(ctx, conn, pilot_id, step, source=PILOT_SOURCE, now=now)
         if log is not None:
             ctx.pilots.save_log(conn, pilot_id, log, now)
 
@@ -110,6 +101,16 @@ def save_pilot_log(ctx: Context, ident: Identity, pilot_id: int, log: str) -> No
 def _own_pilot(ident: Identity, pilot_id: int) -> None:
     if ident.kind is not TokenKind.PILOT or ident.pilot_id != pilot_id:
         raise Forbidden(f"this token does not belong to pilot {pilot_id}")
+
+
+@dataclass
+class JobReply:
+    """The outcome of one item of a heartbeat or status call: commands for the wrapper (Kill),
+    or the domain error that refused it (the API maps it to an HTTP status)."""
+
+    job_id: int
+    commands: list[str] = field(default_factory=list)
+    error: CtaprodError | None = None
 
 
 def _job_access_error(ident: Identity, state: JobState | None, job_id: int) -> CtaprodError | None:
@@ -129,14 +130,14 @@ def _job_access_error(ident: Identity, state: JobState | None, job_id: int) -> C
     return Forbidden("heartbeats and job reports need a job token or a pilot session token")
 
 
-def heartbeats(ctx: Context, ident: Identity, items: Sequence[HeartbeatItem]) -> list[ItemResult]:
+def heartbeats(ctx: Context, ident: Identity, items: Sequence[HeartbeatItem]) -> list[JobReply]:
     """Record heartbeats; the reply carries commands such as Kill.
 
     One SELECT of the jobs' states (for the access checks) and one executemany UPDATE for the
     whole call; a Stalled job that beats again goes back to Running from the state read.
     """
     now = ctx.clock()
-    results: list[ItemResult] = []
+    results: list[JobReply] = []
     with ctx.db.write() as conn:
         states = ctx.jobs.states(conn, [i.job_id for i in items])
         resumed: list[int] = []
@@ -144,10 +145,10 @@ def heartbeats(ctx: Context, ident: Identity, items: Sequence[HeartbeatItem]) ->
         for item in items:
             state = states.get(item.job_id)
             err = _job_access_error(ident, state, item.job_id)
-            res = ItemResult(job_id=item.job_id)
+            res = JobReply(item.job_id)
             results.append(res)
             if err is not None or state is None:
-                res.error, res.status = str(err), 404 if isinstance(err, NotFound) else 403
+                res.error = err
                 continue
             if state.kill_requested or state.status not in ACTIVE_STATES:
                 res.commands.append(KILL)
@@ -164,7 +165,7 @@ def heartbeats(ctx: Context, ident: Identity, items: Sequence[HeartbeatItem]) ->
                 }
             )
         if resumed:
-            transition_jobs(
+            result = transition_jobs(
                 ctx,
                 conn,
                 resumed,
@@ -172,6 +173,7 @@ def heartbeats(ctx: Context, ident: Identity, items: Sequence[HeartbeatItem]) ->
                 "JobWrapper",
                 known=states,
             )
+            _refuse_missed(result.missed_ids(), results)
         ctx.jobs.record_heartbeats(conn, updates)
     return results
 
@@ -195,24 +197,26 @@ class _Round:
     known: dict[int, JobState] = field(default_factory=dict)
     jobs: set[int] = field(default_factory=set)
 
-    def flush(self, ctx: Context, conn: Connection) -> None:
+    def flush(self, ctx: Context, conn: Connection) -> set[int]:
+        """Write the round; returns the jobs whose status change was missed."""
         ctx.jobs.update_reported(conn, self.fields, self.now)
         ctx.jobs.add_history(conn, self.history)
-        if self.steps:
-            steps = self.steps
-            transition_jobs(
-                ctx,
-                conn,
-                list(steps),
-                lambda s: [steps[s.job_id]],
-                "JobWrapper",
-                known=self.known,
-            )
+        if not self.steps:
+            return set()
+        steps = self.steps
+        return transition_jobs(
+            ctx,
+            conn,
+            list(steps),
+            lambda s: [steps[s.job_id]],
+            "JobWrapper",
+            known=self.known,
+        ).missed_ids()
 
 
 def report_statuses(
     ctx: Context, ident: Identity, reports: Sequence[StatusReport]
-) -> list[ItemResult]:
+) -> list[JobReply]:
     """Apply wrapper status reports in order; each is checked by the job state machine.
 
     Reports are checked one by one against the job's state as the previous reports of the call
@@ -221,36 +225,45 @@ def report_statuses(
     from the states already read, parameters in one DELETE and one INSERT. A job reported on
     twice starts a new round, so that its changes reach the database in the order sent.
     """
-    results: list[ItemResult] = []
+    results: list[JobReply] = []
     with ctx.db.write() as conn:
         states = ctx.jobs.states(conn, [r.job_id for r in reports])
         current = _Round(ctx.clock())
         parameters: dict[int, dict[str, str]] = {}
         for rep in reports:
-            res = ItemResult(job_id=rep.job_id)
+            res = JobReply(rep.job_id)
             results.append(res)
             state = states.get(rep.job_id)
             err = _job_access_error(ident, state, rep.job_id)
             if err is None and rep.status is not None and rep.status not in WRAPPER_TARGETS:
                 err = Forbidden(f"a job wrapper cannot set status {rep.status.value}")
             if err is not None or state is None:
-                res.error, res.status = str(err), 404 if isinstance(err, NotFound) else 403
+                res.error = err
                 continue
             if rep.job_id in current.jobs:
-                current.flush(ctx, conn)
+                _refuse_missed(current.flush(ctx, conn), results)
                 current = _Round(ctx.clock())
             try:
                 states[rep.job_id] = _check_report(current, state, rep)
             except CtaprodError as exc:
-                res.error, res.status = str(exc), 409
+                res.error = exc
                 if state.kill_requested or state.status in (J.KILLED, J.DELETED):
                     res.commands.append(KILL)
                 continue
             if rep.parameters:
                 parameters.setdefault(rep.job_id, {}).update(rep.parameters)
-        current.flush(ctx, conn)
+        _refuse_missed(current.flush(ctx, conn), results)
         ctx.jobs.set_many_parameters(conn, parameters)
     return results
+
+
+def _refuse_missed(missed: set[int], replies: Sequence[JobReply]) -> None:
+    """Say so in the replies of jobs whose change matched nothing (they changed meanwhile)."""
+    if not missed:
+        return
+    for reply in replies:
+        if reply.job_id in missed and reply.error is None:
+            reply.error = Conflict(f"job {reply.job_id} changed meanwhile; report again")
 
 
 def _check_report(batch: _Round, state: JobState, rep: StatusReport) -> JobState:
@@ -260,7 +273,7 @@ def _check_report(batch: _Round, state: JobState, rep: StatusReport) -> JobState
     values: dict[str, object] = {n: v for n in USAGE if (v := getattr(rep, n)) is not None}
     if rep.status is None:
         if state.status not in ACTIVE_STATES and state.status is not J.COMPLETED:
-            raise InvalidInput(f"job {state.job_id} is {state.status.value}: no more updates")
+            raise Conflict(f"job {state.job_id} is {state.status.value}: no more updates")
         if rep.application_status is not None:
             values["application_status"] = rep.application_status
         if rep.minor_status:
@@ -284,10 +297,9 @@ def _check_report(batch: _Round, state: JobState, rep: StatusReport) -> JobState
     if rep.status is J.RUNNING:
         values["start_time"] = now
         values["heartbeat_time"] = now
-    if rep.status in (J.DONE, J.FAILED, J.COMPLETED):
-        values["end_time"] = now
     step = Step(rep.status, rep.minor_status, rep.application_status, values or None)
-    plan(state, [step])  # the state machine's verdict, raised here for this report alone
+    # The state machine's verdict, raised here for this report alone.
+    JOB_MACHINE.check(state.job_id, state.status, rep.status)
     batch.steps[state.job_id] = step
     batch.known[state.job_id] = state
     batch.jobs.add(state.job_id)

@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -32,16 +32,19 @@ from sqlalchemy.exc import DBAPIError
 
 from ctaprod.core.job_states import JobStatus
 from ctaprod.core.pilot_states import PILOT_ALIVE
+from ctaprod.core.statemachine import Change
 from ctaprod.db.engine import is_deadlock
 from ctaprod.db.jobs import JobState
 from ctaprod.logic.context import Context
 from ctaprod.logic.job_status import Step, transition_jobs
 from ctaprod.logic.jobs import reschedule_jobs
+from ctaprod.logic.liveness import heard_since
 
 J = JobStatus
 T = TypeVar("T")
 SOURCE = "StalledJobAgent"
 PILOT_GONE = "Stalled: pilot gone"
+NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -69,21 +72,43 @@ Part = dict[str, Any]
 
 
 def check_stalled_jobs(
-    ctx: Context, *, limit: int = 1000, replica: int = 0, replicas: int = 1
+    ctx: Context,
+    *,
+    limit: int = 1000,
+    replica: int = 0,
+    replicas: int = 1,
+    agent_start: datetime | None = None,
 ) -> StalledReport:
-    """One pass of stalled-job detection over this replica's share of the jobs."""
+    """One pass of stalled-job detection over this replica's share of the jobs.
+
+    Silence is counted from the last heartbeat, but never from before the service could
+    hear heartbeats again: the start of the current continuous API server up period
+    (:mod:`ctaprod.logic.liveness`) or ``agent_start``, whichever is later."""
     part: Part = {"limit": limit, "replica": replica, "replicas": replicas, "lock": True}
+    heard = heard_since(ctx, agent_start=agent_start)
     report = StalledReport()
     for step in (_matched_timeouts, _mark_stalled, _settle_stalled, _fail_completing):
-        done = in_transaction(ctx, partial(step, ctx, part))
+        done = in_transaction(ctx, partial(step, ctx, part, heard))
         for name, value in vars(done).items():
             setattr(report, name, getattr(report, name) + value)
     return report
 
 
-def _matched_timeouts(ctx: Context, part: Part, conn: Connection) -> StalledReport:
+def silent_before(heard: datetime | None, now: datetime, window: float) -> datetime | None:
+    """Jobs whose last sign of life is before this are silent for ``window`` seconds; None
+    when the service has not been able to hear them for that long (nobody is silent yet)."""
+    cutoff = now - timedelta(seconds=window)
+    return None if heard is not None and heard > cutoff else cutoff
+
+
+def _matched_timeouts(
+    ctx: Context, part: Part, heard: datetime | None, conn: Connection
+) -> StalledReport:
     timeout = ctx.settings.jobs.matched_timeout
-    rows = ctx.jobs.matched_unstarted(conn, ctx.clock() - timedelta(seconds=timeout), **part)
+    cutoff = silent_before(heard, ctx.clock(), timeout)
+    if cutoff is None:
+        return StalledReport()
+    rows = ctx.jobs.matched_unstarted(conn, cutoff, **part)
     outcome = reschedule_jobs(
         ctx,
         None,
@@ -97,9 +122,13 @@ def _matched_timeouts(ctx: Context, part: Part, conn: Connection) -> StalledRepo
     )
 
 
-def _mark_stalled(ctx: Context, part: Part, conn: Connection) -> StalledReport:
+def _mark_stalled(
+    ctx: Context, part: Part, heard: datetime | None, conn: Connection
+) -> StalledReport:
     now = ctx.clock()
-    cutoff = now - timedelta(seconds=ctx.settings.jobs.stalled_after)
+    cutoff = silent_before(heard, now, ctx.settings.jobs.stalled_after)
+    if cutoff is None:
+        return StalledReport()
     rows = [
         *ctx.jobs.silent_jobs(conn, J.RUNNING, cutoff, **part),
         *ctx.jobs.matched_silent(conn, cutoff, **part),
@@ -115,12 +144,14 @@ def _mark_stalled(ctx: Context, part: Part, conn: Connection) -> StalledReport:
     return StalledReport(stalled=stalled)
 
 
-def _settle_stalled(ctx: Context, part: Part, conn: Connection) -> StalledReport:
+def _settle_stalled(
+    ctx: Context, part: Part, heard: datetime | None, conn: Connection
+) -> StalledReport:
     s = ctx.settings.jobs
     now = ctx.clock()
-    rows = ctx.jobs.stalled_to_settle(
-        conn, now - timedelta(seconds=s.failed_after), [p.value for p in PILOT_ALIVE], **part
-    )
+    # Not heard for long enough: only the jobs whose pilot is gone are settled.
+    cutoff = silent_before(heard, now, s.failed_after) or NEVER
+    rows = ctx.jobs.stalled_to_settle(conn, cutoff, [p.value for p in PILOT_ALIVE], **part)
     gone = [int(r["job_id"]) for r in rows if not r["pilot_alive"]]
     silent = {int(r["job_id"]): _silent_for(r, now) for r in rows if r["pilot_alive"]}
     report = StalledReport()
@@ -138,23 +169,25 @@ def _settle_stalled(ctx: Context, part: Part, conn: Connection) -> StalledReport
         conn,
         dict.fromkeys(gone, 0),
         (J.STALLED,),
-        lambda jid: Step(J.FAILED, PILOT_GONE, values={"end_time": now}),
+        lambda jid: Step(J.FAILED, PILOT_GONE),
     )
     report.failed += _move(
         ctx,
         conn,
         silent,
         (J.STALLED,),
-        lambda jid: Step(
-            J.FAILED, f"Stalled: no heartbeat for {silent[jid]} s", values={"end_time": now}
-        ),
+        lambda jid: Step(J.FAILED, f"Stalled: no heartbeat for {silent[jid]} s"),
     )
     return report
 
 
-def _fail_completing(ctx: Context, part: Part, conn: Connection) -> StalledReport:
+def _fail_completing(
+    ctx: Context, part: Part, heard: datetime | None, conn: Connection
+) -> StalledReport:
     now = ctx.clock()
-    cutoff = now - timedelta(seconds=ctx.settings.jobs.failed_after)
+    cutoff = silent_before(heard, now, ctx.settings.jobs.failed_after)
+    if cutoff is None:
+        return StalledReport()
     silence = {
         int(r["job_id"]): _silent_for(r, now)
         for r in ctx.jobs.silent_jobs(conn, J.COMPLETING, cutoff, **part)
@@ -164,9 +197,7 @@ def _fail_completing(ctx: Context, part: Part, conn: Connection) -> StalledRepor
         conn,
         silence,
         (J.COMPLETING,),
-        lambda jid: Step(
-            J.FAILED, f"Stuck in Completing: no news for {silence[jid]} s", values={"end_time": now}
-        ),
+        lambda jid: Step(J.FAILED, f"Stuck in Completing: no news for {silence[jid]} s"),
     )
     return StalledReport(completing_failed=failed)
 
@@ -204,18 +235,14 @@ def _move(
     conn: Connection,
     jobs: Mapping[int, int],
     sources: Sequence[JobStatus],
-    step: Callable[[int], Step],
+    step: Callable[[int], Change[JobStatus]],
 ) -> int:
     """Apply ``step(job_id)`` to the jobs still in one of ``sources``; returns how many."""
-    moved = 0
 
-    def decide(state: JobState) -> list[Step] | None:
-        nonlocal moved
-        if state.status not in sources:
-            return None
-        moved += 1
-        return [step(state.job_id)]
+    def decide(state: JobState) -> list[Change[JobStatus]] | None:
+        return [step(state.job_id)] if state.status in sources else None
 
-    if jobs:
-        transition_jobs(ctx, conn, list(jobs), decide, SOURCE, strict=False)
-    return moved
+    if not jobs:
+        return 0
+    result = transition_jobs(ctx, conn, list(jobs), decide, SOURCE, strict=False)
+    return len(result.applied)

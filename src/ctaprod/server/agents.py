@@ -11,10 +11,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ctaprod.agents.registry import build_agents
-from ctaprod.agents.runner import Heartbeat, HeartbeatSink, Runner
+from ctaprod.agents.runner import (
+    AgentCycleError,
+    Heartbeat,
+    HeartbeatSink,
+    LivenessSink,
+    LivePeers,
+    Runner,
+)
 from ctaprod.api.deps import Services
 from ctaprod.core.settings import Settings
 from ctaprod.db.agents import AgentDB
@@ -22,6 +30,7 @@ from ctaprod.logic.context import Context
 from ctaprod.server.services import build_services
 
 log = logging.getLogger("ctaprod.server.agents")
+__all__ = ["AgentCycleError", "agent_heartbeats", "build_runner", "run_agents"]
 
 
 def database_heartbeats(ctx: Context) -> HeartbeatSink:
@@ -33,6 +42,24 @@ def database_heartbeats(ctx: Context) -> HeartbeatSink:
             table.record_cycle(conn, beat.name, beat.replica, beat.host, beat.time, beat.error)
 
     return record
+
+
+def database_liveness(ctx: Context) -> tuple[LivenessSink, LivePeers]:
+    """The liveness beat writer and the live-replica reader on ``agent_heartbeats``: a
+    replica silent for ``liveness.missed_beats`` beats is dead."""
+    table = AgentDB()
+    s = ctx.settings.liveness
+
+    def beat(names: Sequence[str], replica: int, host: str, now: datetime, alive: bool) -> None:
+        with ctx.db.write() as conn:
+            table.beat(conn, names, replica, host, now, alive)
+
+    def peers(name: str) -> list[int]:
+        since = datetime.now(UTC) - timedelta(seconds=s.agent_beat_seconds * s.missed_beats)
+        with ctx.db.read() as conn:
+            return table.live_replicas(conn, name, since)
+
+    return beat, peers
 
 
 def agent_heartbeats(ctx: Context) -> list[Mapping[str, Any]]:
@@ -51,12 +78,16 @@ def build_runner(
 ) -> Runner:
     """A runner for the named agents (default: all enabled) writing heartbeats to the DB."""
     specs = build_agents(services, services.tokens, names=names)
+    beat, peers = database_liveness(services.ctx)
     return Runner(
         specs,
         replica=replica,
         replicas=replicas,
         heartbeat=database_heartbeats(services.ctx),
         stop=stop,
+        liveness=beat,
+        peers=peers,
+        beat_interval=services.ctx.settings.liveness.agent_beat_seconds,
     )
 
 
@@ -71,7 +102,8 @@ def run_agents(
     services: Services | None = None,
     cancel_local_pilots: bool = False,
 ) -> None:
-    """Run the agents until ``stop`` is set (``once``: one cycle each, then return).
+    """Run the agents until ``stop`` is set (``once``: one cycle each, then return, raising
+    :class:`AgentCycleError` if a cycle failed).
 
     ``services`` lets an embedding process (``ctaprod up``) share its database engine and
     matcher; by default they are built from ``settings``. ``cancel_local_pilots``: when the

@@ -22,8 +22,8 @@ from ctaprod.core.catalog import (
     Relative,
     ReplicaRef,
 )
-from ctaprod.db.catalog import ListEntry
 from ctaprod.logic import catalog as L
+from ctaprod.logic.catalog import ListEntry
 
 router = APIRouter(prefix="/api/catalog", tags=["catalog"])
 

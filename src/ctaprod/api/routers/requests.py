@@ -50,7 +50,8 @@ def get_request(request_id: int, svc: ServicesDep, ident: IdentityDep) -> Reques
 
 @router.post("/{request_id}/retry")
 def retry(request_id: int, svc: ServicesDep, ident: IdentityDep) -> RequestInfo:
-    """A Failed request back to Waiting; its failed files start again with no attempts."""
+    """Retry a stuck request now (Failed, Assigned to a dead executor, or backing off);
+    409 with the reason for a Done, Canceled or live-held request."""
     return L.retry_request(svc.ctx, ident, request_id)
 
 

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import PlainTextResponse
 
 from ctaprod.api.deps import IdentityDep, ServicesDep
-from ctaprod.core.errors import CtaprodError, Forbidden, InvalidInput, NotFound
+from ctaprod.api.errors import status_of
+from ctaprod.core.errors import Forbidden, InvalidInput
 from ctaprod.core.matching import Resource
 from ctaprod.core.pilot_states import PilotStatus
-from ctaprod.core.properties import Property
 from ctaprod.core.schemas import (
     MAX_BATCH,
     HeartbeatItem,
@@ -24,6 +24,7 @@ from ctaprod.core.schemas import (
     PilotRegistration,
     StatusReport,
 )
+from ctaprod.logic import pilot_queries as PQ
 from ctaprod.logic import runtime as R
 
 router = APIRouter(tags=["pilots"])
@@ -86,45 +87,38 @@ def list_pilots(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: int | None = None,
 ) -> list[PilotInfo]:
-    ident.require(Property.OPERATOR, Property.ADMIN, Property.JOB_ADMINISTRATOR)
-    with svc.ctx.db.read() as conn:
-        rows = svc.ctx.pilots.search(
-            conn,
-            statuses=[s.value for s in status or []],
-            site=site,
-            ce=ce,
-            limit=limit,
-            after=cursor,
-        )
-    return [PilotInfo.model_validate(dict(r)) for r in rows]
+    return PQ.search_pilots(svc.ctx, ident, status or [], site, ce, limit, cursor)
 
 
 @router.get("/api/pilots/{pilot_id}")
 def get_pilot(pilot_id: int, svc: ServicesDep, ident: IdentityDep) -> PilotInfo:
-    ident.require(Property.OPERATOR, Property.ADMIN, Property.JOB_ADMINISTRATOR)
-    with svc.ctx.db.read() as conn:
-        row = svc.ctx.pilots.get(conn, pilot_id)
-    if row is None:
-        raise NotFound(f"no pilot {pilot_id}")
-    return PilotInfo.model_validate(dict(row))
+    return PQ.get_pilot(svc.ctx, ident, pilot_id)
 
 
 @router.get("/api/pilots/{pilot_id}/log", response_class=PlainTextResponse)
 def get_log(pilot_id: int, svc: ServicesDep, ident: IdentityDep) -> str:
     """The pilot's log as it uploaded it (or as its batch system kept it)."""
-    ident.require(Property.OPERATOR, Property.ADMIN, Property.JOB_ADMINISTRATOR)
-    with svc.ctx.db.read() as conn:
-        text = svc.ctx.pilots.log(conn, pilot_id)
-    if text is None:
-        raise NotFound(f"no log for pilot {pilot_id}")
-    return text
+    return PQ.pilot_log(svc.ctx, ident, pilot_id)
 
 
-def _one(results: list[ItemResult]) -> ItemResult:
-    res = results[0]
-    if res.error is not None and not res.commands:
-        raise {404: NotFound, 403: Forbidden}.get(res.status, CtaprodError)(res.error)
-    return res
+def _item(reply: R.JobReply) -> ItemResult:
+    """A reply as the API shows it: a refused item carries its error and HTTP status."""
+    if reply.error is None:
+        return ItemResult(job_id=reply.job_id, commands=reply.commands)
+    return ItemResult(
+        job_id=reply.job_id,
+        commands=reply.commands,
+        error=str(reply.error),
+        status=status_of(reply.error),
+    )
+
+
+def _one(reply: R.JobReply) -> ItemResult:
+    """The single item of a one-job call: its error, if any, is the call's error (with the
+    commands, e.g. Kill, in the detail), unless it carries commands for the wrapper."""
+    if reply.error is not None and not reply.commands:
+        raise reply.error
+    return _item(reply)
 
 
 @router.post("/api/jobs/heartbeats")
@@ -136,14 +130,14 @@ def heartbeats(
     """Heartbeats of many jobs of one pilot in one call; replies carry commands (Kill)."""
     if not items:
         raise InvalidInput("no heartbeat given")
-    return R.heartbeats(svc.ctx, ident, items)
+    return [_item(r) for r in R.heartbeats(svc.ctx, ident, items)]
 
 
 @router.post("/api/jobs/{job_id}/heartbeat")
 def heartbeat(job_id: int, item: HeartbeatItem, svc: ServicesDep, ident: IdentityDep) -> ItemResult:
     if item.job_id != job_id:
         raise InvalidInput(f"heartbeat body is for job {item.job_id}, the URL for {job_id}")
-    return _one(R.heartbeats(svc.ctx, ident, [item]))
+    return _one(R.heartbeats(svc.ctx, ident, [item])[0])
 
 
 @router.post("/api/jobs/status")
@@ -155,18 +149,15 @@ def statuses(
     """Status reports of many jobs in one call; each result says if it was applied."""
     if not reports:
         raise InvalidInput("no status report given")
-    return R.report_statuses(svc.ctx, ident, reports)
+    return [_item(r) for r in R.report_statuses(svc.ctx, ident, reports)]
 
 
 @router.post("/api/jobs/{job_id}/status")
 def status(job_id: int, report: StatusReport, svc: ServicesDep, ident: IdentityDep) -> ItemResult:
     if report.job_id != job_id:
         raise InvalidInput(f"report body is for job {report.job_id}, the URL for {job_id}")
-    res = R.report_statuses(svc.ctx, ident, [report])[0]
-    if res.error is not None:
-        from ctaprod.core.errors import Conflict
-
-        raise {404: NotFound, 403: Forbidden, 409: Conflict}.get(res.status, CtaprodError)(
-            res.error, commands=res.commands
-        )
-    return res
+    reply = R.report_statuses(svc.ctx, ident, [report])[0]
+    if reply.error is not None:
+        reply.error.detail["commands"] = reply.commands
+        raise reply.error
+    return _item(reply)
