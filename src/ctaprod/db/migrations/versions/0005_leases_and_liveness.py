@@ -1,7 +1,7 @@
 """leases and liveness: request leases, persisted lost-pilot timer, agent and server liveness
 
-Revision ID: 0004
-Revises: 0005
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-02 04:30:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import ctaprod.db.types
 
-revision = "0004"
-down_revision = "0005"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
