@@ -266,6 +266,7 @@ def test_the_check_sees_forbidden_imports(monkeypatch: pytest.MonkeyPatch) -> No
     }
     original = imports_of.__wrapped__
 
+    @cache  # as the real one: uncached, the walk parses every module once per path (minutes)
     def fake(module: str) -> tuple[Import, ...]:
         return original(module) + planted.get(module, ())
 
