@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -84,14 +85,23 @@ end
 """
 
 
-def populate(prep: C.Prepared, n_jobs: int) -> int:
-    """Submit ``n_jobs`` waiting jobs over all requirement combinations; returns the queues."""
+def populate(prep: C.Prepared, n_jobs: int, submitted: int) -> int:
+    """``n_jobs`` waiting jobs over all requirement combinations; returns the queues.
+
+    The first ``submitted`` (at most) go through ``logic.jobs.submit_jobs``; the rest are
+    copies of those made with INSERT ... SELECT (jobs, descriptions, tq_jobs rows at job_id +
+    k * offset), so a million waiting jobs load in a minute or two; the queue counters are
+    then recounted (``TaskQueueDB.check_counters``, when the code has counters)."""
+    from sqlalchemy import func, insert, literal, select
+
     from ctaprod.core.jobs import JobDescription
+    from ctaprod.db.tables import job_descriptions, jobs, task_queues, tq_jobs
     from ctaprod.logic.jobs import submit_jobs
 
     ctx = prep.services.ctx
     combos = list(itertools.product(PLATFORMS, map(tuple, TAG_SETS), CPU_TIMES))
-    per_user = n_jobs // len(USERS)
+    base = min(n_jobs, submitted)
+    per_user = base // len(USERS)
     t0 = time.perf_counter()
     for user, group in USERS.items():
         descs = []
@@ -114,14 +124,44 @@ def populate(prep: C.Prepared, n_jobs: int) -> int:
         ident = C.user_identity(user, group)
         for k in range(0, len(descs), 5000):
             submit_jobs(ctx, ident, descs[k : k + 5000])
-    from sqlalchemy import func, select
-
-    from ctaprod.db.tables import task_queues
-
+    base = per_user * len(USERS)
+    with ctx.db.read() as conn:
+        top = int(conn.execute(select(func.max(jobs.c.job_id))).scalar_one())
+    copies = -(-n_jobs // base) - 1  # ceil
+    for k in range(1, copies + 1):
+        off = k * top
+        n = min(base, n_jobs - k * base)
+        last = top - base + n  # the submitted jobs are the ids top-base+1 .. top
+        with ctx.db.write() as conn:
+            for table in (jobs, job_descriptions, tq_jobs):
+                cols = [c.name for c in table.columns]
+                exprs = [
+                    (table.c.job_id + literal(off)).label("job_id") if c == "job_id" else table.c[c]
+                    for c in cols
+                ]
+                conn.execute(
+                    insert(table).from_select(cols, select(*exprs).where(table.c.job_id <= last))
+                )
+        print(f"#   copy {k}/{copies}: {base + (k - 1) * base + n} jobs", flush=True)
+    check = getattr(ctx.queues, "check_counters", None)
+    if check is not None:
+        quiet = logging.getLogger("ctaprod.db.taskqueues")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # every copied queue "drifted": expected here
+        with ctx.db.write() as conn:
+            check(conn)
+        quiet.setLevel(level)
+    if prep.services.ctx.db.dialect == "postgresql":
+        with ctx.db.write() as conn:  # the copies were inserted with explicit ids
+            conn.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence('jobs', 'job_id'), "
+                "(SELECT max(job_id) FROM jobs))"
+            )
     with ctx.db.read() as conn:
         nq = conn.execute(select(func.count()).select_from(task_queues)).scalar_one()
+        nj = conn.execute(select(func.count()).select_from(tq_jobs)).scalar_one()
     print(
-        f"# setup: {per_user * len(USERS)} waiting jobs in {nq} task queues "
+        f"# setup: {nj} waiting jobs ({base} submitted, the rest copied) in {nq} task queues "
         f"in {time.perf_counter() - t0:.1f} s",
         flush=True,
     )
@@ -166,9 +206,50 @@ def show_plans(prep: C.Prepared, engine: str) -> None:
             trans.rollback()
 
 
+def in_process(prep: C.Prepared, n: int) -> tuple[str, str]:
+    """The matcher without HTTP, in this process: median time of 5 snapshot refreshes, and
+    CPU per match over ``n`` matches of one el9 pilot (CPU time, not wall time: it holds on a
+    machine shared with other work, where wall times do not)."""
+    import statistics
+
+    from ctaprod.core.matching import Resource
+    from ctaprod.logic import runtime
+
+    svc = prep.services
+    ident = svc.tokens.verify(prep.pilot_token)
+    reg = runtime.register_pilot(svc.ctx, svc.tokens, ident, "inproc", SITE, "bench-ce", "bench")
+    session = svc.tokens.verify(reg.session_token)
+    res = Resource.model_validate(resource("el9"))
+    refresh = []
+    svc.matcher.snapshot()
+    svc.matcher.snapshot_seconds = 0.0  # every call refreshes, as a server does each second
+    for _ in range(5):
+        t0 = time.perf_counter()
+        svc.matcher.snapshot()
+        refresh.append(time.perf_counter() - t0)
+    svc.matcher.snapshot_seconds = 1.0
+    for _ in range(20):  # warm-up (statement caches)
+        svc.matcher.match(session, reg.pilot_id, res)
+    c0, t0 = time.process_time(), time.perf_counter()
+    for _ in range(n):
+        assert svc.matcher.match(session, reg.pilot_id, res) is not None
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    return (
+        f"snapshot refresh {1000 * statistics.median(refresh):.1f} ms (median of 5)",
+        f"{n} matches: {1000 * cpu / n:.2f} ms CPU per match ({1000 * wall / n:.2f} ms wall)",
+    )
+
+
 def main() -> None:
     p = C.parser(__doc__ or "")
     p.add_argument("--jobs", type=int, default=None, help="waiting jobs (default 30k/100k)")
+    p.add_argument(
+        "--submit",
+        type=int,
+        default=100_000,
+        help="jobs submitted through logic.jobs.submit_jobs; the rest are copies of them",
+    )
+    p.add_argument("--inprocess", type=int, default=500, help="in-process matches timed")
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -178,8 +259,12 @@ def main() -> None:
     with C.bench_env(args.db, args.keep) as env:
         prep = C.prepare(env)
         C.add_users(prep, GROUPS, USERS)
-        nq = populate(prep, n_jobs)
+        nq = populate(prep, n_jobs, args.submit)
         show_plans(prep, env.engine)
+        inproc = args.inprocess + 20  # with the warm-up
+        snap_line, cpu_line = in_process(prep, args.inprocess)
+        print(f"# in-process: {snap_line}; {cpu_line}", flush=True)
+        table.add(f"[{env.kind}] in-process: {snap_line}; {cpu_line}")
         with C.Server(env, prep, args.workers) as server:
             pilots = C.register_pilots(server, prep.pilot_token, 4, SITE)
             lua_pilots = (
@@ -209,7 +294,9 @@ def main() -> None:
                 f"-t{args.threads} -c{args.connections}, {len(results)}x{secs:.0f}s: "
                 f"{m.rate_of(200):,.0f} matches/s (median run; {m.rate:,.0f} req/s, "
                 f"p50 {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms; server CPU "
-                f"{m.server_cpu / m.seconds:.2f} cores) (target >= 500)"
+                f"{m.server_cpu / m.seconds:.2f} cores, "
+                f"{1000 * m.server_cpu / max(m.count(200), 1):.2f} ms per match) "
+                f"(target >= 1,000)"
             )
             ok = sum(r.count(200) for r in [warm, *results])
             bad = {
@@ -253,7 +340,7 @@ def main() -> None:
             len(seen) == ok == len(set(seen))
             and seen_matched == min(ok, 50_000)
             and matched == hist
-            and 0 <= matched - ok <= in_flight
+            and 0 <= matched - ok - inproc <= in_flight
             and dup == 0
             and not bad
         )
@@ -261,7 +348,8 @@ def main() -> None:
             f"  check: {ok} responses 200 with {len(set(seen))} distinct job IDs "
             f"(all Matched in the DB: {seen_matched == min(ok, 50_000)}); {matched} jobs "
             f"Matched, {hist} Matched history rows, {dup} jobs matched twice, "
-            f"{matched - ok} matched by requests cut off at the end of the wrk runs "
+            f"{inproc} matched in-process, {matched - ok - inproc} matched by requests cut off "
+            f"at the end of the wrk runs "
             f"(<= {in_flight} allowed), other statuses {bad}: "
             f"{'OK' if good else 'MISMATCH'}"
         )

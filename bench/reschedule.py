@@ -54,8 +54,8 @@ def counting(engine: Any) -> Iterator[Counter[str]]:
 
 def populate(prep: C.Prepared, n: int) -> list[int]:
     """n Running jobs of alice (submitted, then Matched -> Running through the door)."""
-    from ctaprod.core.jobdesc import expand
     from ctaprod.core.job_states import JobStatus
+    from ctaprod.core.jobdesc import expand
     from ctaprod.logic.job_status import Step, transition_jobs
     from ctaprod.logic.jobs import submit_jobs
 

@@ -266,19 +266,20 @@ def test_the_check_sees_forbidden_imports(monkeypatch: pytest.MonkeyPatch) -> No
     }
     original = imports_of.__wrapped__
 
-    @cache  # as the real one: uncached, the walk parses every module once per path (minutes)
+    @cache  # the reachability walk asks for each module many times
     def fake(module: str) -> tuple[Import, ...]:
         return original(module) + planted.get(module, ())
 
     monkeypatch.setattr(sys.modules[__name__], "imports_of", fake)
-    found = "\n".join(violations())
+    found_list = violations()
+    found = "\n".join(found_list)
     assert "ctaprod.core.jobs:1 imports ctaprod.db.tables (core -> db)" in found
     assert "ctaprod.client.http:2 imports sqlalchemy.orm (client -> sqlalchemy)" in found
     if "ctaprod.cli.main" in modules():
         assert "ctaprod.cli.main:3 imports ctaprod.server.services at module level" in found
     # Indirect: the pilot uses the client, so a client import of sqlalchemy reaches it.
     assert any(
-        v.startswith("ctaprod.pilot.") and "through ctaprod.client.http" in v for v in violations()
+        v.startswith("ctaprod.pilot.") and "through ctaprod.client.http" in v for v in found_list
     )
 
 

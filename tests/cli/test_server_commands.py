@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
 from ctaprod.cli.main import app
+from ctaprod.client.http import Client
+from ctaprod.core.job_states import JobStatus
 
 
 @pytest.fixture
@@ -51,3 +63,82 @@ def test_bad_settings_are_usage_errors(
     assert result.stderr.startswith("Error: invalid settings: port")
     replicas = runner.invoke(app, ["agents", "--replica", "2", "--replicas", "2"])
     assert replicas.exit_code == 2
+
+
+def _pids(state: Path) -> list[int]:
+    return [int(p.read_text()) for p in state.glob("pilots/*/*/pid")]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := cond()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return value
+
+
+@pytest.mark.timeout(180)
+def test_agents_shutdown_cancels_its_local_pilots(
+    live_server: Any, settings: Any, tmp_path: Path
+) -> None:
+    """`ctaprod agents` as a real process submits a Local CE pilot that runs a job; on
+    SIGTERM the agents stop and no pilot (nor payload) process is left."""
+    state = tmp_path / "agents-state"
+    queue = {
+        "ce_type": "local",
+        "ce": "localhost",
+        "site": "LOCAL.localhost.org",
+        "max_waiting": 1,
+        "max_total": 1,
+        "options": {"slots": 1},
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTAPROD")}
+    env.update(
+        CTAPROD_STATE_DIR=str(state),
+        CTAPROD_DATABASE_URL=settings.db_url(),
+        CTAPROD_SECRET_KEY=settings.secret_key,
+        CTAPROD_PUBLIC_URL=live_server.url,
+        CTAPROD_QUEUES=json.dumps({"local": queue}),
+        CTAPROD_AGENTS__PILOT_FACTORY__INTERVAL="1",
+        CTAPROD_CONFIG_DIR=str(tmp_path / "client"),
+    )
+    with Client(live_server.url, live_server.admin_token, timeout=10) as admin:
+        payload = tmp_path / "payload.pid"
+        (job_id,) = admin.submit(
+            documents=[
+                {"Executable": "/bin/sh", "Arguments": f"-c 'echo $$ > {payload}; sleep 1000'"}
+            ]
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ctaprod.cli.main", "agents", "--name", "pilot_factory"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        pids: list[int] = []
+        try:
+            _wait(lambda: admin.job(job_id).status is JobStatus.RUNNING, 120, "job Running")
+            pids = _pids(state)
+            assert pids
+            assert not any(_gone(pid) for pid in pids)
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+            leftovers = [*pids, int(payload.read_text())] if payload.is_file() else pids
+            for pid in leftovers:  # the old code left them running
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    for p in [*psutil.Process(pid).children(recursive=True), psutil.Process(pid)]:
+                        p.kill()
+        assert proc.returncode == 0, out
+        assert "cancelled 1 local pilot(s)" in out
+        assert all(_gone(pid) for pid in pids), out
+        assert _wait(lambda: _gone(int(payload.read_text())), 30, "payload gone")

@@ -216,6 +216,12 @@ def _match_all(kit: Kit, n_threads: int, **resource: Any) -> dict[int, list[int]
     return got
 
 
+def _assert_counters_exact(kit: Kit) -> None:
+    """The task queue counters equal the queued jobs (none needed repair)."""
+    with kit.ctx.db.read() as conn:
+        assert kit.ctx.queues.check_counters(conn, repair=False) == []
+
+
 @pytest.mark.parametrize("n_threads", [4, 8])
 def test_threads_match_every_job_exactly_once(
     kit: Kit, alice: Identity, bob: Identity, n_threads: int
@@ -229,6 +235,8 @@ def test_threads_match_every_job_exactly_once(
     assert len(matched) == len(set(matched)) == 200
     assert sorted(matched) == sorted(ids)
     assert sum(1 for jobs in got.values() if jobs) >= 2  # the work was really shared
+    _assert_counters_exact(kit)
+    assert kit.matcher.snapshot().loads == {}
     for pilot_id, jobs in got.items():
         for job_id in jobs:
             row = kit.row(job_id)
@@ -261,6 +269,7 @@ def test_threads_with_separate_matchers(kit: Kit, alice: Identity) -> None:
     matched = [j for jobs in got for j in jobs]
     assert len(matched) == len(set(matched))
     assert sorted(matched) == ids
+    _assert_counters_exact(kit)
 
 
 WORKER = textwrap.dedent(
@@ -339,6 +348,9 @@ def test_two_processes_match_every_job_exactly_once(
     for r in results:
         for job_id in r["jobs"]:
             assert kit.row(job_id)["pilot_id"] == r["pilot_id"]
+    _assert_counters_exact(kit)
+    with kit.ctx.db.read() as conn:
+        assert kit.ctx.queues.loads(conn) == []
 
 
 def test_matching_races_with_kills_without_deadlocks(kit: Kit, alice: Identity) -> None:
@@ -403,6 +415,9 @@ def test_matching_races_with_kills_without_deadlocks(kit: Kit, alice: Identity) 
         queued = {r[0] for r in conn.execute(select(tq_jobs.c.job_id))}
     waiting = {j for j in ids if kit.row(j)["status"] == "Waiting"}
     assert queued == waiting
+    _assert_counters_exact(kit)
+    with kit.ctx.db.read() as conn:
+        assert sum(ld.waiting for ld in kit.ctx.queues.loads(conn)) == len(waiting)
 
 
 def test_choose_tolerates_a_queue_dropped_by_another_request(services: Any) -> None:

@@ -182,6 +182,24 @@ def test_heartbeat_records_usage(kit: Kit, alice: Identity) -> None:
     assert kit.row(job_id)["cpu_seconds"] == 30.0
 
 
+def test_heartbeat_without_figures_keeps_the_last_ones(kit: Kit, alice: Identity) -> None:
+    """A keep-alive beat carrying no figures (zeros) must not wipe the job's usage."""
+    job_id, job, _ = _matched(kit, alice)
+    _beat(kit, job, job_id, cpu_seconds=12.5, wall_seconds=20, peak_rss_bytes=2 * 10**6)
+    before = kit.row(job_id)["heartbeat_time"]
+    _beat(kit, job, job_id)
+    row = kit.row(job_id)
+    assert (row["cpu_seconds"], row["wall_seconds"], row["peak_rss_bytes"]) == (
+        12.5,
+        20.0,
+        2 * 10**6,
+    )
+    assert row["heartbeat_time"] >= before
+    _beat(kit, job, job_id, wall_seconds=25)  # only some figures: the others stay
+    row = kit.row(job_id)
+    assert (row["cpu_seconds"], row["wall_seconds"]) == (12.5, 25.0)
+
+
 def test_heartbeat_brings_a_stalled_job_back(kit: Kit, alice: Identity) -> None:
     job_id, job, _ = _matched(kit, alice)
     _report(kit, job, job_id, status="Running")

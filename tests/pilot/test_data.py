@@ -160,8 +160,10 @@ def test_job_downloads_inputs_and_registers_outputs(
     files = catalog.get_files(ctx, [out_lfn, log_lfn])
     assert files[out_lfn].replicas == ["SE-B"]
     assert files[out_lfn].size == 12
-    assert files[out_lfn].checksum == adler32_of(tmp_path / f"job_{job_id}" / "out.dat")
-    assert (tmp_path / "se" / "SE-B" / out_lfn[1:]).read_bytes() == b"input\ninput\n"
+    stored = tmp_path / "se" / "SE-B" / out_lfn[1:]
+    assert files[out_lfn].checksum == adler32_of(stored)
+    assert stored.read_bytes() == b"input\ninput\n"
+    assert not (tmp_path / f"job_{job_id}").exists()  # outputs safe: the directory went
     assert files[log_lfn].replicas == ["SE-B"]
     assert [r.lfn for r in catalog.ancestors(ctx, ADMIN, out_lfn)] == ["/d/in/in.dat"]
     own = metadata.get_metadata(ctx, out_lfn).own

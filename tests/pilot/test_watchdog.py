@@ -272,27 +272,101 @@ PARENT = textwrap.dedent(
     from ctaprod.pilot.watchdog import Limits, run_payload
 
     work = Path(sys.argv[1])
-    run_payload(["sleep", "60"], cwd=work, env=None, stdout_path=work / "o",
+    script = "setsid sleep 1000 & echo $! > pids; echo $$ >> pids; exec sleep 1000"
+    run_payload(["sh", "-c", script], cwd=work, env=None, stdout_path=work / "o",
                 stderr_path=work / "e", limits=Limits())
     """
 )
 
 
-def test_payload_dies_with_a_killed_pilot(tmp_path: Path) -> None:
+def test_payload_and_setsid_child_die_with_a_killed_pilot(tmp_path: Path) -> None:
     parent = subprocess.Popen([PY, "-c", PARENT, str(tmp_path)])
+    pids = tmp_path / "pids"
     try:
-        deadline = time.monotonic() + 10.0
-        children: list[psutil.Process] = []
-        while not children and time.monotonic() < deadline:
-            children = [c for c in psutil.Process(parent.pid).children() if c.name() == "sleep"]
+        deadline = time.monotonic() + 30.0
+        while len(pids.read_text().split() if pids.exists() else []) < 2:
+            assert time.monotonic() < deadline, "the payload was not started"
             time.sleep(0.05)
-        assert children, "the payload was not started"
-        parent.send_signal(signal.SIGKILL)
+        payload = pids_from(pids)
+        assert len(payload) == 2
+        parent.send_signal(signal.SIGKILL)  # cannot be caught: the supervisor must notice
         parent.wait(timeout=5)
-        assert wait_gone(children, timeout=5.0)
+        assert wait_gone(payload, timeout=15.0)
     finally:
         parent.kill()
         parent.wait()
+        for p in pids_from(pids) if pids.exists() else []:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+
+
+# The setsid child is started after the watchdog's first look and its parent is gone before
+# the second: only a subreaper (or a cgroup) can still find it.
+ESCAPE = "sleep 0.3; (setsid sleep 1000 & echo $! > pids); echo escaped"
+
+
+def _kill_leftovers(path: Path) -> list[psutil.Process]:
+    procs = pids_from(path)
+    alive = [p for p in procs if not is_gone(p)]
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    return alive
+
+
+def test_setsid_child_is_killed_when_the_payload_ends(tmp_path: Path) -> None:
+    result = run(tmp_path, ["sh", "-c", ESCAPE], poll_interval=1.0)
+    assert result.outcome is Outcome.COMPLETED
+    assert result.exit_code == 0
+    assert (tmp_path / "stdout.txt").read_text() == "escaped\n"
+    assert wait_gone(pids_from(tmp_path / "pids"), timeout=5.0), _kill_leftovers(tmp_path / "pids")
+
+
+def test_setsid_child_is_killed_with_the_payload(tmp_path: Path) -> None:
+    script = f"{ESCAPE}; exec sleep 1000"
+    result = run(
+        tmp_path,
+        ["sh", "-c", script],
+        poll_interval=1.0,
+        heartbeat=lambda _: (tmp_path / "pids").exists(),
+        heartbeat_interval=0.8,
+    )
+    assert result.outcome is Outcome.KILLED
+    assert result.exit_code == -signal.SIGTERM
+    assert wait_gone(pids_from(tmp_path / "pids"), timeout=5.0), _kill_leftovers(tmp_path / "pids")
+
+
+def test_double_fork_and_sigterm_ignoring_orphans_are_killed(tmp_path: Path) -> None:
+    script = (
+        "(trap '' TERM; (trap '' TERM; exec sleep 1000) & echo $! > pids) ; "
+        "sleep 0.3; setsid sh -c 'trap \"\" TERM; sleep 1000' & echo $! >> pids; echo done"
+    )
+    result = run(tmp_path, ["sh", "-c", script], poll_interval=1.0, kill_grace=0.5)
+    assert result.outcome is Outcome.COMPLETED, result.message
+    assert wait_gone(pids_from(tmp_path / "pids"), timeout=5.0), _kill_leftovers(tmp_path / "pids")
+
+
+def test_without_supervisor_the_payload_still_runs(tmp_path: Path) -> None:
+    result = run(tmp_path, ["sh", "-c", "sleep 30 & echo $! > pids; echo hi"], supervise=False)
+    assert (result.outcome, result.exit_code) == (Outcome.COMPLETED, 0)
+    assert (tmp_path / "stdout.txt").read_text() == "hi\n"
+    assert wait_gone(pids_from(tmp_path / "pids"), timeout=5.0)
+
+
+def test_huge_stdout_is_capped_while_written(tmp_path: Path) -> None:
+    script = "yes 'a line of output' | head -c 100000000; echo; echo the very end; echo oops >&2"
+    result = run(tmp_path, ["sh", "-c", script], output_max_bytes=1_000_000)
+    assert (result.outcome, result.exit_code) == (Outcome.COMPLETED, 0)
+    out = (tmp_path / "stdout.txt").read_bytes()
+    assert len(out) < 1_000_200
+    assert out.startswith(b"a line of output\n")
+    assert out.endswith(b"a line of output\n" * 100 + b"the very end\n")
+    marker = [line for line in out.split(b"\n") if line.startswith(b"[ctaprod: ")]
+    assert len(marker) == 1
+    assert b"bytes of output cut here" in marker[0]
+    assert 98_000_000 < int(marker[0].split()[1]) < 100_000_000
+    assert (tmp_path / "stderr.txt").read_text() == "oops\n"
+    assert last_line(tmp_path / "stdout.txt") == "the very end"
 
 
 def test_tail_and_last_line(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import tarfile
 import threading
@@ -125,7 +126,14 @@ def members(admin: Client, job_id: int, tmp_path: Path) -> dict[str, bytes]:
         }
 
 
-def test_run_job_done(live_server: Any, admin: Client, matched: Any, tmp_path: Path) -> None:
+def test_run_job_done(
+    live_server: Any,
+    admin: Client,
+    matched: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="ctaprod.pilot")
     match = matched(Arguments="-c 'echo $CTAPROD_JOB_ID; echo bye'")
     outcome = run_job(factory_for(live_server.url), match, tmp_path, OPTS)
     assert (outcome.status, outcome.minor_status, outcome.exit_code, outcome.delivered) == (
@@ -134,9 +142,8 @@ def test_run_job_done(live_server: Any, admin: Client, matched: Any, tmp_path: P
         0,
         True,
     )
-    job_dir = tmp_path / f"job_{match.job_id}"
-    assert not (job_dir / FINAL_FILE).exists()
-    assert "final status Done delivered" in (job_dir / "job.log").read_text()
+    assert "final status Done delivered" in caplog.text
+    assert not (tmp_path / f"job_{match.job_id}").exists()  # removed once all is safe
     assert members(admin, match.job_id, tmp_path)["std.out"] == f"{match.job_id}\nbye\n".encode()
     assert admin.job(match.job_id).application_status == "bye"
 
@@ -244,8 +251,13 @@ def test_rescheduled_job_is_abandoned(
 
 
 def test_final_status_survives_outage(
-    live_server: Any, admin: Client, matched: Any, tmp_path: Path
+    live_server: Any,
+    admin: Client,
+    matched: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="ctaprod.pilot")
     proxy = Proxy(int(live_server.url.rsplit(":", 1)[1]))
     proxy.up()
     match = matched(Arguments="-c 'sleep 1.5; echo finished'")
@@ -269,7 +281,7 @@ def test_final_status_survives_outage(
     job = admin.job(match.job_id)
     assert (job.status, job.application_status) == (J.DONE, "finished")
     assert members(admin, match.job_id, tmp_path)["std.out"] == b"finished\n"
-    assert "retrying" in (tmp_path / f"job_{match.job_id}" / "job.log").read_text()
+    assert "retrying" in caplog.text
 
 
 def test_final_status_kept_until_delivered(
@@ -298,13 +310,14 @@ def test_final_status_kept_until_delivered(
     kept = tmp_path / f"job_{match.job_id}" / FINAL_FILE
     assert kept.is_file()
     assert kept.stat().st_mode & 0o077 == 0
+    assert [p.name for p in kept.parent.iterdir()] == [FINAL_FILE]  # all else is gone
     assert admin.job(match.job_id).status is J.RUNNING
     proxy.up()
     try:
         assert deliver_pending(factory_for(proxy.url), tmp_path, short.retry) == 1
     finally:
         proxy.down()
-    assert not kept.exists()
+    assert not kept.parent.exists()  # delivered: the rest of the job directory went too
     job = admin.job(match.job_id)
     assert (job.status, job.exit_code, job.minor_status) == (
         J.FAILED,

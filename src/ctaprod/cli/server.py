@@ -106,7 +106,15 @@ def agents(
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _stop)
             signal.signal(signal.SIGINT, _stop)
-        run_agents(settings, name or None, once=once, replica=replica, replicas=replicas, stop=stop)
+        run_agents(
+            settings,
+            name or None,
+            once=once,
+            replica=replica,
+            replicas=replicas,
+            stop=stop,
+            cancel_local_pilots=True,  # they would outlive this process otherwise
+        )
 
 
 def up(

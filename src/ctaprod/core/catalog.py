@@ -90,6 +90,8 @@ class FileInfo(BaseModel):
     status: str
     created: datetime
     replicas: list[str] = Field(default_factory=list, description="SE names")
+    job_id: int | None = Field(None, description="The job that wrote the file, if a job did")
+    attempt: int | None = Field(None, description="Its attempt (reschedule count)")
 
 
 class DirInfo(BaseModel):

@@ -110,6 +110,7 @@ class MatchResponse(BaseModel):
     attempt: int
     heartbeat_interval: float
     input_sandboxes: list[str] = Field(default_factory=list)
+    sandbox_max_bytes: int | None = None  # the server's sandbox size limit
 
 
 class PilotFinished(BaseModel):

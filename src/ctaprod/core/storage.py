@@ -16,6 +16,7 @@ from ctaprod.core.lfn import check_lfn
 
 __all__ = [
     "SECRET_WORDS",
+    "UPLOAD_MARK",
     "Access",
     "AccessChange",
     "BanAccess",
@@ -26,8 +27,10 @@ __all__ = [
     "StorageElementDetail",
     "StorageElementInfo",
     "StoredFile",
+    "attempt_upload_path",
     "is_secret_option",
     "se_path",
+    "upload_path",
 ]
 
 Access = Literal["read", "write"]
@@ -45,6 +48,25 @@ def is_secret_option(key: str) -> bool:
 def se_path(lfn: str) -> str:
     """Where the file ``lfn`` lives on a storage element (relative to its base)."""
     return check_lfn(lfn)
+
+
+# '~' is not an LFN character (core/lfn.py): no LFN anyone registers names a temporary file.
+UPLOAD_MARK = "~ctaprod-upload-"
+_KEPT_NAME = 150  # characters of the file name kept in a temporary name (file systems: 255)
+
+
+def upload_path(lfn: str, tag: str) -> str:
+    """The hidden SE path next to ``lfn``'s where an upload tagged ``tag`` lands before its
+    rename into place: ``<dir>/.<name>~ctaprod-upload-<tag>``, never an LFN."""
+    head, _, name = se_path(lfn).rpartition("/")
+    return f"{head}/.{name[:_KEPT_NAME]}{UPLOAD_MARK}{tag}"
+
+
+def attempt_upload_path(lfn: str, job_id: int, attempt: int) -> str:
+    """Where attempt ``attempt`` of job ``job_id`` uploads ``lfn`` before the catalog accepts
+    it: unique to the attempt, so two attempts of a job (or two jobs) never share a file, and
+    known to the server, which removes an earlier attempt's leftover when a rerun replaces it."""
+    return upload_path(lfn, f"job{job_id}-a{attempt}")
 
 
 class StorageElementInfo(BaseModel):

@@ -54,6 +54,8 @@ _FILE_COLS = (
     f.owner_group,
     f.status,
     f.created,
+    f.job_id,
+    f.attempt,
 )
 _FILES_IN_DIR = select(*_FILE_COLS).where(
     f.dir_id == bindparam("dir_id"), f.name.in_(bindparam("names", expanding=True))
@@ -131,6 +133,8 @@ class FileRow:
     owner_group: str
     status: str
     created: datetime
+    job_id: int | None = None  # the job attempt that wrote the file (None: not a job)
+    attempt: int | None = None
 
 
 class CatalogDB:

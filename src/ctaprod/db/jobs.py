@@ -64,14 +64,21 @@ IN_CHUNK = 900 if sqlite3.sqlite_version_info < (3, 32, 0) else 10_000
 _STATES = select(*STATE_COLUMNS).where(jobs.c.job_id.in_(bindparam("ids", expanding=True)))
 _STATES_LOCKED = _STATES.with_for_update()
 _STATES_SKIP_LOCKED = _STATES.with_for_update(skip_locked=True)
+# A beat without figures (zero: a keep-alive before the payload, an older wrapper during a
+# transfer) leaves the last figures known in place instead of zeroing them.
 _HEARTBEATS = (
     update(jobs)
     .where(jobs.c.job_id == bindparam("b_id"))
     .values(
         heartbeat_time=bindparam("heartbeat_time"),
-        cpu_seconds=bindparam("cpu_seconds"),
-        wall_seconds=bindparam("wall_seconds"),
-        peak_rss_bytes=bindparam("peak_rss_bytes"),
+        **{
+            name: func.coalesce(func.nullif(bindparam(name, type_=type_), 0), jobs.c[name])
+            for name, type_ in (
+                ("cpu_seconds", Float()),
+                ("wall_seconds", Float()),
+                ("peak_rss_bytes", BigId),
+            )
+        },
     )
 )
 # Columns a status report may set without a status change; a None leaves the column as it is.

@@ -153,6 +153,11 @@ task_queues = Table(
     Column("owner_group", String(NAME), nullable=False),
     Column("requirements", LongText, nullable=False),
     Column("created", UTCDateTime, nullable=False),
+    # Counters kept by TaskQueueDB (enqueue/dequeue/claim) in the same transactions as the
+    # tq_jobs rows: the jobs waiting here and their highest priority (0 when empty), so the
+    # matcher's snapshot reads one row per queue instead of grouping the waiting jobs.
+    Column("waiting", Integer, nullable=False, server_default="0"),
+    Column("max_priority", Integer, nullable=False, server_default="0"),
 )
 tq_jobs = Table(
     "tq_jobs",
@@ -267,8 +272,13 @@ catalog_files = Table(
     Column("owner_group", String(NAME), nullable=False),
     Column("status", String(16), nullable=False, server_default="AprioriGood"),
     Column("created", UTCDateTime, nullable=False),
+    # The job attempt that wrote the file (NULL: registered by a user or an agent): a later
+    # attempt of the same job may replace it (ADR 0004).
+    Column("job_id", BigId, nullable=True),
+    Column("attempt", Integer, nullable=True),
     UniqueConstraint("dir_id", "name"),
     Index(None, "guid"),
+    Index(None, "job_id"),
 )
 catalog_replicas = Table(
     "catalog_replicas",

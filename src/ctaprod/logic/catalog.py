@@ -68,6 +68,8 @@ def _file_info(lfn: str, row: FileRow, replicas: list[str]) -> FileInfo:
         status=row.status,
         created=row.created,
         replicas=replicas,
+        job_id=row.job_id,
+        attempt=row.attempt,
     )
 
 

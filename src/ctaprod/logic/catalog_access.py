@@ -7,7 +7,8 @@ Permissions: every valid token may read. Writing into a directory needs a user o
 whose user owns the directory, whose group is the directory's group, or which holds
 ProductionManagement (or Admin). The root ``/`` is open: any user may create top-level
 directories, which then belong to them and their group. A new directory belongs to the
-identity that creates it.
+identity that creates it. A job token changes the catalog only while its attempt is the
+job's current one (:func:`check_attempt`): a rescheduled or killed attempt is refused.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ctaprod.core.errors import Conflict, Forbidden, TooLarge
 from ctaprod.core.identity import Identity
+from ctaprod.core.job_states import ACTIVE_STATES, JobStatus
 from ctaprod.core.lfn import ROOT, check_lfn
 from ctaprod.core.properties import Property, TokenKind
 from ctaprod.db.catalog import DirRow, FileRow
@@ -59,6 +61,47 @@ def require_writer(ident: Identity) -> None:
     """Forbidden for a pilot token: only users and jobs change the catalog."""
     if ident.kind is TokenKind.PILOT:
         raise Forbidden("a pilot token cannot change the file catalog")
+
+
+def check_attempt(ctx: Context, conn: Connection, ident: Identity, *, lock: bool = False) -> None:
+    """Forbidden for a job token whose attempt is no longer its job's current one (the job
+    was rescheduled, handed to another pilot, killed or has ended); other tokens pass.
+
+    ``lock`` (write transactions) holds the job's row until the transaction ends, so that a
+    reschedule cannot slip between this check and the catalog write.
+    """
+    if ident.kind is not TokenKind.JOB or ident.job_id is None:
+        return
+    job_id = ident.job_id
+    if lock:
+        state = ctx.jobs.states(conn, [job_id]).get(job_id)
+        found = None if state is None else (state.status, state.pilot_id, state.reschedule_count)
+        killed = state is not None and state.kill_requested
+    else:
+        row = ctx.jobs.get(conn, job_id)
+        found = (
+            None
+            if row is None
+            else (JobStatus(row["status"]), row["pilot_id"], row["reschedule_count"])
+        )
+        killed = row is not None and bool(row["kill_requested"])
+    if found is None:
+        raise Forbidden(f"job {job_id} no longer exists: its token cannot change the catalog")
+    status, pilot_id, current = found
+    if (pilot_id, current) != (ident.pilot_id, ident.attempt):
+        raise Forbidden(
+            f"attempt {ident.attempt} of job {job_id} has been superseded (the job is at "
+            f"attempt {current}): its token cannot change the catalog",
+            job_id=job_id,
+            attempt=ident.attempt,
+        )
+    if killed or status not in ACTIVE_STATES:
+        why = "is being killed" if killed else f"is {status.value}"
+        raise Forbidden(
+            f"job {job_id} {why}: its token cannot change the catalog",
+            job_id=job_id,
+            attempt=ident.attempt,
+        )
 
 
 def check_batch(ctx: Context, n: int, what: str = "LFNs") -> None:
@@ -106,6 +149,7 @@ def check_dirs_writable(
     ctx: Context, conn: Connection, ident: Identity, directories: Iterable[str]
 ) -> None:
     """Raise Forbidden unless ``ident`` may create entries in each of ``directories``."""
+    check_attempt(ctx, conn, ident)
     targets = set(directories)
     chains = {path for directory in targets for path in _dir_chain(directory)}
     _check_dirs_writable(ident, targets, ctx.catalog.dirs_by_path(conn, chains))
@@ -126,6 +170,7 @@ def writable_files(
     ctx: Context, conn: Connection, ident: Identity, lfns: set[str]
 ) -> dict[str, FileRow]:
     """The existing files among ``lfns``; Forbidden unless ``ident`` may write their dirs."""
+    check_attempt(ctx, conn, ident)
     files, dirs = resolve(ctx, conn, lfns)
     by_id = {row.dir_id: row for row in dirs.values()}
     for lfn, row in files.items():
@@ -147,6 +192,7 @@ def ensure_dirs(
     Returns the known directories (targets, their ancestors and those of ``lookup`` that
     exist): a name that is a file cannot become a directory (Conflict).
     """
+    check_attempt(ctx, conn, ident, lock=True)
     chain = {p for t in targets for p in _dir_chain(t)}
     known = ctx.catalog.dirs_by_path(conn, chain | set(lookup))
     _check_dirs_writable(ident, targets, known)

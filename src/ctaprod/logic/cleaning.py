@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 
 from ctaprod.core.job_states import JobStatus
 from ctaprod.logic.context import Context
+from ctaprod.logic.matcher import repair_queue_counters
 from ctaprod.logic.sandboxes import remove_unused
 from ctaprod.logic.stalled import in_transaction
 
@@ -28,6 +29,7 @@ class CleaningReport:
     jobs: int = 0
     sandboxes: int = 0
     task_queues: int = 0
+    queue_counters_repaired: int = 0  # drifted task queue counters (a bug if ever > 0)
 
     @property
     def total(self) -> int:
@@ -82,4 +84,5 @@ def clean(
         report.sandboxes = remove_unused(ctx, limit)
         with ctx.db.write() as conn:
             report.task_queues = ctx.queues.drop_empty(conn)
+        report.queue_counters_repaired = len(repair_queue_counters(ctx))
     return report

@@ -24,7 +24,14 @@ from ctaprod.core.catalog import FileInfo, FileRegistration, ReplicaRef
 from ctaprod.core.checksum import Adler32
 from ctaprod.core.errors import Conflict, CtaprodError, InvalidInput, NotFound, Unavailable
 from ctaprod.core.identity import Identity
-from ctaprod.core.storage import FileUpload, RemovalResult, StoredFile, se_path
+from ctaprod.core.storage import (
+    UPLOAD_MARK,
+    FileUpload,
+    RemovalResult,
+    StoredFile,
+    se_path,
+    upload_path,
+)
 from ctaprod.logic import catalog
 from ctaprod.logic import storage as S
 from ctaprod.logic.context import Context
@@ -42,16 +49,13 @@ __all__ = [
 
 log = logging.getLogger("ctaprod.dataops")
 
-# '~' is not an LFN character (core/lfn.py): no LFN anyone registers names a temporary file.
-TEMPORARY_MARK = "~ctaprod-upload-"
-_KEPT_NAME = 150  # characters of the file name kept in a temporary name (file systems: 255)
+TEMPORARY_MARK = UPLOAD_MARK
 
 
 def temporary_path(lfn: str) -> str:
     """A fresh SE path next to ``lfn``'s where a transfer lands before its rename into place:
     ``<dir>/.<name>~ctaprod-upload-<32 hex>``, never an LFN."""
-    head, _, name = se_path(lfn).rpartition("/")
-    return f"{head}/.{name[:_KEPT_NAME]}{TEMPORARY_MARK}{uuid.uuid4().hex}"
+    return upload_path(lfn, uuid.uuid4().hex)
 
 
 class _Counted:
@@ -335,6 +339,7 @@ def remove_replica(ctx: Context, ident: Identity, lfn: str, se: str) -> RemovalR
     """Remove the copy of ``lfn`` on ``se`` and then its entry; the last replica is refused
     (Conflict: remove the file instead)."""
     info = _file(ctx, lfn)
+    _check_write(ctx, ident, info.lfn)
     if se not in info.replicas:
         raise NotFound(f"{lfn} has no replica on {se}", lfn=lfn, se=se)
     if len(info.replicas) == 1:
@@ -343,7 +348,6 @@ def remove_replica(ctx: Context, ident: Identity, lfn: str, se: str) -> RemovalR
             lfn=lfn,
             se=se,
         )
-    _check_write(ctx, ident, info.lfn)
     S.check_access(ctx, se, "write")
     ctx.storage(se).remove(se_path(info.lfn))
     catalog.remove_replica_entries(ctx, ident, [ReplicaRef(lfn=info.lfn, se=se)])

@@ -28,12 +28,15 @@ from ctaprod.core.matching import Requirements, Resource, eligible
 from ctaprod.core.pilot_states import PilotStatus
 from ctaprod.core.properties import Property, TokenKind
 from ctaprod.db.jobs import JobState
-from ctaprod.db.taskqueues import QueueLoad
+from ctaprod.db.taskqueues import CounterDrift, QueueLoad
 from ctaprod.logic.auth import TokenService
 from ctaprod.logic.context import Context
 from ctaprod.logic.job_status import Step, transition_jobs
 
 J = JobStatus
+
+
+Grouping = dict[str, dict[str, list[int]]]  # owner group -> owner -> task queues
 
 
 @dataclass
@@ -48,6 +51,9 @@ class Snapshot:
     eligible: dict[tuple[object, ...], list[int]] = field(default_factory=dict)
     # Per site: the queues whose input data is there (input-data policy 'prefer').
     data_local: dict[str, frozenset[int]] = field(default_factory=dict)
+    # Per resource shape: its eligible queues by group and user, the local ones first (see
+    # Matcher.match); queues emptied meanwhile are skipped when drawn, not regrouped.
+    grouped: dict[tuple[object, ...], tuple[Grouping, Grouping]] = field(default_factory=dict)
     segments: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -96,6 +102,9 @@ class Matcher:
         self._lock = threading.Lock()
         self._refresh = threading.Lock()
         self._snap: Snapshot | None = None
+        # A queue's requirements never change (its key is their digest): parsed once per
+        # process, kept across refreshes and invalidations, pruned to the live queues.
+        self._requirements: dict[int, Requirements] = {}
         self._rng = random.Random()
 
     def invalidate(self) -> None:
@@ -123,11 +132,12 @@ class Matcher:
                 return self._snap  # another thread refreshed it meanwhile
         with self.ctx.db.read() as conn:
             loads = {ld.tq_id: ld for ld in self.ctx.queues.loads(conn)}
-            known = snap.queues if snap else {}
+            known = self._requirements
             missing = [q for q in loads if q not in known]
             queues = {q: r for q, r in known.items() if q in loads}
             if missing:
                 queues.update(self.ctx.queues.queue_requirements(conn, missing))
+            self._requirements = dict(queues)
             snap = Snapshot(
                 time.monotonic(),
                 queues,
@@ -161,46 +171,75 @@ class Matcher:
 
     def choose(self, candidates: list[int], snap: Snapshot) -> int:
         """Fair share: draw a group by share, a user in it uniformly, then best priority."""
-        by_group: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-        for q in candidates:
+        found = self._draw(self._group(candidates, snap), snap, set())
+        return self._rng.choice(candidates) if found is None else found
+
+    @staticmethod
+    def _group(queues: list[int], snap: Snapshot) -> Grouping:
+        by_group: Grouping = defaultdict(lambda: defaultdict(list))
+        for q in queues:
             req = snap.queues[q]
             by_group[req.owner_group][req.owner].append(q)
+        return by_group
+
+    def _groupings(self, res: Resource, snap: Snapshot) -> tuple[Grouping, Grouping]:
+        """The resource's eligible queues grouped (local ones, all), once per snapshot."""
+        key = (*snap.shape(res), res.site)
+        found = snap.grouped.get(key)
+        if found is None:
+            candidates = self.eligible_queues(res, snap)
+            local = self.local_queues(res.site, snap)
+            near = [q for q in candidates if q in local] if local else []
+            found = (self._group(near, snap), self._group(candidates, snap))
+            snap.grouped[key] = found
+        return found
+
+    def _draw(self, by_group: Grouping, snap: Snapshot, skip: set[int]) -> int | None:
+        """A queue of ``by_group`` by fair share and priority among those still waiting (not
+        in ``skip``, not emptied in the snapshot); None when there is none. Costs the queues
+        of one user, not all of them: groups and users found empty are dropped and redrawn."""
+
+        def waiting(q: int) -> int | None:
+            ld = snap.loads.get(q)  # another request may drop an emptied queue: use .get
+            return ld.max_priority if ld is not None and ld.waiting > 0 and q not in skip else None
+
         groups = sorted(by_group)
-        weights = [max(snap.shares.get(g, 1.0), 1e-6) for g in groups]
-        group = self._rng.choices(groups, weights)[0]
-        user = self._rng.choice(sorted(by_group[group]))
-        queues = by_group[group][user]
-        # Another request may drop an emptied queue from the snapshot meanwhile: use .get.
-        prio = {q: ld.max_priority for q in queues if (ld := snap.loads.get(q)) is not None}
-        if not prio:
-            return self._rng.choice(queues)
-        best = max(prio.values())
-        return self._rng.choice([q for q, p in prio.items() if p == best])
+        while groups:
+            weights = [max(snap.shares.get(g, 1.0), 1e-6) for g in groups]
+            group = self._rng.choices(groups, weights)[0]
+            users = sorted(by_group[group])
+            while users:
+                user = self._rng.choice(users)
+                prio = {q: p for q in by_group[group][user] if (p := waiting(q)) is not None}
+                if prio:
+                    best = max(prio.values())
+                    return self._rng.choice([q for q, p in prio.items() if p == best])
+                users.remove(user)
+            groups.remove(group)
+        return None
 
     def match(self, ident: Identity, pilot_id: int, res: Resource) -> Match | None:
         """Claim one job for the pilot, or None if nothing it can run is waiting."""
         if ident.kind is not TokenKind.PILOT or not ident.has(Property.GENERIC_PILOT):
             raise Forbidden("only a pilot token can ask for jobs")
         snap = self.snapshot()
-        candidates = self.eligible_queues(res, snap)
-        if not candidates:
-            self._check_pilot(pilot_id)
-            return None
         # Jobs whose input data is at the pilot's site go first (policy 'prefer').
-        local = self.local_queues(res.site, snap)
-        near = [q for q in candidates if q in local] if local else []
-        for _ in range(self.max_attempts):
-            if not candidates:
+        near, anywhere = self._groupings(res, snap)
+        skip: set[int] = set()
+        for attempt in range(self.max_attempts):
+            tq_id = self._draw(near, snap, skip)
+            if tq_id is None:
+                tq_id = self._draw(anywhere, snap, skip)
+            if tq_id is None:
+                if attempt == 0:
+                    self._check_pilot(pilot_id)
                 return None
-            tq_id = self.choose(near or candidates, snap)
             found = self._claim(tq_id, pilot_id, res)
             if isinstance(found, Match):
                 return found
             if found is _TAKEN:
                 continue  # that job was being killed or deleted: the queue may hold more
-            candidates.remove(tq_id)  # empty meanwhile: the snapshot was stale
-            if tq_id in near:
-                near.remove(tq_id)
+            skip.add(tq_id)  # empty meanwhile: the snapshot was stale
             with self._lock:
                 if self._snap is snap:
                     snap.loads.pop(tq_id, None)
@@ -297,6 +336,19 @@ class Matcher:
             ctx.settings.jobs.heartbeat_interval,
             sbs,
         )
+
+
+def repair_queue_counters(ctx: Context, chunk: int = 100) -> list[CounterDrift]:
+    """Recount every task queue's counters from its waiting jobs and repair those that
+    drifted (they should not: a drift is a bug, logged as a warning). ``chunk`` queues per
+    transaction, so claims wait at most for one chunk's recount."""
+    with ctx.db.read() as conn:
+        ids = ctx.queues.queue_ids(conn)
+    drifts: list[CounterDrift] = []
+    for i in range(0, len(ids), chunk):
+        with ctx.db.write() as conn:
+            drifts += ctx.queues.check_counters(conn, ids[i : i + chunk])
+    return drifts
 
 
 class _RowBusy(Exception):

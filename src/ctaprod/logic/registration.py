@@ -5,19 +5,30 @@ Each call checks its batch, optionally verifies size and checksum on the storage
 (outside any transaction), then writes in one transaction, run again when a concurrent
 writer created the same directory or file. Any error leaves the catalog unchanged.
 The public names are re-exported by :mod:`ctaprod.logic.catalog`.
+
+Files registered with a job token belong to that job attempt (``job_id``, ``attempt``). A
+later attempt of the same job (a rerun) replaces what an earlier one registered: the old
+entry goes with its replicas, metadata and ancestry in the registering transaction, and its
+bytes are removed afterwards where the new registration does not put a file at the same
+path (ADR 0004). Anyone else registering the LFN with other content gets Conflict.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection
 
 from ctaprod.core.catalog import FileRegistration, ReplicaRef, check_adler32
-from ctaprod.core.errors import Conflict, InvalidInput, NotFound
+from ctaprod.core.errors import Conflict, CtaprodError, InvalidInput, NotFound
 from ctaprod.core.identity import Identity
 from ctaprod.core.metaquery import FieldType, Scalar
+from ctaprod.core.properties import TokenKind
+from ctaprod.core.storage import attempt_upload_path, se_path
 from ctaprod.db.catalog import FileRow
 from ctaprod.logic import metadata as meta_logic
 from ctaprod.logic.catalog_access import (
@@ -32,6 +43,19 @@ from ctaprod.logic.catalog_access import (
     writable_files,
 )
 from ctaprod.logic.context import Context
+
+log = logging.getLogger("ctaprod.registration")
+
+
+@dataclass(frozen=True)
+class _Replaced:
+    """An entry a rerun replaced: where its bytes may still be."""
+
+    lfn: str
+    job_id: int
+    attempt: int
+    ses: tuple[str, ...]
+    kept_se: frozenset[str]  # SEs where the new registration's file takes the same path
 
 
 def register_files(
@@ -66,13 +90,41 @@ def register_files(
         with ctx.db.read() as conn:
             check_dirs_writable(ctx, conn, ident, {split_lfn(lfn)[0] for lfn in unique})
         items = sorted({(r.lfn, r.se, r.size, r.checksum) for r in regs if r.se})
-        _verify(ctx, _unregistered(ctx, items))
+        _verify(ctx, _unregistered(ctx, items), _upload_of(ident))
 
-    def body() -> list[int]:
+    def body() -> tuple[list[int], list[_Replaced]]:
         with ctx.db.write() as conn:
             return _register(ctx, conn, ident, regs, unique, exclusive=exclusive)
 
-    return retrying(body)
+    ids, replaced = retrying(body)
+    _remove_replaced_bytes(ctx, replaced)
+    return ids
+
+
+def _remove_replaced_bytes(ctx: Context, replaced: Sequence[_Replaced]) -> None:
+    """Best effort, after the commit: the bytes of entries a rerun replaced (their copies on
+    SEs the new registration does not use, and the earlier attempt's temporary upload on the
+    old and the new SEs, which a superseded wrapper can then no longer rename into place). A
+    failure leaves an orphan that ``ctaprod dm check`` reports."""
+    for old in replaced:
+        for se in sorted({*old.ses, *old.kept_se}):
+            paths = [attempt_upload_path(old.lfn, old.job_id, old.attempt)]
+            if se in old.ses and se not in old.kept_se:
+                paths.append(se_path(old.lfn))
+            try:
+                storage = ctx.storage(se)
+            except CtaprodError as exc:
+                log.warning("%s: replaced copy on %s left: %s", old.lfn, se, exc.message)
+                continue
+            for path in paths:
+                try:
+                    storage.remove(path)
+                except NotFound:
+                    pass
+                except CtaprodError as exc:
+                    log.warning(
+                        "%s: replaced copy %s on %s left: %s", old.lfn, path, se, exc.message
+                    )
 
 
 def add_replicas(
@@ -119,13 +171,27 @@ def _missing(refs: Sequence[ReplicaRef], files: dict[str, FileRow]) -> None:
         raise NotFound(f"not in the catalog: {shown_names(missing)}", missing=sorted(missing))
 
 
-def _verify(ctx: Context, items: Sequence[tuple[str, str, int, str]]) -> None:
-    """Each (lfn, se, size, checksum) must match the file on the SE (SE path = LFN)."""
+def _upload_of(ident: Identity) -> Callable[[str], str] | None:
+    """Where a job attempt's new files are while it registers them (None: at their LFN)."""
+    job_id, attempt = ident.job_id, ident.attempt
+    if ident.kind is not TokenKind.JOB or job_id is None or attempt is None:
+        return None
+    return lambda lfn: attempt_upload_path(lfn, job_id, attempt)
+
+
+def _verify(
+    ctx: Context,
+    items: Sequence[tuple[str, str, int, str]],
+    upload: Callable[[str], str] | None = None,
+) -> None:
+    """Each (lfn, se, size, checksum) must match the file on the SE: at the LFN's path, or
+    at ``upload(lfn)`` (a job attempt's upload, renamed into place once registered)."""
     for lfn, se, size, checksum in items:
         storage = ctx.storage(se)
+        path = upload(lfn) if upload is not None else lfn
         try:
-            actual_size = storage.size(lfn)
-            actual_sum = check_adler32(storage.checksum(lfn)) if actual_size == size else ""
+            actual_size = storage.size(path)
+            actual_sum = check_adler32(storage.checksum(path)) if actual_size == size else ""
         except NotFound:
             raise InvalidInput(f"{lfn} is not on {se}", lfn=lfn, se=se) from None
         if actual_size != size:
@@ -161,7 +227,7 @@ def _register(
     unique: dict[str, FileRegistration],
     *,
     exclusive: bool = False,
-) -> list[int]:
+) -> tuple[list[int], list[_Replaced]]:
     now = ctx.clock()
     split = {lfn: split_lfn(lfn) for lfn in unique}
     known = ensure_dirs(ctx, conn, ident, {dn for dn, _ in split.values()}, unique)
@@ -171,22 +237,29 @@ def _register(
     key = {lfn: (known[dn].dir_id, name) for lfn, (dn, name) in split.items()}
     existing = ctx.catalog.files_by_name(conn, key.values())
     file_ids: dict[str, int] = {}
+    stale: dict[str, FileRow] = {}
     for lfn, reg in unique.items():
         row = existing.get(key[lfn])
         if row is None:
             continue
         if exclusive:
             raise Conflict(f"{lfn} is already in the catalog: remove it first", lfn=lfn)
+        if _earlier_attempt(ident, row):
+            stale[lfn] = row
+            continue
         if (row.size, row.checksum) != (reg.size, reg.checksum):
+            writer = f" by job {row.job_id}" if row.job_id is not None else ""
             raise Conflict(
-                f"{lfn} is already registered with size {row.size} and ADLER32 "
+                f"{lfn} is already registered{writer} with size {row.size} and ADLER32 "
                 f"{row.checksum} (this registration: {reg.size}, {reg.checksum})",
                 lfn=lfn,
             )
         file_ids[lfn] = row.file_id
+    replaced = _drop_replaced(ctx, conn, regs, stale, now)
     new = [lfn for lfn in unique if lfn not in file_ids]
     parents = _parent_ids(ctx, conn, unique, set(new))
     values = _checked_metadata(ctx, conn, [unique[lfn] for lfn in new])
+    job_id, attempt = (ident.job_id, ident.attempt) if ident.kind is TokenKind.JOB else (None, None)
     rows = [
         {
             "dir_id": key[lfn][0],
@@ -197,6 +270,8 @@ def _register(
             "owner": ident.user,
             "owner_group": ident.group,
             "created": now,
+            "job_id": job_id,
+            "attempt": attempt,
         }
         for lfn in new
     ]
@@ -223,7 +298,45 @@ def _register(
             dir_ids={file_ids[lfn]: key[lfn][0] for lfn, _ in checked},
         )
     ctx.catalog.add_events(conn, "file", [(file_ids[lfn], key[lfn][0]) for lfn in new], now)
-    return [file_ids[r.lfn] for r in regs]
+    return [file_ids[r.lfn] for r in regs], replaced
+
+
+def _earlier_attempt(ident: Identity, row: FileRow) -> bool:
+    """Whether ``row`` was written by an earlier attempt of the job ``ident`` acts for."""
+    return (
+        ident.kind is TokenKind.JOB
+        and row.job_id is not None
+        and row.job_id == ident.job_id
+        and row.attempt is not None
+        and ident.attempt is not None
+        and row.attempt < ident.attempt
+    )
+
+
+def _drop_replaced(
+    ctx: Context,
+    conn: Connection,
+    regs: Sequence[FileRegistration],
+    stale: dict[str, FileRow],
+    now: datetime,
+) -> list[_Replaced]:
+    """Delete the entries a rerun replaces (replicas, ancestry, metadata; a ``remove``
+    event each) in the registering transaction; what their bytes were, to remove later."""
+    if not stale:
+        return []
+    ids = [row.file_id for row in stale.values()]
+    reps = ctx.catalog.replicas(conn, ids)
+    ctx.meta.delete_files(conn, ids)
+    ctx.catalog.delete_files(conn, ids)
+    ctx.catalog.add_events(conn, "remove", [(r.file_id, r.dir_id) for r in stale.values()], now)
+    out = []
+    for lfn, row in stale.items():
+        assert row.job_id is not None
+        assert row.attempt is not None
+        kept = frozenset(r.se for r in regs if r.lfn == lfn and r.se)
+        out.append(_Replaced(lfn, row.job_id, row.attempt, tuple(reps.get(row.file_id, ())), kept))
+        log.info("%s: attempt %d of job %d replaced", lfn, row.attempt, row.job_id)
+    return out
 
 
 def _parent_ids(

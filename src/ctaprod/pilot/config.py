@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ctaprod.client.errors import ApiError, ServerUnreachable
 from ctaprod.core.matching import Resource
+from ctaprod.pilot.capped_output import DEFAULT_MAX_BYTES
 
 logger = logging.getLogger("ctaprod.pilot.retry")
 T = TypeVar("T")
@@ -89,6 +90,9 @@ class WrapperOptions:
     poll_interval: float = 0.5
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     site: str = ""  # the pilot's site: input data is read there first
+    output_max_bytes: int = DEFAULT_MAX_BYTES  # per stream (stdout, stderr): head + tail
+    sandbox_max_bytes: int = 10 * 1024 * 1024  # when the server does not say its limit
+    keep_failed_jobs: bool = False  # keep the directories of failed jobs (debugging)
 
 
 class PilotConfig(BaseSettings):
@@ -120,6 +124,15 @@ class PilotConfig(BaseSettings):
     wall_factor: float = Field(2.0, gt=0, description="Wall limit = CPUTime * factor + margin")
     wall_margin: float = Field(300.0, ge=0)
     kill_grace: float = Field(5.0, ge=0, description="SIGTERM to SIGKILL of a payload")
+    output_max_bytes: int = Field(
+        DEFAULT_MAX_BYTES, ge=1024, description="stdout/stderr kept per stream (head + tail)"
+    )
+    sandbox_max_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Output sandbox limit if the server gives none"
+    )
+    keep_failed_jobs: bool = Field(
+        False, description="Keep the directories of jobs that did not end well (debugging)"
+    )
     # retries when the server is unreachable
     max_retry_seconds: float = Field(600.0, ge=0, description="Retry window per server call")
     retry_initial: float = Field(1.0, gt=0, description="First retry delay (doubling)")
@@ -163,6 +176,9 @@ class PilotConfig(BaseSettings):
             self.kill_grace,
             retry=self.retry_policy(),
             site=self.site,
+            output_max_bytes=self.output_max_bytes,
+            sandbox_max_bytes=self.sandbox_max_bytes,
+            keep_failed_jobs=self.keep_failed_jobs,
         )
 
     def resource(self, cpu_time_left: int) -> Resource:

@@ -2,8 +2,9 @@
 
 Inputs: the catalog gives each LFN's replicas; they are tried at the pilot's site first, each
 copy checked (size and ADLER32) before it is kept. Outputs: each declared file goes to the
-first OutputSE that takes it (the checksum read back from the SE must match), then all are
-registered in one call with the job's metadata and its inputs as parents. When every target
+first OutputSE that takes it, at a path unique to the job attempt (the checksum read back
+from the SE must match), then all are registered in one call with the job's metadata and its
+inputs as parents, and renamed to their LFN's path once the catalog accepted them. When every target
 SE fails a file goes to a failover SE instead, and when the catalog cannot be reached the
 registration is postponed: both become operations of one request (see :func:`request_for`)
 that the server's request executor carries out; the job then ends Completed.
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from ctaprod.client.errors import ApiError, ServerUnreachable
 from ctaprod.client.http import Client
@@ -26,7 +28,7 @@ from ctaprod.core.errors import CtaprodError
 from ctaprod.core.jobs import JobDescription
 from ctaprod.core.requests import OperationSpec, OperationType, RequestFile, RequestSpec
 from ctaprod.core.settings import StorageElementConfig
-from ctaprod.core.storage import StorageElementInfo, se_path
+from ctaprod.core.storage import StorageElementInfo, attempt_upload_path, se_path
 from ctaprod.pilot.config import RetryPolicy
 from ctaprod.resources.storage import StorageElement, adler32_of, create_storage_element
 
@@ -167,14 +169,24 @@ def _fetch(storage: StorageElements, info: FileInfo, target: Path, site: str) ->
 
 
 # --- output data -------------------------------------------------------------------------
+class TransferAbandoned(Exception):
+    """The server took the job away during a transfer: it stopped, its uploads are removed
+    and nothing was registered."""
+
+
+def _never() -> bool:
+    return False
+
+
 @dataclass
 class StoredOutput:
-    """An output file on storage: its registration, and the SEs it still has to reach
-    (non-empty when it sits on a failover SE)."""
+    """An output file on storage: its registration, the SEs it still has to reach
+    (non-empty when it sits on a failover SE), and this attempt's upload path until the
+    file is renamed into place (empty once it is)."""
 
     reg: FileRegistration
     pending_targets: list[str] = field(default_factory=list)
-    fresh: bool = True  # not in the catalog before this job
+    upload: str = ""
 
 
 @dataclass
@@ -186,20 +198,45 @@ class OutputResult:
     request: RequestSpec | None
 
 
+class _Watched:
+    """A local file read for an upload, which gives up (TransferAbandoned) as soon as
+    ``stop()`` says the job is no longer ours: the SE plugin then drops the partial copy."""
+
+    def __init__(self, stream: BinaryIO, stop: Callable[[], bool], lfn: str) -> None:
+        self.stream, self.stop, self.lfn = stream, stop, lfn
+
+    def read(self, size: int = -1) -> bytes:
+        if self.stop():
+            raise TransferAbandoned(f"{self.lfn}: upload abandoned, the job is no longer ours")
+        return self.stream.read(size)
+
+
 def _upload_to(
-    storage: StorageElements, se: str, local: Path, lfn: str, size: int, sum_: str
+    storage: StorageElements,
+    se: str,
+    local: Path,
+    path: str,
+    size: int,
+    sum_: str,
+    stop: Callable[[], bool],
 ) -> None:
-    """Put one file on ``se`` and check what the SE holds; ``CtaprodError``/``OSError`` if
-    anything is wrong (a bad copy is removed)."""
+    """Put one file at ``path`` on ``se`` and check what the SE holds; ``CtaprodError`` /
+    ``OSError`` if anything is wrong, TransferAbandoned if the job went away (a bad or
+    partial copy is removed)."""
     info = storage.infos.get(se)
     if info is None:
         raise CtaprodError(f"storage element {se} is not configured")
     if not info.write:
         raise CtaprodError(f"storage element {se} is not writable: {info.write_reason}")
     plugin = storage.plugin(se)
-    path = se_path(lfn)
-    plugin.put(path, local)
-    got = (plugin.size(path), plugin.checksum(path))
+    try:
+        with local.open("rb") as stream:
+            plugin.put(path, cast(BinaryIO, _Watched(stream, stop, path)))
+        got = (plugin.size(path), plugin.checksum(path))
+    except TransferAbandoned:
+        with contextlib.suppress(CtaprodError, OSError):
+            plugin.remove(path)
+        raise
     if got != (size, sum_):
         with contextlib.suppress(CtaprodError, OSError):
             plugin.remove(path)
@@ -214,11 +251,18 @@ def store_outputs(
     default_dir: str,
     site: str,
     retry: RetryPolicy,
+    *,
+    job_id: int = 0,
+    attempt: int = 0,
+    stop: Callable[[], bool] = _never,
 ) -> list[StoredOutput]:
-    """Upload every OutputData file to its first working OutputSE, else to a failover SE.
+    """Upload every OutputData file to its first working OutputSE, else to a failover SE,
+    at the path of this job attempt (:func:`attempt_upload_path`), not at its LFN's.
 
     Raises :class:`DataFailure` when a declared file is missing, is already catalogued with
-    other content, or no SE at all would take it.
+    other content by someone else than an earlier attempt of this job, or no SE at all
+    would take it; :class:`TransferAbandoned` when ``stop()`` says the job is gone. Either
+    way the uploads made so far are removed.
     """
     lfns = desc.output_lfns(default_dir)
     locals_ = {
@@ -230,33 +274,43 @@ def store_outputs(
     targets = list(desc.output_se) or storage.default_targets(site)
     failover = [se for se in storage.group(FAILOVER) if se not in targets]
     known = _known(client, list(lfns.values()), retry)
-    out = []
-    for entry, lfn in lfns.items():
-        local = locals_[entry]
-        size, checksum = local.stat().st_size, adler32_of(local)
-        old = known.get(lfn)
-        if old is not None and (old.size, old.checksum) != (size, checksum):
-            raise DataFailure(f"Output data {lfn} is already registered with other content")
-        reg = FileRegistration(
-            lfn=lfn,
-            size=size,
-            checksum=checksum,
-            guid=old.guid if old else str(uuid.uuid4()),
-            metadata=desc.output_metadata,
-            parents=desc.input_data,
-        )
-        se = _first_working(storage, targets, local, lfn, size, checksum)
-        if se is not None:
-            out.append(StoredOutput(reg.model_copy(update={"se": se}), fresh=old is None))
-            continue
-        se = _first_working(storage, failover, local, lfn, size, checksum)
-        if se is None:
-            raise DataFailure(f"Output data {lfn}: no storage element took it")
-        # As DIRAC does, the request moves the file to the first OutputSE (one replica).
-        logger.warning("%s: stored on failover SE %s, to go to %s later", lfn, se, targets[0])
-        moved = StoredOutput(reg.model_copy(update={"se": se}), targets[:1], fresh=old is None)
-        out.append(moved)
+    out: list[StoredOutput] = []
+    try:
+        for entry, lfn in lfns.items():
+            local = locals_[entry]
+            size, checksum = local.stat().st_size, adler32_of(local)
+            old = known.get(lfn)
+            same = old is not None and (old.size, old.checksum) == (size, checksum)
+            if old is not None and not same and not _rerun_of(old, job_id, attempt):
+                raise DataFailure(f"Output data {lfn} is already registered with other content")
+            reg = FileRegistration(
+                lfn=lfn,
+                size=size,
+                checksum=checksum,
+                guid=old.guid if old is not None and same else str(uuid.uuid4()),
+                metadata=desc.output_metadata,
+                parents=desc.input_data,
+            )
+            path = attempt_upload_path(lfn, job_id, attempt)
+            se = _first_working(storage, targets, local, path, size, checksum, stop)
+            if se is not None:
+                out.append(StoredOutput(reg.model_copy(update={"se": se}), upload=path))
+                continue
+            se = _first_working(storage, failover, local, path, size, checksum, stop)
+            if se is None:
+                raise DataFailure(f"Output data {lfn}: no storage element took it")
+            # As DIRAC does, the request moves the file to the first OutputSE (one replica).
+            logger.warning("%s: stored on failover SE %s, to go to %s later", lfn, se, targets[0])
+            out.append(StoredOutput(reg.model_copy(update={"se": se}), targets[:1], path))
+    except BaseException:
+        _remove_uploads(storage, out)
+        raise
     return out
+
+
+def _rerun_of(old: FileInfo, job_id: int, attempt: int) -> bool:
+    """Whether ``old`` was registered by an earlier attempt of this job (a rerun replaces it)."""
+    return old.job_id == job_id and old.attempt is not None and old.attempt < attempt
 
 
 def _known(client: Client, lfns: list[str], retry: RetryPolicy) -> dict[str, FileInfo]:
@@ -269,15 +323,21 @@ def _known(client: Client, lfns: list[str], retry: RetryPolicy) -> dict[str, Fil
 
 
 def _first_working(
-    storage: StorageElements, ses: Sequence[str], local: Path, lfn: str, size: int, sum_: str
+    storage: StorageElements,
+    ses: Sequence[str],
+    local: Path,
+    path: str,
+    size: int,
+    sum_: str,
+    stop: Callable[[], bool],
 ) -> str | None:
     for se in ses:
         try:
-            _upload_to(storage, se, local, lfn, size, sum_)
+            _upload_to(storage, se, local, path, size, sum_, stop)
         except (CtaprodError, OSError) as exc:
-            logger.warning("%s: upload to %s failed: %s", lfn, se, exc)
+            logger.warning("%s: upload to %s failed: %s", path, se, exc)
             continue
-        logger.info("%s: uploaded to %s (%d bytes, ADLER32 %s)", lfn, se, size, sum_)
+        logger.info("%s: uploaded to %s (%d bytes, ADLER32 %s)", path, se, size, sum_)
         return se
     return None
 
@@ -286,7 +346,8 @@ def register_outputs(client: Client, stored: Sequence[StoredOutput], retry: Retr
     """Register the stored outputs in one call; False when the catalog cannot be reached
     (unreachable or failing server: the registration goes into the request instead).
 
-    A refusal (4xx: permission, metadata...) raises :class:`DataFailure`.
+    A refusal (4xx: permission, metadata, an attempt that is no longer the job's current
+    one...) raises :class:`DataFailure`.
     """
     regs = [s.reg for s in stored]
     try:
@@ -367,33 +428,84 @@ def handle_outputs(
     default_dir: str,
     site: str,
     retry: RetryPolicy,
+    *,
+    attempt: int = 0,
+    stop: Callable[[], bool] = _never,
 ) -> OutputResult:
     """Store and register the job's OutputData; the request to create for what is pending.
 
+    Each file lands at this attempt's upload path and is renamed to its LFN's path only once
+    the catalog accepted the registration for this attempt (a superseded attempt is refused:
+    its uploads are removed, nothing at the final path is touched). When the catalog cannot
+    be reached the files are renamed into place and the registration goes into the request.
+
     Raises :class:`DataFailure` (the job fails) when the outputs cannot be stored at all or
-    their registration is refused.
+    their registration is refused, :class:`TransferAbandoned` when ``stop()`` says the job
+    was taken away before the registration.
     """
     try:
         storage = storage_of()
     except (ServerUnreachable, ApiError) as exc:
         raise DataFailure(f"Output data: storage element list unavailable ({exc})") from exc
-    stored = store_outputs(client, storage, desc, job_dir, default_dir, site, retry)
+    stored = store_outputs(
+        client,
+        storage,
+        desc,
+        job_dir,
+        default_dir,
+        site,
+        retry,
+        job_id=job_id,
+        attempt=attempt,
+        stop=stop,
+    )
     try:
+        if stop():
+            raise TransferAbandoned(f"job {job_id}: taken away before registering its outputs")
         registered = register_outputs(client, stored, retry)
-    except DataFailure:
-        _remove_copies(storage, stored)
+    except (DataFailure, TransferAbandoned):
+        _remove_uploads(storage, stored)
         raise
+    _place(client, storage, stored, registered)
     return OutputResult(stored, registered, request_for(job_id, stored, registered))
 
 
-def _remove_copies(storage: StorageElements, stored: Sequence[StoredOutput]) -> None:
-    """Take back uploads whose registration was refused (no file left uncatalogued)."""
+def _place(
+    client: Client, storage: StorageElements, stored: Sequence[StoredOutput], registered: bool
+) -> None:
+    """Rename each registered upload to its LFN's path. A file that cannot be moved has its
+    entry removed again (best effort) and its upload removed: DataFailure."""
+    failed: list[str] = []
     for s in stored:
-        if s.reg.se is None or not s.fresh:
+        assert s.reg.se is not None
+        try:
+            storage.plugin(s.reg.se).rename(s.upload, se_path(s.reg.lfn))
+        except (CtaprodError, OSError) as exc:
+            logger.error("%s: could not move into place on %s: %s", s.reg.lfn, s.reg.se, exc)
+            failed.append(s.reg.lfn)
+            continue
+        s.upload = ""
+    if not failed:
+        return
+    if registered:
+        try:
+            client.remove_file_entries(failed)
+        except (ServerUnreachable, ApiError) as exc:
+            logger.error("could not remove the entries of %s: %s", _names(failed), exc)
+    _remove_uploads(storage, stored)
+    raise DataFailure(f"Output data could not be moved into place: {_names(failed)}")
+
+
+def _remove_uploads(storage: StorageElements, stored: Sequence[StoredOutput]) -> None:
+    """Remove this attempt's uploads not renamed into place (never a file at an LFN's path:
+    that one may belong to another attempt)."""
+    for s in stored:
+        if s.reg.se is None or not s.upload:
             continue
         try:
-            storage.plugin(s.reg.se).remove(se_path(s.reg.lfn))
+            storage.plugin(s.reg.se).remove(s.upload)
         except (CtaprodError, OSError) as exc:
             logger.error(
-                "%s: could not remove the unregistered copy on %s: %s", s.reg.lfn, s.reg.se, exc
+                "%s: could not remove the upload %s on %s: %s", s.reg.lfn, s.upload, s.reg.se, exc
             )
+        s.upload = ""

@@ -5,7 +5,9 @@ for a job while its remaining time is at least ``min_time_left``; an empty answe
 after ``empty_match_sleep`` seconds, up to ``max_empty_matches`` in a row. Jobs run one at a
 time through :func:`ctaprod.pilot.wrapper.run_job`. SIGTERM (or SIGINT) stops it gracefully:
 no more matching, the running payload is killed through the watchdog and reported. At the
-end the pilot says why it stopped, with the tail of its own log.
+end the pilot says why it stopped, with the tail of its own log, and cleans its work
+directory (:mod:`ctaprod.pilot.cleanup`): job directories go, and so do its log and the
+directory itself when the pilot created it and the server has the log.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from types import FrameType
 from ctaprod.client.errors import ApiError, ServerUnreachable
 from ctaprod.client.http import Client
 from ctaprod.core.schemas import MatchResponse
+from ctaprod.pilot.cleanup import clean_work_dir, remove_if_empty
 from ctaprod.pilot.config import PilotConfig, RetryPolicy, capture_log
 from ctaprod.pilot.watchdog import tail
 from ctaprod.pilot.wrapper import (
@@ -39,7 +42,8 @@ EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 2
 
 
 def deliver_pending(factory: ClientFactory, work_root: Path, retry: RetryPolicy) -> int:
-    """Retry the final reports left in ``work_root/job_*/``; returns how many arrived."""
+    """Retry the final reports left in ``work_root/job_*/``; returns how many arrived.
+    A job directory left with nothing else than its report goes once it is delivered."""
     done = 0
     for path in sorted(work_root.glob(f"job_*/{FINAL_FILE}")):
         try:
@@ -49,6 +53,8 @@ def deliver_pending(factory: ClientFactory, work_root: Path, retry: RetryPolicy)
             continue
         with factory(token) as client:
             done += deliver_final(client, path, retry)
+        if not path.exists():
+            remove_if_empty(path.parent)
     return done
 
 
@@ -76,6 +82,7 @@ class _Pilot:
         self.cfg, self.stop, self.log_path = config, stop, log_path
         self.signals: list[str] = []
         self.jobs_done = 0
+        self.log_delivered = False
 
     def client(self, token: str) -> Client:
         return Client(self.cfg.url, token, timeout=self.cfg.request_timeout)
@@ -109,6 +116,8 @@ class _Pilot:
             ok, reason = self.loop(session, reg.pilot_id, start)
             if deliver_pending(self.client, cfg.work_dir, cfg.retry_policy()):
                 logger.info("delivered final statuses kept from earlier")
+            if removed := clean_work_dir(cfg.work_dir, cfg.keep_failed_jobs):
+                logger.info("job directories left over: %d removed", removed)
             logger.info(
                 "pilot %d ends (%s): %s; %d job(s) run",
                 reg.pilot_id,
@@ -126,6 +135,7 @@ class _Pilot:
             except (ServerUnreachable, ApiError) as exc:
                 logger.error("could not report the end of the pilot: %s", exc)
                 return EXIT_FAILED
+            self.log_delivered = True
         return EXIT_OK if ok else EXIT_FAILED
 
     def loop(self, client: Client, pilot_id: int, start: float) -> tuple[bool, str]:
@@ -189,8 +199,13 @@ def run_pilot(config: PilotConfig, stop_event: threading.Event | None = None) ->
     gracefully. The pilot's log is kept in ``<work_dir>/pilot-<stamp>.log``.
     """
     stop = stop_event or threading.Event()
+    created = not config.work_dir.exists()
     config.work_dir.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", config.stamp)
     pilot = _Pilot(config, stop, config.work_dir / f"pilot-{name}.log")
     with capture_log(pilot.log_path), _stop_on_signals(stop, pilot.signals):
-        return pilot.run()
+        code = pilot.run()
+    if created and pilot.log_delivered:  # the server has the log: leave nothing behind
+        pilot.log_path.unlink(missing_ok=True)
+        remove_if_empty(config.work_dir)
+    return code

@@ -1,25 +1,29 @@
 """Run a job payload under a watchdog.
 
-The payload is started in its own session (process group) with stdout/stderr going to files.
+On Linux the payload runs below a small supervisor process (:mod:`ctaprod.pilot.reaper`), a
+child subreaper in its own session: orphaned descendants (``setsid`` children, double forks)
+are re-parented to it, so the whole tree is found, measured and killed -- when the payload
+ends, when the watchdog stops it, and when the pilot dies, even by SIGKILL (the supervisor
+sees its control pipe close). Where that is not possible (no ``prctl``) the payload is
+started directly in its own session, with a logged warning; orphans may then escape.
+stdout and stderr go through pipes into capped files (:mod:`ctaprod.pilot.capped_output`).
 The watchdog polls the whole process tree with psutil, enforces wall-clock, CPU and memory
 limits, and periodically calls a heartbeat callback whose answer may request a kill.
-On Linux the payload receives SIGKILL if the pilot process dies (``PR_SET_PDEATHSIG``).
 
 CPU accounting: each live process contributes its own CPU time plus that of the children it
 has reaped; the root's final figure comes from ``os.wait4``; descendants that were orphaned
 (reparented outside the tree) keep the last CPU time measured for them.  The reported value
-never decreases.  Memory is the summed RSS of the tree (shared pages are counted per process).
+never decreases.  Memory is the summed RSS of the tree (shared pages are counted per process),
+the supervisor's own excepted.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +32,9 @@ from enum import StrEnum
 from pathlib import Path
 
 import psutil
+
+from ctaprod.pilot.capped_output import DEFAULT_MAX_BYTES, OutputPump
+from ctaprod.pilot.payload_start import StartFailed, start_payload
 
 logger = logging.getLogger("ctaprod.pilot.watchdog")
 
@@ -67,43 +74,17 @@ class PayloadResult:
 HeartbeatCallback = Callable[[Usage], bool]
 """Called with the current usage; return True to request that the payload be killed."""
 
-_PR_SET_PDEATHSIG = 1
 _REAP_TIMEOUT = 30.0  # seconds to wait for the tree after SIGKILL before giving up
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
-
-
-_prctl = _load_prctl()  # resolved before any fork: the child must only make the call
-
-
-def _make_preexec() -> Callable[[], None] | None:
-    prctl = _prctl
-    if prctl is None:
-        return None
-    parent, sigkill = os.getpid(), int(signal.SIGKILL)
-
-    def preexec() -> None:  # runs in the forked child: keep it minimal
-        prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return preexec
+_SUPERVISOR_MARGIN = 10.0  # beyond the kill grace, before the supervisor itself is killed
 
 
 class _Tree:
     """The payload's process tree: discovery, measurement, signalling and reaping."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], supervised: bool) -> None:
         self.proc = proc
         self.pid = proc.pid
+        self.supervised = supervised  # the root is the supervisor: not part of the payload
         self.procs: dict[int, psutil.Process] = {}
         self.last_cpu: dict[int, float] = {}
         self.last_ppid: dict[int, int] = {}
@@ -177,7 +158,8 @@ class _Tree:
             cpu = t.user + t.system + t.children_user + t.children_system
             self.last_cpu[pid], self.last_ppid[pid] = cpu, ppid
             live_cpu += cpu
-            rss += mem
+            if not (self.supervised and pid == self.pid):
+                rss += mem
         for pid in gone:
             self.procs.pop(pid)
         for pid in gone:  # not reaped inside the tree: its CPU time would be lost
@@ -220,7 +202,17 @@ class _Tree:
             time.sleep(0.05)
 
     def terminate(self, grace: float) -> None:
-        """SIGTERM the tree, wait up to ``grace`` seconds, then SIGKILL what is left."""
+        """SIGTERM the tree, wait up to ``grace`` seconds, then SIGKILL what is left.
+
+        A supervised tree is stopped by its supervisor, which sees every orphan; the
+        watchdog kills what it can find only if the supervisor does not end in time."""
+        if self.supervised and not self.reaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            if self._wait_all(grace + _SUPERVISOR_MARGIN):
+                self.reap(block=True)
+                return
+            logger.error("the payload supervisor did not stop the payload; killing the tree")
         self.send(signal.SIGTERM)
         if not self._wait_all(grace):
             self.send(signal.SIGKILL)
@@ -261,39 +253,63 @@ def run_payload(
     poll_interval: float = 0.5,
     stop_event: threading.Event | None = None,
     kill_grace: float = 5.0,
+    output_max_bytes: int = DEFAULT_MAX_BYTES,
+    supervise: bool = True,
 ) -> PayloadResult:
     """Run ``argv`` to completion or until a limit, a kill request or ``stop_event``.
 
     The heartbeat is called synchronously from the polling loop, first after one interval.
-    An exception raised by it is logged and otherwise ignored.
+    An exception raised by it is logged and otherwise ignored. Each of stdout and stderr
+    keeps at most ``output_max_bytes`` (head and tail). ``supervise=False`` runs the payload
+    without the supervisor (as where ``prctl`` is missing). When this returns, no process of
+    the payload is left (unless it escaped an unsupervised run).
     """
     start = time.monotonic()
     if not argv:
         return PayloadResult(Outcome.START_FAILED, None, Usage(0.0, 0.0, 0, 0), "empty command")
+    pump = OutputPump(stdout_path, stderr_path, output_max_bytes)
     try:
-        with (
-            open(os.devnull, "rb") as stdin,
-            open(stdout_path, "wb") as stdout,
-            open(stderr_path, "wb") as stderr,
-        ):
-            proc = subprocess.Popen(
-                list(argv),
-                cwd=cwd,
-                env=None if env is None else dict(env),
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                start_new_session=True,
-                preexec_fn=_make_preexec(),
-            )
-    except (OSError, subprocess.SubprocessError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        message = f"cannot start {argv[0]!r}: {reason}"
-        logger.error(message)
+        proc, control = start_payload(argv, cwd, env, pump, kill_grace, supervise)
+    except StartFailed as exc:
+        pump.finish(timeout=1.0)
+        logger.error("%s", exc)
         usage = Usage(0.0, time.monotonic() - start, 0, 0)
-        return PayloadResult(Outcome.START_FAILED, None, usage, message)
+        return PayloadResult(Outcome.START_FAILED, None, usage, str(exc))
+    pump.child_started()
+    try:
+        return _watch(
+            proc,
+            control is not None,
+            start,
+            limits,
+            heartbeat,
+            heartbeat_interval,
+            poll_interval,
+            stop_event,
+            kill_grace,
+        )
+    finally:
+        if control is not None:
+            os.close(control)  # the supervisor is gone by now; this is for a leak's sake
+        cut = pump.finish()
+        if cut:
+            logger.warning("payload output: %d bytes cut (head and tail kept)", cut)
+        for error in pump.errors[:3]:
+            logger.error("payload output not fully written: %s", error)
 
-    tree = _Tree(proc)
+
+def _watch(
+    proc: subprocess.Popen[bytes],
+    supervised: bool,
+    start: float,
+    limits: Limits,
+    heartbeat: HeartbeatCallback | None,
+    heartbeat_interval: float,
+    poll_interval: float,
+    stop_event: threading.Event | None,
+    kill_grace: float,
+) -> PayloadResult:
+    tree = _Tree(proc, supervised)
     next_heartbeat = start + heartbeat_interval
     outcome, message = Outcome.COMPLETED, ""
     try:

@@ -31,10 +31,13 @@ from ctaprod.core.job_states import JobStatus
 from ctaprod.core.jobs import LFN_PREFIX
 from ctaprod.core.requests import RequestSpec
 from ctaprod.core.schemas import HeartbeatItem, MatchResponse, StatusReport
+from ctaprod.pilot.capped_output import printable_status
+from ctaprod.pilot.cleanup import JOB_DIR_PREFIX, clean_job_dir
 from ctaprod.pilot.config import WrapperOptions, capture_log
 from ctaprod.pilot.data import (
     DataFailure,
     StorageElements,
+    TransferAbandoned,
     default_output_dir,
     download_inputs,
     handle_outputs,
@@ -131,6 +134,7 @@ class _Job:
         self.gone: str | None = None  # why the server took the job away during the payload
         self.argv: list[str] = []
         self.request: RequestSpec | None = None  # to finish the outputs (job Completed)
+        self.last_usage = Usage(0.0, 0.0, 0, 0)  # what keep-alive beats report
         self._storage: StorageElements | None = None
 
     def storage(self) -> StorageElements:
@@ -169,6 +173,7 @@ class _Job:
             logger.error("job %d: %s", self.id, failure)
             return self.finish(J.FAILED, failure, None)
         result = self.execute()
+        self.last_usage = result.usage
         if self.gone is not None:
             raise JobGone(f"job {self.id}: {self.gone}")
         status, minor = _verdict(result, self.stop_event is not None and self.stop_event.is_set())
@@ -250,16 +255,21 @@ class _Job:
             poll_interval=self.opts.poll_interval,
             stop_event=self.stop_event,
             kill_grace=self.opts.kill_grace,
+            output_max_bytes=self.opts.output_max_bytes,
         )
 
     def keepalive(self) -> KeepAlive:
         """Heartbeats while sandboxes and data move (the watchdog sends them for the payload)."""
         return KeepAlive(
-            self.heartbeat, self.opts.heartbeat_interval or self.match.heartbeat_interval
+            self.heartbeat,
+            self.opts.heartbeat_interval or self.match.heartbeat_interval,
+            lambda: self.last_usage,
         )
 
     def heartbeat(self, usage: Usage) -> bool:
         """Send a heartbeat; True (kill the payload) on a Kill command or a lost job."""
+        if usage.wall_seconds or usage.cpu_seconds or usage.peak_rss_bytes:
+            self.last_usage = usage
         item = HeartbeatItem(
             job_id=self.id,
             cpu_seconds=usage.cpu_seconds,
@@ -284,7 +294,10 @@ class _Job:
         return False
 
     def output_data(self) -> tuple[JobStatus, str]:
-        """Store and register the OutputData: the job's status and minor status after it."""
+        """Store and register the OutputData: the job's status and minor status after it.
+
+        JobGone when the server takes the job away first (a keep-alive reply): the uploads
+        are then abandoned and removed, nothing is registered."""
         self.note("Uploading output data")
         try:
             result = handle_outputs(
@@ -296,7 +309,11 @@ class _Job:
                 default_output_dir(self.match.owner, self.id),
                 self.opts.site,
                 self.opts.retry,
+                attempt=self.match.attempt,
+                stop=lambda: self.gone is not None,
             )
+        except TransferAbandoned as exc:
+            raise JobGone(f"job {self.id}: {self.gone or exc}") from exc
         except DataFailure as exc:
             logger.error("job %d: %s", self.id, exc)
             return J.FAILED, str(exc)
@@ -320,11 +337,19 @@ class _Job:
             )
             logger.warning("job %d: output sandbox: %s", self.id, text)
             self.note(f"Output sandbox: {text}", OutputSandboxProblems=text[:255])
-        return upload_outputs(self.client, self.id, self.dir, found, self.opts.retry)
+        return upload_outputs(
+            self.client,
+            self.id,
+            self.dir,
+            found,
+            self.opts.retry,
+            max_bytes=self.match.sandbox_max_bytes or self.opts.sandbox_max_bytes,
+            streams=[desc.std_output, desc.std_error],
+        )
 
     def finish(self, status: JobStatus, minor: str, result: PayloadResult | None) -> JobOutcome:
         """Keep the final report on disk, deliver it, and say what happened."""
-        stdout = last_line(self.dir / self.desc.std_output)
+        stdout = printable_status(last_line(self.dir / self.desc.std_output))
         application = stdout or (result.message if result and status is J.FAILED else "")
         report = StatusReport(
             job_id=self.id,
@@ -351,16 +376,24 @@ def run_job(
     stop_event: threading.Event | None = None,
 ) -> JobOutcome:
     """Run the matched job in ``<work_root>/job_<id>`` with its job token; never raises for
-    job or server trouble (the outcome says what happened)."""
-    job_dir = (work_root / f"job_{match.job_id}").absolute()
+    job or server trouble (the outcome says what happened). The job directory is removed
+    afterwards (:func:`ctaprod.pilot.cleanup.clean_job_dir`)."""
+    opts = options or WrapperOptions()
+    job_dir = (work_root / f"{JOB_DIR_PREFIX}{match.job_id}").absolute()
     job_dir.mkdir(parents=True, exist_ok=True)
-    with capture_log(job_dir / JOB_LOG), client_factory(match.job_token) as client:
-        job = _Job(client, match, job_dir, options or WrapperOptions(), stop_event)
-        try:
-            return job.run()
-        except JobGone as exc:
-            logger.warning("%s; leaving it", exc)
-            return JobOutcome(match.job_id, None, str(exc))
-        except (ServerUnreachable, ApiError) as exc:
-            logger.error("job %d abandoned: %s", match.job_id, exc)
-            return JobOutcome(match.job_id, None, f"server trouble: {exc}")
+    outcome = JobOutcome(match.job_id, None, "wrapper error")
+    try:
+        with capture_log(job_dir / JOB_LOG), client_factory(match.job_token) as client:
+            job = _Job(client, match, job_dir, opts, stop_event)
+            try:
+                outcome = job.run()
+            except JobGone as exc:
+                logger.warning("%s; leaving it", exc)
+                outcome = JobOutcome(match.job_id, None, str(exc))
+            except (ServerUnreachable, ApiError) as exc:
+                logger.error("job %d abandoned: %s", match.job_id, exc)
+                outcome = JobOutcome(match.job_id, None, f"server trouble: {exc}")
+    finally:  # the payload is gone by now: its directory goes unless kept for debugging
+        done = clean_job_dir(job_dir, outcome.status, opts.keep_failed_jobs)
+        logger.info("job %d: directory %s %s", match.job_id, job_dir, done)
+    return outcome

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from ctaprod.api.deps import Services
 from ctaprod.core.settings import Settings
 
 log = logging.getLogger("ctaprod.server")
@@ -103,7 +102,7 @@ def run_up(settings: Settings, *, slots: int = 4) -> None:
 
     from ctaprod.api.app import create_app
     from ctaprod.client import config as client_config
-    from ctaprod.server.agents import run_agents
+    from ctaprod.server.agents import run_agents, stop_local_pilots
     from ctaprod.server.services import build_services, ensure_identities
 
     settings = embedded_settings(settings, slots)
@@ -171,27 +170,3 @@ def run_up(settings: Settings, *, slots: int = 4) -> None:
         stop_local_pilots(services)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def stop_local_pilots(services: Services) -> int:
-    """Cancel the pilots this machine's Local CEs still run (when ``up`` stops)."""
-    from ctaprod.agents.pilot_factory import ComputingElements
-    from ctaprod.core.pilot_states import PILOT_ALIVE
-
-    settings = services.ctx.settings
-    ces = ComputingElements(settings)
-    cancelled = 0
-    for name, queue in settings.queues.items():
-        if queue.ce_type != "local":
-            continue
-        with services.ctx.db.read() as conn:
-            rows = services.ctx.pilots.search(
-                conn, statuses=[s.value for s in PILOT_ALIVE], queue=name, limit=100_000
-            )
-        refs = [r["ce_ref"] for r in rows if r["ce_ref"]]
-        if refs:
-            ces.get(name).cancel(refs)
-            cancelled += len(refs)
-    if cancelled:
-        print(f"ctaprod: cancelled {cancelled} local pilot(s)")
-    return cancelled
