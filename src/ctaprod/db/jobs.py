@@ -173,19 +173,6 @@ class JobDB:
             now,
         )
 
-    def update_fields(
-        self,
-        conn: Connection,
-        job_id: int,
-        values: Mapping[str, Any],
-        where_status: Iterable[JobStatus] | None = None,
-    ) -> int:
-        """Set columns of one job without a status change; returns rows changed."""
-        stmt = update(jobs).where(jobs.c.job_id == job_id).values(**values)
-        if where_status is not None:
-            stmt = stmt.where(jobs.c.status.in_([s.value for s in where_status]))
-        return conn.execute(stmt).rowcount
-
     def update_reported(
         self, conn: Connection, rows: Sequence[Mapping[str, Any]], now: datetime
     ) -> None:

@@ -1,30 +1,37 @@
 """Conditional status writes in bulk, for any entity table with an integer key and a status.
 
-One checked step per row: ``UPDATE t SET status = :new, <reason>, <stamp>, <values...>
-WHERE id = :id AND status = :old``. Steps that set the same columns share one executemany
-UPDATE, so a batch costs a fixed number of statements per distinct column set, whatever its
-size. The rows whose UPDATE matched nothing (the entity left ``old`` meanwhile) are returned,
+One checked change per row: ``SET status = :new, <reason>, <stamp>, <values...> WHERE
+status = :old`` and the row's key. Rows whose changes are identical (same old and new status,
+reason and values: a bulk kill, a reschedule, a submission) share one ``UPDATE ... WHERE key
+IN (...)``; the others share one executemany UPDATE per set of columns. So a batch costs a
+number of statements fixed by its distinct contents, not by its size, and on drivers whose
+executemany is a loop of round trips (PyMySQL for UPDATE) the common bulk case is one round
+trip. The rows whose UPDATE matched nothing (the entity left ``old`` meanwhile) are returned,
 never dropped silently.
 
-Which rows matched is known exactly: a one-row UPDATE's row count says it; a many-row
-executemany runs inside a savepoint and, in the rare case its total row count falls short,
-is rolled back to it and replayed one row at a time. (Looking at the rows afterwards could
-not tell a row we moved from one another transaction moved to the same target.)
+Which rows matched is known exactly: a one-row UPDATE's row count says it; a many-row UPDATE
+runs inside a savepoint and, in the rare case its row count falls short, is rolled back to it
+and replayed one row at a time. (Looking at the rows afterwards could not tell a row we moved
+from one another transaction moved to the same target.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Column, Connection, Table, Update, bindparam, update
 
+# Keys per IN list: any bulk call (up to 10,000 items) in one statement, within every engine's
+# bind-parameter limit (SQLite >= 3.32: 32,766).
+IN_CHUNK = 10_000
+
 
 @dataclass(frozen=True)
 class StatusWrite:
-    """One checked step of one row: ``old -> new`` with its reason and other columns."""
+    """One checked change of one row: ``old -> new`` with its reason and other columns."""
 
     ident: int
     old: str
@@ -50,56 +57,116 @@ class ConditionalWriter:
         self.status: Column[Any] = table.c[status]
         self.reason = reason
         self.stamp = stamp
-        self._statements: dict[tuple[str, ...], Update] = {}
+        self._by_row: dict[tuple[str, ...], Update] = {}
+        self._by_list: dict[tuple[str, ...], Update] = {}
 
-    def _statement(self, keys: tuple[str, ...]) -> Update:
-        stmt = self._statements.get(keys)
+    def _values(self, keys: tuple[str, ...]) -> dict[str, Any]:
+        values: dict[str, Any] = {self.status.name: bindparam("w_new")}
+        if self.reason is not None:
+            values[self.reason] = bindparam("w_reason")
+        if self.stamp is not None:
+            values[self.stamp] = bindparam("w_now")
+        for k in keys:  # a change's own columns may override the reason or the stamp
+            values[k] = bindparam(f"v_{k}")
+        return values
+
+    def _row_statement(self, keys: tuple[str, ...]) -> Update:
+        stmt = self._by_row.get(keys)
         if stmt is None:
-            values: dict[str, Any] = {self.status.name: bindparam("w_new")}
-            if self.reason is not None:
-                values[self.reason] = bindparam("w_reason")
-            if self.stamp is not None:
-                values[self.stamp] = bindparam("w_now")
-            for k in keys:  # a step's own columns may override the reason or the stamp
-                values[k] = bindparam(f"v_{k}")
-            stmt = (
+            stmt = self._by_row[keys] = (
                 update(self.table)
                 .where(self.key == bindparam("w_id"), self.status == bindparam("w_old"))
-                .values(**values)
+                .values(**self._values(keys))
             )
-            self._statements[keys] = stmt
+        return stmt
+
+    def _list_statement(self, keys: tuple[str, ...]) -> Update:
+        stmt = self._by_list.get(keys)
+        if stmt is None:
+            stmt = self._by_list[keys] = (
+                update(self.table)
+                .where(
+                    self.key.in_(bindparam("w_ids", expanding=True)),
+                    self.status == bindparam("w_old"),
+                )
+                .values(**self._values(keys))
+            )
         return stmt
 
     def apply(self, conn: Connection, writes: Sequence[StatusWrite], now: datetime) -> set[int]:
-        """Write one step per row (at most one per row: a chain is applied step by step, one
-        call per step); return the IDs whose UPDATE matched nothing."""
-        groups: dict[tuple[str, ...], list[StatusWrite]] = {}
+        """Write one change per row (at most one per row); return the IDs whose UPDATE matched
+        nothing."""
+        same: dict[Hashable, list[StatusWrite]] = {}
         for w in writes:
-            groups.setdefault(tuple(sorted(w.values)) if w.values else (), []).append(w)
+            same.setdefault(_content(w), []).append(w)
+        by_columns: dict[tuple[str, ...], list[StatusWrite]] = {}
         missed: set[int] = set()
-        for keys, group in groups.items():
-            rows = [
-                {
-                    "w_id": w.ident,
-                    "w_old": w.old,
-                    "w_new": w.new,
-                    "w_reason": w.reason,
-                    "w_now": now,
-                    **{f"v_{k}": v for k, v in (w.values or {}).items()},
-                }
-                for w in group
-            ]
-            stmt = self._statement(keys)
-            if len(rows) == 1:
-                if conn.execute(stmt, rows[0]).rowcount != 1:
-                    missed.add(group[0].ident)
+        for content, group in same.items():
+            if content is None or len(group) == 1:
+                for w in group:
+                    by_columns.setdefault(_keys(w), []).append(w)
                 continue
-            savepoint = conn.begin_nested()
-            if conn.execute(stmt, rows).rowcount == len(rows):
-                savepoint.commit()
-                continue
-            savepoint.rollback()
-            for w, row in zip(group, rows, strict=True):
-                if conn.execute(stmt, row).rowcount != 1:
-                    missed.add(w.ident)
+            for i in range(0, len(group), IN_CHUNK):
+                missed |= self._apply_list(conn, group[i : i + IN_CHUNK], now)
+        for keys, group in by_columns.items():
+            missed |= self._apply_rows(conn, keys, group, now)
         return missed
+
+    def _params(self, w: StatusWrite, now: datetime) -> dict[str, Any]:
+        return {
+            "w_id": w.ident,
+            "w_old": w.old,
+            "w_new": w.new,
+            "w_reason": w.reason,
+            "w_now": now,
+            **{f"v_{k}": v for k, v in (w.values or {}).items()},
+        }
+
+    def _apply_list(
+        self, conn: Connection, group: Sequence[StatusWrite], now: datetime
+    ) -> set[int]:
+        """Identical changes of many rows: one UPDATE ... IN (...)."""
+        first = group[0]
+        params = self._params(first, now)
+        del params["w_id"]
+        params["w_ids"] = [w.ident for w in group]
+        savepoint = conn.begin_nested()
+        if conn.execute(self._list_statement(_keys(first)), params).rowcount == len(group):
+            savepoint.commit()
+            return set()
+        savepoint.rollback()
+        return self._one_by_one(conn, _keys(first), group, now)
+
+    def _apply_rows(
+        self, conn: Connection, keys: tuple[str, ...], group: Sequence[StatusWrite], now: datetime
+    ) -> set[int]:
+        """Changes that differ, with the same columns: one executemany."""
+        if len(group) == 1:
+            return self._one_by_one(conn, keys, group, now)
+        savepoint = conn.begin_nested()
+        rows = [self._params(w, now) for w in group]
+        if conn.execute(self._row_statement(keys), rows).rowcount == len(rows):
+            savepoint.commit()
+            return set()
+        savepoint.rollback()
+        return self._one_by_one(conn, keys, group, now)
+
+    def _one_by_one(
+        self, conn: Connection, keys: tuple[str, ...], group: Sequence[StatusWrite], now: datetime
+    ) -> set[int]:
+        stmt = self._row_statement(keys)
+        return {w.ident for w in group if conn.execute(stmt, self._params(w, now)).rowcount != 1}
+
+
+def _keys(w: StatusWrite) -> tuple[str, ...]:
+    return tuple(sorted(w.values)) if w.values else ()
+
+
+def _content(w: StatusWrite) -> Hashable | None:
+    """What makes two changes identical but for the row; None if a value is not hashable."""
+    values = tuple(sorted((w.values or {}).items()))
+    try:
+        hash(values)
+    except TypeError:
+        return None
+    return (w.old, w.new, w.reason, values)
