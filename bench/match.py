@@ -78,7 +78,7 @@ end
 function request()
   counter = counter + 1
   local p = mine[(counter % #mine) + 1]
-  return wrk.format("POST", "/api/pilots/" .. p.id .. "/match",
+  return wrk.format("POST", "/api/pilots/" .. (p.id + {id_shift}) .. "/match",
     {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. p.token}},
     p.body)
 end
@@ -252,6 +252,11 @@ def main() -> None:
     p.add_argument("--inprocess", type=int, default=500, help="in-process matches timed")
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure the route refused before the matcher (HTTP, auth, body only)",
+    )
     args = p.parse_args()
     n_jobs = args.jobs or (100_000 if args.full else 30_000)
     secs = C.duration(args)
@@ -278,7 +283,10 @@ def main() -> None:
             )
             ids_file = env.tmp / "matched_ids.txt"
             lua = LUA.format(
-                pilots=lua_pilots, threads=args.threads, ids_file=C.lua_string(str(ids_file))
+                pilots=lua_pilots,
+                threads=args.threads,
+                ids_file=C.lua_string(str(ids_file)),
+                id_shift=0,
             )
             kw = {"connections": args.connections, "threads": args.threads, "tmp": env.tmp}
             warm = C.run_wrk(server, lua, seconds=2, **kw)
@@ -289,6 +297,21 @@ def main() -> None:
                     print(C.wrk_line(f"  run {i}", r, unit="match/s"), flush=True)
                     results.append(r)
             m = C.median_wrk(results)
+            if args.floor:
+                # The same requests to another pilot's URL: refused (403) by the route before
+                # the matcher runs. What HTTP, auth and the body cost on this route.
+                floor_lua = LUA.format(
+                    pilots=lua_pilots,
+                    threads=args.threads,
+                    ids_file=C.lua_string(str(env.tmp / "floor_ids.txt")),
+                    id_shift=10_000_000,
+                )
+                f = C.run_wrk(server, floor_lua, seconds=secs, **kw)
+                table.add(
+                    f"[{env.kind}, {args.workers} worker(s)] HTTP floor of the route (403 "
+                    f"before the matcher): {f.rate:,.0f} req/s, server CPU "
+                    f"{1000 * f.server_cpu / max(f.count(403), 1):.2f} ms per request"
+                )
             table.add(
                 f"[{env.kind}, {args.workers} worker(s)] match, {nq} queues, wrk "
                 f"-t{args.threads} -c{args.connections}, {len(results)}x{secs:.0f}s: "

@@ -475,3 +475,159 @@ def test_grid_ce_jobs_go_to_that_ce_only(kit: Kit, alice: Identity) -> None:
     m = kit.match(pilot, ce="ce2.test.org", processors=4)
     assert m is not None
     assert m.job_id == job_id
+
+
+def test_a_batch_is_served_in_one_transaction_each_request_on_its_own(
+    kit: Kit, alice: Identity
+) -> None:
+    """match_many: one commit for the whole batch; every pilot gets its own job (recorded
+    against it), a refused request gets its own error and costs the others nothing."""
+    from sqlalchemy import event
+
+    from ctaprod.logic.matcher import MatchRequest
+
+    ids = kit.submit(alice, count=5)
+    good = [kit.pilot(f"LCG.B{i}.org") for i in range(3)]
+    stopped = kit.pilot("LCG.Stopped.org")
+    runtime.pilot_finished(kit.ctx, stopped.ident, stopped.pilot_id, True, "done", None, 0)
+    reqs = [MatchRequest(p.ident, p.pilot_id, p.resource()) for p in good]
+    reqs.insert(1, MatchRequest(stopped.ident, stopped.pilot_id, stopped.resource()))
+    reqs.append(MatchRequest(good[0].ident, 987_654, good[0].resource()))  # no such pilot
+    reqs.append(MatchRequest(alice, good[1].pilot_id, good[1].resource()))  # not a pilot token
+    commits: list[int] = []
+    listener = lambda conn: commits.append(1)  # noqa: E731
+    event.listen(kit.ctx.db.engine, "commit", listener)
+    try:
+        out = kit.matcher.match_many(reqs)
+    finally:
+        event.remove(kit.ctx.db.engine, "commit", listener)
+    assert len(commits) == 1
+    assert isinstance(out[1], Forbidden)
+    assert "not Running" in str(out[1])
+    assert isinstance(out[4], NotFound)
+    assert isinstance(out[5], Forbidden)
+    assert "pilot token" in str(out[5])
+    served = [out[0], out[2], out[3]]
+    job_ids = [m.job_id for m in served]  # type: ignore[union-attr]
+    assert len(set(job_ids)) == 3
+    assert set(job_ids) <= set(ids)
+    for pilot, m in zip(good, served, strict=True):
+        row = kit.row(m.job_id)  # type: ignore[union-attr]
+        assert (row["status"], row["pilot_id"], row["site"]) == (
+            "Matched",
+            pilot.pilot_id,
+            pilot.site,
+        )
+        history = Q.job_history(kit.ctx, alice, m.job_id)  # type: ignore[union-attr]
+        assert history[-1].source == f"Matcher:{pilot.pilot_id}"
+        assert kit.job_ident(m).pilot_id == pilot.pilot_id
+    # Two jobs left, three requests: two are served, the third gets None.
+    again = kit.matcher.match_many([MatchRequest(p.ident, p.pilot_id, p.resource()) for p in good])
+    assert sorted(m is None for m in again) == [False, False, True]
+    _assert_counters_exact(kit)
+
+
+def test_batched_matching_races_with_kills(kit: Kit, alice: Identity) -> None:
+    """Batches of three pilots' requests in two threads while two threads kill: no job
+    handed out twice or after its kill, queues and counters exact afterwards."""
+    import random
+
+    from ctaprod.core.errors import InvalidTransition
+    from ctaprod.logic import jobs as job_logic
+    from ctaprod.logic.matcher import MatchRequest
+
+    ids = kit.submit(alice, count=180)
+    kit.matcher.snapshot_seconds = 0.05
+    pilots = [kit.pilot(f"LCG.R{i}.org") for i in range(6)]
+    errors: list[str] = []
+    matched: list[int] = []
+    done = threading.Event()
+
+    def match(batch: list[Any]) -> None:
+        reqs = [MatchRequest(p.ident, p.pilot_id, p.resource()) for p in batch]
+        try:
+            while True:
+                found = kit.matcher.match_many(reqs)
+                errors.extend(repr(m) for m in found if isinstance(m, Exception))
+                got = [m.job_id for m in found if m is not None and not isinstance(m, Exception)]
+                matched.extend(got)
+                if not got:
+                    return
+        except BaseException as exc:
+            errors.append(f"match: {exc!r}")
+        finally:
+            done.set()
+
+    def kill(seed: int) -> None:
+        order = ids[:]
+        random.Random(seed).shuffle(order)
+        for job_id in order:
+            if done.is_set():
+                return
+            try:
+                job_logic.kill_jobs(kit.ctx, alice, [job_id])
+            except InvalidTransition:
+                pass
+            except BaseException as exc:
+                errors.append(f"kill: {exc!r}")
+
+    threads = [threading.Thread(target=match, args=(pilots[i::2],)) for i in range(2)]
+    threads += [threading.Thread(target=kill, args=(seed,)) for seed in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert len(matched) == len(set(matched))
+    for job_id in ids:
+        statuses = [h.status.value for h in Q.job_history(kit.ctx, alice, job_id)]
+        assert statuses.count("Matched") == (1 if job_id in matched else 0), statuses
+        if "Killed" in statuses and "Matched" in statuses:
+            assert statuses.index("Matched") < statuses.index("Killed")
+    _assert_counters_exact(kit)
+
+
+def test_the_batcher_serves_concurrent_requests_from_an_event_loop(
+    kit: Kit, alice: Identity
+) -> None:
+    """api.batching: concurrent awaits each get their own outcome (distinct jobs, None when
+    none is left, a refusal raised to its own caller); close() stops the threads."""
+    import asyncio
+
+    from ctaprod.api.batching import MatchBatcher
+
+    ids = kit.submit(alice, count=10)
+    pilots = [kit.pilot(f"LCG.A{i}.org") for i in range(3)]
+    stopped = kit.pilot("LCG.Stopped.org")
+    runtime.pilot_finished(kit.ctx, stopped.ident, stopped.pilot_id, True, "done", None, 0)
+    sizes: list[int] = []
+    batcher = MatchBatcher(kit.matcher, threads=2, max_batch=4)
+    serve = kit.matcher.match_many
+
+    def counting(reqs: Any) -> Any:
+        sizes.append(len(reqs))
+        return serve(reqs)
+
+    kit.matcher.match_many = counting  # type: ignore[method-assign]
+
+    async def ask(p: Any) -> Any:
+        try:
+            return await batcher.match(p.ident, p.pilot_id, p.resource())
+        except Exception as exc:
+            return exc
+
+    async def main() -> list[Any]:
+        asks = [ask(pilots[i % 3]) for i in range(12)] + [ask(stopped)]
+        return await asyncio.gather(*asks)
+
+    try:
+        out = asyncio.run(main())
+    finally:
+        batcher.close()
+    assert isinstance(out[-1], Forbidden)
+    found = [m.job_id for m in out[:-1] if m is not None]
+    assert sorted(found) == sorted(ids)
+    assert sum(m is None for m in out[:-1]) == 2
+    assert sum(sizes) == 13
+    assert max(sizes) <= 4
+    assert all(not t.is_alive() for t in batcher._workers)

@@ -67,6 +67,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
+        app.state.services.batcher.close()
         beat.join(timeout=10)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from ctaprod.api.batching import MatchBatcher
 from ctaprod.core.errors import Unauthorized
 from ctaprod.core.identity import Identity
 from ctaprod.logic.auth import TokenService
@@ -21,6 +22,12 @@ class Services:
     ctx: Context
     tokens: TokenService
     matcher: Matcher
+    batcher: MatchBatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        # SQLite has one writer: one matcher thread; a database server overlaps two batches.
+        threads = 1 if self.ctx.db.is_sqlite else 2
+        self.batcher = MatchBatcher(self.matcher, threads=threads)
 
 
 async def get_services(request: Request) -> Services:

@@ -43,6 +43,15 @@ class PilotDB:
             stmt = stmt.with_for_update()
         return conn.execute(stmt).mappings().first()
 
+    def statuses(self, conn: Connection, ids: Sequence[int]) -> dict[int, str]:
+        """The status of each existing pilot among ``ids`` (not locked)."""
+        if not ids:
+            return {}
+        stmt = select(pilots.c.pilot_id, pilots.c.status).where(
+            pilots.c.pilot_id.in_(sorted(set(ids)))
+        )
+        return {int(r[0]): str(r[1]) for r in conn.execute(stmt)}
+
     def read_locked(self, conn: Connection, ids: Sequence[int]) -> dict[int, RowMapping]:
         """The rows of these pilots by ID, locked for update where the engine has locks."""
         if not ids:

@@ -64,6 +64,22 @@ class SandboxDB:
         )
         return list(rows.mappings())
 
+    def of_jobs(self, conn: Connection, job_ids: Sequence[int], kind: str) -> dict[int, list[str]]:
+        """The SHA-256 of the ``kind`` sandboxes of each of ``job_ids`` (in sandbox order);
+        jobs without any are left out."""
+        out: dict[int, list[str]] = {}
+        if not job_ids:
+            return out
+        rows = conn.execute(
+            select(sandbox_refs.c.job_id, sandboxes.c.sha256)
+            .join(sandbox_refs, sandbox_refs.c.sb_id == sandboxes.c.sb_id)
+            .where(sandbox_refs.c.job_id.in_(sorted(set(job_ids))), sandbox_refs.c.kind == kind)
+            .order_by(sandbox_refs.c.job_id, sandboxes.c.sb_id)
+        )
+        for job_id, sha in rows:
+            out.setdefault(int(job_id), []).append(str(sha))
+        return out
+
     def detach(self, conn: Connection, job_id: int, kind: str, sb_id: int) -> None:
         conn.execute(
             delete(sandbox_refs).where(

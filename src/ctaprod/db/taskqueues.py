@@ -219,6 +219,15 @@ class TaskQueueDB:
         self._settle(conn, removed)
         return sum(removed.values())
 
+    def settle(
+        self, conn: Connection, claimed: Mapping[int, int], empty: Iterable[int] = ()
+    ) -> None:
+        """Count out ``claimed[tq_id]`` jobs taken with ``claim(..., settle=False)``, then
+        make sure the counters of the queues those claims found ``empty`` say so."""
+        self._settle(conn, {q: n for q, n in claimed.items() if n})
+        for tq_id in sorted(set(empty) - {q for q, n in claimed.items() if n}):
+            self._check_empty(conn, tq_id)
+
     def _settle(self, conn: Connection, removed: Mapping[int, int]) -> None:
         """Count ``removed[tq_id]`` jobs out of each queue (its ``tq_jobs`` rows are already
         deleted by this transaction) and set its highest priority from the index.
@@ -293,7 +302,7 @@ class TaskQueueDB:
         """Every task queue, empty or not, in ``tq_id`` order."""
         return [int(r[0]) for r in conn.execute(select(TQ.tq_id).order_by(TQ.tq_id))]
 
-    def claim(self, conn: Connection, tq_id: int) -> int | None:
+    def claim(self, conn: Connection, tq_id: int, *, settle: bool = True) -> int | None:
         """Atomically take the highest-priority, oldest job out of a queue; None if empty.
 
         Both steps walk the (tq_id, priority, job_id) index in one direction: first the best
@@ -305,13 +314,18 @@ class TaskQueueDB:
         claim; when every job of a priority is being claimed by others, the next lower
         priority is tried. The queue's counters follow (:meth:`_settle`); a queue found empty
         whose counter says otherwise is corrected, so that no matcher keeps choosing it.
+        With ``settle=False`` the caller counts the claim out later, in the same transaction,
+        with :meth:`settle` (one call for many claims: the queue rows locked once, in order),
+        and passes it the queues found empty, to be checked after the counts.
         """
         if not self.skip_locked and conn.dialect.delete_returning:
             job_id = conn.execute(_TAKE_BEST, {"q": tq_id}).scalar()
             if job_id is None:
-                self._check_empty(conn, tq_id)
+                if settle:
+                    self._check_empty(conn, tq_id)
                 return None
-            self._settle(conn, {tq_id: 1})
+            if settle:
+                self._settle(conn, {tq_id: 1})
             return int(job_id)
         below: int | None = None
         while True:
@@ -320,13 +334,14 @@ class TaskQueueDB:
             else:
                 priority = conn.execute(_BEST_BELOW, {"q": tq_id, "below": below}).scalar()
             if priority is None:
-                if below is None:
+                if below is None and settle:
                     self._check_empty(conn, tq_id)
                 return None
             oldest = _OLDEST_SKIP_LOCKED if self.skip_locked else _OLDEST
             job_id = conn.execute(oldest, {"q": tq_id, "p": priority}).scalar_one_or_none()
             if job_id is not None and conn.execute(_TAKE, {"j": job_id}).rowcount == 1:
-                self._settle(conn, {tq_id: 1})
+                if settle:
+                    self._settle(conn, {tq_id: 1})
                 return int(job_id)
             below = int(priority)
 

@@ -98,6 +98,7 @@ def job_door(ctx: Context) -> Door[JobStatus, JobState]:
         enqueue_jobs(ctx, conn, [t.ident for t in steps], h)
 
     def history(conn: Connection, steps: Sequence[Transition[J]], h: HookContext[JobState]) -> None:
+        sources: Mapping[int, str] = h.params.get("sources", {})  # per job, when they differ
         ctx.jobs.add_history(
             conn,
             (
@@ -107,7 +108,7 @@ def job_door(ctx: Context) -> Door[JobStatus, JobState]:
                     "minor_status": t.reason,
                     "application_status": t.values.get("application_status") or "",
                     "time": h.now,
-                    "source": h.source,
+                    "source": sources.get(t.ident, h.source),
                 }
                 for t in steps
             ),

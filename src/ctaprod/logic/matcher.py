@@ -11,16 +11,19 @@ a retry: the claim itself is the source of truth.
 from __future__ import annotations
 
 import bisect
+import logging
 import random
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
-from ctaprod.core.errors import Forbidden, NotFound
+from ctaprod.core.errors import CtaprodError, Forbidden, NotFound
 from ctaprod.core.identity import Identity
 from ctaprod.core.job_states import JobStatus
 from ctaprod.core.jobdesc import substitute_job_id
@@ -28,6 +31,7 @@ from ctaprod.core.jobs import JobDescription
 from ctaprod.core.matching import Requirements, Resource, eligible
 from ctaprod.core.pilot_states import PilotStatus
 from ctaprod.core.properties import Property, TokenKind
+from ctaprod.db.engine import is_deadlock
 from ctaprod.db.jobs import JobState
 from ctaprod.db.taskqueues import CounterDrift, QueueLoad
 from ctaprod.logic.auth import TokenService
@@ -35,6 +39,7 @@ from ctaprod.logic.context import Context
 from ctaprod.logic.job_status import Step, transition_jobs
 
 J = JobStatus
+log = logging.getLogger(__name__)
 
 
 Grouping = dict[str, dict[str, list[int]]]  # owner group -> owner -> task queues
@@ -73,6 +78,15 @@ class Snapshot:
             tuple(sorted(res.job_types)),
             tuple(sorted(res.owner_groups)),
         )
+
+
+@dataclass(frozen=True)
+class MatchRequest:
+    """A pilot asking for a job: who asks (its token's identity), which pilot, its slot."""
+
+    ident: Identity
+    pilot_id: int
+    resource: Resource
 
 
 @dataclass(frozen=True)
@@ -222,123 +236,240 @@ class Matcher:
 
     def match(self, ident: Identity, pilot_id: int, res: Resource) -> Match | None:
         """Claim one job for the pilot, or None if nothing it can run is waiting."""
-        if ident.kind is not TokenKind.PILOT or not ident.has(Property.GENERIC_PILOT):
-            raise Forbidden("only a pilot token can ask for jobs")
-        snap = self.snapshot()
-        # Jobs whose input data is at the pilot's site go first (policy 'prefer').
-        near, anywhere = self._groupings(res, snap)
-        skip: set[int] = set()
-        for attempt in range(self.max_attempts):
-            tq_id = self._draw(near, snap, skip)
-            if tq_id is None:
-                tq_id = self._draw(anywhere, snap, skip)
-            if tq_id is None:
-                if attempt == 0:
-                    self._check_pilot(pilot_id)
-                return None
-            found = self._claim(tq_id, pilot_id, res)
-            if isinstance(found, Match):
-                return found
-            if found is _TAKEN:
-                continue  # that job was being killed or deleted: the queue may hold more
-            skip.add(tq_id)  # empty meanwhile: the snapshot was stale
-            with self._lock:
-                if self._snap is snap:
-                    snap.loads.pop(tq_id, None)
+        found = self.match_many([MatchRequest(ident, pilot_id, res)])[0]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def match_many(self, reqs: Sequence[MatchRequest]) -> list[Match | CtaprodError | None]:
+        """Serve several match requests in one write transaction (what concurrent requests
+        to one server process are batched into): one pilot check, one claim per request,
+        one door transition, one read of descriptions and sandboxes for them all.
+
+        Each request gets its own outcome: a match, None (nothing it can run), or the error
+        that refuses it (unknown or stopped pilot, not a pilot token). When the batch cannot
+        be served whole (a claimed job's row is held by a kill or reschedule, a deadlock on
+        the queue rows, a broken description), it is rolled back and each request is served
+        alone, so one request never costs another its job or its error."""
+        out: list[Match | CtaprodError | None] = [None] * len(reqs)
+        todo: list[int] = []
+        for i, r in enumerate(reqs):
+            if r.ident.kind is not TokenKind.PILOT or not r.ident.has(Property.GENERIC_PILOT):
+                out[i] = Forbidden("only a pilot token can ask for jobs")
+            else:
+                todo.append(i)
+        if len(todo) > 1:
+            try:
+                for i, found in self._serve(reqs, todo).items():
+                    out[i] = found
+                return out
+            except (_RowBusy, CtaprodError, DBAPIError) as exc:
+                if isinstance(exc, DBAPIError) and not is_deadlock(exc):
+                    raise
+                log.debug("batch of %d matches served one by one: %r", len(todo), exc)
+        for i in todo:
+            out[i] = self._alone(reqs[i])
+        return out
+
+    def _alone(self, req: MatchRequest) -> Match | CtaprodError | None:
+        """One request in its own transaction; a claim that met a busy job row is rolled back
+        (the job stays in its queue) and tried again."""
+        for _ in range(self.max_attempts):
+            try:
+                return self._serve([req], [0])[0]
+            except CtaprodError as exc:
+                return exc
+            except _RowBusy:
+                continue
         return None
 
-    def _check_pilot(self, pilot_id: int, conn: Connection | None = None) -> None:
-        """Only a registered, Running pilot gets jobs."""
-        if conn is None:
-            with self.ctx.db.read() as c:
-                row = self.ctx.pilots.get(c, pilot_id)
-        else:
-            row = self.ctx.pilots.get(conn, pilot_id)
-        if row is None:
-            raise NotFound(f"no pilot {pilot_id}")
-        if row["status"] != PilotStatus.RUNNING.value:
-            raise Forbidden(f"pilot {pilot_id} is {row['status']}, not Running: no more jobs")
-
-    def _claim(self, tq_id: int, pilot_id: int, res: Resource) -> Match | _Taken | None:
-        """Claim a job of the queue: the match, None if the queue is empty, or _TAKEN if the
-        job found was being changed by someone else (try again)."""
+    def _serve(
+        self, reqs: Sequence[MatchRequest], todo: list[int]
+    ) -> dict[int, Match | CtaprodError | None]:
+        """Serve ``reqs[i]`` for i in ``todo`` in one write transaction (see match_many)."""
         ctx = self.ctx
-        try:
-            with ctx.db.write() as conn:
-                self._check_pilot(pilot_id, conn)
-                job_id = ctx.queues.claim(conn, tq_id)
-                if job_id is None:
-                    return None
-                # Kill, delete and reschedule lock the job row, then the queue row. Holding
-                # the queue row, never wait for the job row (a deadlock): give the claim back.
-                state = ctx.jobs.states(conn, [job_id], skip_locked=True).get(job_id)
-                if state is None and ctx.jobs.get(conn, job_id) is not None:
-                    raise _RowBusy
-                if state is None or state.status is not J.WAITING:
-                    return _TAKEN  # a stale queue entry: its removal is committed
-                return self._assign(conn, state, tq_id, pilot_id, res)
-        except _RowBusy:
-            return _TAKEN
+        snap = self.snapshot()
+        results: dict[int, Match | CtaprodError | None] = {}
+        pilot_ids = [reqs[i].pilot_id for i in todo]
+        first: dict[int, int] = {}  # the first draw of each request, done before writing
+        for i in todo:
+            tq_id = self._pick(reqs[i].resource, snap, set())
+            if tq_id is not None:
+                first[i] = tq_id
+        if not first:
+            # Nothing any of them can run: no write transaction, only the pilot check.
+            with ctx.db.read() as conn:
+                known = ctx.pilots.statuses(conn, pilot_ids)
+            return {i: self._pilot_refusal(reqs[i].pilot_id, known) for i in todo}
+        with ctx.db.write() as conn:
+            known = ctx.pilots.statuses(conn, pilot_ids)
+            live: list[int] = []
+            for i in todo:
+                refusal = self._pilot_refusal(reqs[i].pilot_id, known)
+                if refusal is None:
+                    live.append(i)
+                else:
+                    results[i] = refusal
+            got = self._claim_all(conn, snap, reqs, [i for i in live if i in first], first)
+            results.update({i: None for i in live if i not in got})
+            if got:
+                results.update(self._assign(conn, reqs, got))
+        return results
+
+    @staticmethod
+    def _pilot_refusal(pilot_id: int, statuses: Mapping[int, str]) -> CtaprodError | None:
+        """Only a registered, Running pilot gets jobs."""
+        status = statuses.get(pilot_id)
+        if status is None:
+            return NotFound(f"no pilot {pilot_id}")
+        if status != PilotStatus.RUNNING.value:
+            return Forbidden(f"pilot {pilot_id} is {status}, not Running: no more jobs")
+        return None
+
+    def _pick(self, res: Resource, snap: Snapshot, skip: set[int]) -> int | None:
+        """The queue to claim from for this resource: data-local queues first."""
+        near, anywhere = self._groupings(res, snap)
+        tq_id = self._draw(near, snap, skip)
+        return self._draw(anywhere, snap, skip) if tq_id is None else tq_id
+
+    def _claim_all(
+        self,
+        conn: Connection,
+        snap: Snapshot,
+        reqs: Sequence[MatchRequest],
+        live: list[int],
+        first: Mapping[int, int],
+    ) -> dict[int, tuple[int, JobState]]:
+        """Claim one Waiting job (row-locked) per request of ``live``: request -> (queue,
+        job state). A request that finds nothing within ``max_attempts`` claims is left out.
+
+        A queue found empty is skipped (the snapshot was stale); a claimed entry whose job
+        is gone or no longer Waiting is a stale queue entry, its removal kept, and the
+        request claims again. Kill, delete and reschedule lock the job row, then the queue
+        row: holding a queue row, never wait for a job row (a deadlock): a busy one raises
+        _RowBusy and the transaction rolls the claims back. ``first`` holds each request's
+        first draw. The claims are counted out of their queues at the end, in queue order."""
+        ctx = self.ctx
+        skips: dict[int, set[int]] = {i: set() for i in live}
+        tries = dict.fromkeys(live, 0)
+        got: dict[int, tuple[int, JobState]] = {}
+        taken: Counter[int] = Counter()
+        empty: set[int] = set()
+        want = list(live)
+        while want:
+            claimed: dict[int, tuple[int, int]] = {}
+            for i in want:
+                while tries[i] < self.max_attempts:
+                    tries[i] += 1
+                    tq_id = (
+                        first[i] if tries[i] == 1 else self._pick(reqs[i].resource, snap, skips[i])
+                    )
+                    if tq_id is None:
+                        tries[i] = self.max_attempts
+                        break
+                    job_id = ctx.queues.claim(conn, tq_id, settle=False)
+                    if job_id is not None:
+                        claimed[i] = (tq_id, job_id)
+                        taken[tq_id] += 1
+                        break
+                    skips[i].add(tq_id)
+                    empty.add(tq_id)
+                    with self._lock:
+                        if self._snap is snap:
+                            snap.loads.pop(tq_id, None)
+            if not claimed:
+                break
+            ids = [job_id for _, job_id in claimed.values()]
+            states = ctx.jobs.states(conn, ids, skip_locked=True)
+            unseen = [j for j in ids if j not in states]
+            # Not locked for us: gone, or held by another transaction (read without a lock:
+            # waiting for its lock while holding queue entries is a deadlock).
+            if any(ctx.jobs.get(conn, j) is not None for j in unseen):
+                raise _RowBusy
+            want = []
+            for i, (tq_id, job_id) in claimed.items():
+                state = states.get(job_id)
+                if state is not None and state.status is J.WAITING:
+                    got[i] = (tq_id, state)
+                elif tries[i] < self.max_attempts:
+                    want.append(i)
+        ctx.queues.settle(conn, taken, empty)
+        return got
 
     def _assign(
-        self, conn: Connection, claimed: JobState, tq_id: int, pilot_id: int, res: Resource
-    ) -> Match:
-        """Move the claimed (row-locked, Waiting) job to Matched and build the pilot's reply."""
+        self,
+        conn: Connection,
+        reqs: Sequence[MatchRequest],
+        got: Mapping[int, tuple[int, JobState]],
+    ) -> dict[int, Match | CtaprodError | None]:
+        """Move the claimed (row-locked, Waiting) jobs to Matched and build the replies."""
         ctx = self.ctx
         now = ctx.clock()
-        job_id = claimed.job_id
+        of_job = {state.job_id: (i, tq_id) for i, (tq_id, state) in got.items()}
 
         def decide(s: JobState) -> list[Step]:
-            return [
-                Step(
-                    J.MATCHED,
-                    "Assigned to pilot",
-                    values={
-                        "pilot_id": pilot_id,
-                        "site": res.site,
-                        "heartbeat_time": now,
-                        "tq_id": tq_id,
-                    },
-                )
-            ]
+            i, tq_id = of_job[s.job_id]
+            req = reqs[i]
+            values = {
+                "pilot_id": req.pilot_id,
+                "site": req.resource.site,
+                "heartbeat_time": now,
+                "tq_id": tq_id,
+            }
+            return [Step(J.MATCHED, "Assigned to pilot", values=values)]
 
-        # The claim took the job out of its queue already: the door's dequeue hook skips it.
-        state = transition_jobs(
+        job_ids = sorted(of_job)
+        # The claims took the jobs out of their queues already: the dequeue hook skips them.
+        states = transition_jobs(
             ctx,
             conn,
-            [job_id],
+            job_ids,
             decide,
-            f"Matcher:{pilot_id}",
-            known={job_id: claimed},
-            params={"claimed": {job_id}},
-        ).states[job_id]
-        text = ctx.jobs.description(conn, job_id)
-        if text is None:
-            raise NotFound(f"no description for job {job_id}")
-        desc = JobDescription.model_validate_json(text)
-        if "%j" in text:  # the job ID, known only now (core's one rule for %j)
-            desc = substitute_job_id(desc, job_id)
-        sbs = (
-            [r["sha256"] for r in ctx.sandboxes.of_job(conn, job_id, "input")]
-            if desc.sandbox_refs()
-            else []
-        )
-        lifetime = timedelta(seconds=desc.cpu_time * 2) + timedelta(
-            hours=ctx.settings.jobs.job_token_hours
-        )
-        token = self.tokens.issue_job_token(
-            state.owner, state.owner_group, job_id, pilot_id, state.reschedule_count, lifetime
-        )
-        return Match(
-            job_id,
-            state.owner,
-            state.owner_group,
-            desc,
-            token,
-            state.reschedule_count,
-            ctx.settings.jobs.heartbeat_interval,
-            sbs,
-        )
+            "Matcher",
+            known={state.job_id: state for _, state in got.values()},
+            params={
+                "claimed": set(job_ids),
+                "sources": {j: f"Matcher:{reqs[i].pilot_id}" for j, (i, _) in of_job.items()},
+            },
+        ).states
+        texts = ctx.jobs.descriptions(conn, job_ids)
+        descs: dict[int, JobDescription] = {}
+        for job_id in job_ids:
+            text = texts.get(job_id)
+            if text is None:
+                raise NotFound(f"no description for job {job_id}")
+            desc = JobDescription.model_validate_json(text)
+            if "%j" in text:  # the job ID, known only now (core's one rule for %j)
+                desc = substitute_job_id(desc, job_id)
+            descs[job_id] = desc
+        with_sandboxes = [j for j, d in descs.items() if d.sandbox_refs()]
+        sbs = ctx.sandboxes.of_jobs(conn, with_sandboxes, "input") if with_sandboxes else {}
+        out: dict[int, Match | CtaprodError | None] = {}
+        for job_id in job_ids:
+            i, _ = of_job[job_id]
+            state, desc = states[job_id], descs[job_id]
+            lifetime = timedelta(seconds=desc.cpu_time * 2) + timedelta(
+                hours=ctx.settings.jobs.job_token_hours
+            )
+            token = self.tokens.issue_job_token(
+                state.owner,
+                state.owner_group,
+                job_id,
+                reqs[i].pilot_id,
+                state.reschedule_count,
+                lifetime,
+            )
+            out[i] = Match(
+                job_id,
+                state.owner,
+                state.owner_group,
+                desc,
+                token,
+                state.reschedule_count,
+                ctx.settings.jobs.heartbeat_interval,
+                sbs.get(job_id, []),
+            )
+        return out
 
 
 def repair_queue_counters(ctx: Context, chunk: int = 100) -> list[CounterDrift]:
@@ -355,11 +486,4 @@ def repair_queue_counters(ctx: Context, chunk: int = 100) -> list[CounterDrift]:
 
 
 class _RowBusy(Exception):
-    """The claimed job's row is held by another transaction: roll the claim back."""
-
-
-class _Taken:
-    """The outcome of a claim whose job was gone or busy: the queue may still hold others."""
-
-
-_TAKEN = _Taken()
+    """A claimed job's row is held by another transaction: roll the claims back."""

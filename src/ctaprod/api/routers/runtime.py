@@ -42,13 +42,14 @@ def register(body: PilotRegistration, svc: ServicesDep, ident: IdentityDep) -> P
     responses={204: {"description": "no job"}},
     response_model=MatchResponse,
 )
-def match(
+async def match(
     pilot_id: int, resource: Resource, svc: ServicesDep, ident: IdentityDep
 ) -> MatchResponse | Response:
     """Claim the best waiting job this resource can run (204 when there is none)."""
     if ident.pilot_id is not None and ident.pilot_id != pilot_id:
         raise Forbidden(f"this token belongs to pilot {ident.pilot_id}, not {pilot_id}")
-    found = svc.matcher.match(ident, pilot_id, resource)
+    # Concurrent requests are served together, in one transaction (api.batching).
+    found = await svc.batcher.match(ident, pilot_id, resource)
     if found is None:
         return Response(status_code=204)
     reply = MatchResponse(
