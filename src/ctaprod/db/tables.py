@@ -504,3 +504,112 @@ request_files = Table(
     Column("guid", String(36), nullable=True),
     Index(None, "op_id"),
 )
+
+# --- transformations -------------------------------------------------------------------
+# A transformation turns input files (found by its catalog query) into tasks (jobs or
+# requests). ``definition`` keeps the whole validated definition (JSON); the columns beside
+# it are what queries and agents filter on.
+TRANS_NAME = 128
+transformations = Table(
+    "transformations",
+    metadata,
+    Column("trans_id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(TRANS_NAME), nullable=False, unique=True),
+    Column("type", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("owner", String(NAME), nullable=False),
+    Column("owner_group", String(NAME), nullable=False),
+    Column("description", String(1024), nullable=False, server_default=""),
+    # The catalog query of the input files; NULL for types without input (MCSimulation).
+    Column("input_query", LongText, nullable=True),
+    Column("plugin", String(32), nullable=False),
+    Column("group_size", BigInteger, nullable=False),
+    Column("max_tasks", Integer, nullable=True),
+    Column("max_errors", Integer, nullable=False),
+    Column("definition", LongText, nullable=False),
+    # Tasks made so far (MCSimulation: the next run number is derived from it).
+    Column("tasks_created", Integer, nullable=False, server_default="0"),
+    # Set when no more input will come (the parent step finished): the last, smaller groups
+    # are then made (flush).
+    Column("input_complete", Boolean, nullable=False, server_default="0"),
+    Column("created", UTCDateTime, nullable=False),
+    Column("last_update", UTCDateTime, nullable=False),
+    Index(None, "status"),
+)
+# The files of a transformation and where each stands. One row per (transformation, file):
+# a file can be in one live task of a transformation only (``task_id``).
+trans_files = Table(
+    "trans_files",
+    metadata,
+    # A key of its own: the door of transformation files works on one integer per row.
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "trans_id",
+        BigId,
+        ForeignKey("transformations.trans_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("file_id", BigId, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("task_id", BigId, nullable=True),
+    Column("error_count", Integer, nullable=False, server_default="0"),
+    Column("last_error", String(1024), nullable=False, server_default=""),
+    Column("last_update", UTCDateTime, nullable=False),
+    UniqueConstraint("trans_id", "file_id"),
+    Index(None, "trans_id", "status", "file_id"),
+    Index(None, "file_id"),
+    Index(None, "task_id"),
+)
+trans_tasks = Table(
+    "trans_tasks",
+    metadata,
+    Column("task_id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "trans_id",
+        BigId,
+        ForeignKey("transformations.trans_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("status", String(16), nullable=False),
+    # MCSimulation: the run number of the task (unique in its transformation).
+    Column("run_number", BigInteger, nullable=True),
+    Column("job_id", BigId, nullable=True),
+    Column("request_id", BigId, nullable=True),
+    Column("error", String(1024), nullable=False, server_default=""),
+    Column("created", UTCDateTime, nullable=False),
+    Column("last_update", UTCDateTime, nullable=False),
+    Index(None, "trans_id", "status", "task_id"),
+    Index(None, "job_id"),
+    Index(None, "request_id"),
+    UniqueConstraint("trans_id", "run_number"),
+)
+# The input files of each task (kept after the task ends: which inputs made which outputs).
+trans_task_files = Table(
+    "trans_task_files",
+    metadata,
+    Column(
+        "task_id",
+        BigId,
+        ForeignKey("trans_tasks.task_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("file_id", BigId, primary_key=True),
+    Index(None, "file_id"),
+)
+# Every action on a transformation: who, what, when.
+trans_log = Table(
+    "trans_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "trans_id",
+        BigId,
+        ForeignKey("transformations.trans_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("time", UTCDateTime, nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("message", String(2048), nullable=False, server_default=""),
+    Index(None, "trans_id", "id"),
+)

@@ -21,6 +21,7 @@ from ctaprod.db.sandboxes import SandboxDB
 from ctaprod.db.sites import SiteDB
 from ctaprod.db.storage import StorageDB
 from ctaprod.db.taskqueues import TaskQueueDB
+from ctaprod.db.transformations import TransformationDB
 from ctaprod.db.types import utcnow
 from ctaprod.resources.storage import StorageElement, create_storage_element
 
@@ -43,6 +44,7 @@ class Context:
     datasets: DatasetDB = field(init=False)
     se_status: StorageDB = field(init=False)
     requests: RequestDB = field(init=False)
+    trans: TransformationDB = field(init=False)
     _storage: dict[str, StorageElement] = field(init=False, default_factory=dict)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
@@ -59,6 +61,7 @@ class Context:
         self.datasets = DatasetDB()
         self.se_status = StorageDB()
         self.requests = RequestDB()
+        self.trans = TransformationDB(for_update=locking)
 
     @property
     def limits(self) -> SubmissionLimits:
