@@ -202,3 +202,31 @@ def test_string_values_match_case_sensitively(ctx: Any, tree: Tree) -> None:
     M.set_metadata(ctx, ALICE, f"{BASE}/Paranal/gamma/f0", {"outputType": "DL1"})
     assert lfns(ctx, {"outputType": "dl1"}) == []
     assert lfns(ctx, {"outputType": "DL1"}) == [f"{BASE}/Paranal/gamma/f0"]
+
+
+def test_effective_values_of_many_files_nearest_wins(ctx: Any, tree: Tree) -> None:
+    """db.metadata.effective_file_values, what the transformation trigger evaluates queries
+    on: directory values inherited, the file's own over them."""
+    from ctaprod.core.metaquery import matches, parse
+
+    paths = [f"{BASE}/Paranal/gamma/f2", f"{BASE}/LaPalma/proton/f0"]
+    by_lfn = {p: tree.files[p] for p in paths}
+    with ctx.db.read() as conn:
+        values = ctx.meta.effective_file_values(
+            conn, [*by_lfn.values(), 987_654], ctx.meta.field_types(conn)
+        )
+    assert set(values) == set(by_lfn.values())  # unknown files are absent
+    f2, f0 = values[by_lfn[paths[0]]], values[by_lfn[paths[1]]]
+    assert f2 == {
+        "MCCampaign": "Prod6",
+        "site": "Paranal",
+        "particle": "gamma",
+        "runNumber": 2,
+        "thetaP": 40.0,
+    }
+    assert f0["thetaP"] == 20.0
+    assert (f0["site"], f0["particle"], f0["runNumber"]) == ("LaPalma", "proton", 0)
+    assert matches(parse("particle=gamma thetaP>30"), f2)
+    assert not matches(parse("particle=gamma thetaP>30"), f0)
+    # The same answer as the SQL query engine.
+    assert lfns(ctx, "particle=gamma thetaP>30") == [paths[0]]

@@ -241,6 +241,26 @@ class MetadataDB:
                         out[fid][name] = decode(types[name], raw)
         return dict(out)
 
+    def effective_file_values(
+        self, conn: Connection, file_ids: Sequence[int], types: Mapping[str, FieldType]
+    ) -> dict[int, dict[str, Scalar]]:
+        """Effective values of files: their directory's effective values (inherited, nearest
+        wins) under the file's own. Files not in the catalog are absent; a file without any
+        value maps to {}. Cost: the file rows, the effective rows of their directories, the
+        own values: a few statements per chunk, whatever the depth of the tree."""
+        dirs = self._dirs_of(conn, file_ids)
+        by_dir: dict[int, dict[str, Scalar]] = defaultdict(dict)
+        for chunk in _chunks(sorted(set(dirs.values()))):
+            query = select(dir_meta_eff).where(dir_meta_eff.c.dir_id.in_(chunk))
+            for row in conn.execute(query):
+                if row.field in types:
+                    ftype = types[row.field]
+                    by_dir[int(row.dir_id)][row.field] = decode(
+                        ftype, getattr(row, DIR_COLUMN[ftype])
+                    )
+        own = self.file_values(conn, list(dirs), types)
+        return {f: {**by_dir.get(d, {}), **own.get(f, {})} for f, d in dirs.items()}
+
     def delete_files(self, conn: Connection, file_ids: Sequence[int]) -> None:
         """Forget the values of removed files."""
         for table in FILE_TABLES:
