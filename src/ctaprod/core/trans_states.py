@@ -217,8 +217,11 @@ def task_status_for_request(status: RequestStatus) -> TaskStatus:
 def mirror_steps(current: TaskStatus, mirrored: TaskStatus) -> list[Change[TaskStatus]]:
     """The steps that bring a task from ``current`` to the ``mirrored`` status of its job or
     request: none when it is there already or final (a final task is never reopened), else
-    one step (Created goes through Submitted first: the job exists, so it was submitted)."""
+    one step (Created goes through Submitted first: the job exists, so it was submitted).
+    Submitted (a job still being checked) is stale news for a task that is past it."""
     if current == mirrored or current in TASK_FINAL:
+        return []
+    if mirrored is TK.SUBMITTED and current is not TK.CREATED:
         return []
     if current is TK.CREATED and mirrored is not TK.SUBMITTED:
         return [Change(TK.SUBMITTED), Change(mirrored)]

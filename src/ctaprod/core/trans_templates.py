@@ -41,9 +41,11 @@ from ctaprod.core.errors import InvalidInput
 from ctaprod.core.lfn import check_lfn, is_under
 
 __all__ = [
+    "INPUT_PLACEHOLDERS",
     "IN_JOB",
     "IN_LFN",
     "IN_METADATA",
+    "OUTPUT_PLACEHOLDERS",
     "PLACEHOLDERS",
     "Placeholder",
     "TaskValues",
@@ -77,11 +79,14 @@ IN_LFN = frozenset(
 IN_METADATA = frozenset({"transformation_id", "transformation", "task_id", "run_number"})
 # Different for every task of a transformation, and made of digits only.
 PER_TASK = frozenset({"task_id", "run_number"})
+# The same for every task of a transformation.
+PER_TRANSFORMATION = frozenset({"transformation_id", "transformation"})
 # Different for every input file of a task (one output per input file).
 PER_INPUT = frozenset({"input_name", "input_stem"})
 INTEGERS = frozenset({"transformation_id", "task_id", "run_number"})
 _LISTS = frozenset({"input_lfns", "output_lfns"})
-_INPUT = frozenset({"input_lfns", "input_lfn", "input_name", "input_stem"})
+INPUT_PLACEHOLDERS = frozenset({"input_lfns", "input_lfn", "input_name", "input_stem"})
+OUTPUT_PLACEHOLDERS = frozenset({"output_lfns", "output_lfn", "output_name"})
 
 
 @dataclass(frozen=True)
@@ -158,7 +163,7 @@ class TaskValues:
                 "{{run_number}} is only defined for transformation types with run numbers",
                 placeholder=name,
             )
-        if name in _INPUT and not self.input_lfns:
+        if name in INPUT_PLACEHOLDERS and not self.input_lfns:
             raise InvalidInput(f"{{{{{name}}}}}: the task has no input files", placeholder=name)
         if name.startswith("output_") and not self.output_lfns:
             raise InvalidInput(
@@ -298,10 +303,8 @@ def check_output_template(
             key=where,
         )
     names = {h.name for h in holders}
-    if any(_readable(template, holders, i) for i in range(len(holders))):
-        return "input_name" in names
-    if "input_name" in names:
-        return True
+    if "input_name" in names or any(_readable(template, holders, i) for i in range(len(holders))):
+        return bool(names & PER_INPUT)
     raise InvalidInput(
         f"{where}: {template!r} would give the same LFN to several tasks: put {{{{task_id}}}}"
         + (" or {{run_number}}" if run_numbers else "")
@@ -312,24 +315,29 @@ def check_output_template(
 
 
 def _readable(template: str, holders: Sequence[Placeholder], index: int) -> bool:
-    """Whether the digits of ``holders[index]`` can be read back from any rendering: it is a
-    per-task number and either all after it is literal and a literal non-digit precedes it
-    (strip the known suffix, take the trailing digits), or all before it is literal and a
-    literal non-digit (or the end) follows it (strip the known prefix, take the leading
-    digits). Zero-padding keeps numbers distinct; a divisor does not."""
+    """Whether two tasks of one transformation always render different LFNs because of
+    ``holders[index]``: an undivided per-task number (zero-padding keeps numbers distinct)
+    whose digits can be read back. The transformation's ID and name are the same for all
+    its tasks, so they count as literal text; the other placeholders vary. Readable when no
+    other placeholder varies (prefix and suffix are then fixed), or when none varies after
+    it and a literal non-digit precedes it (strip the fixed suffix, take the trailing
+    digits), or none varies before it and a literal non-digit (or the end) follows it."""
     holder = holders[index]
     if holder.name not in PER_TASK or holder.divisor is not None:
         return False
-    last = index == len(holders) - 1
+    varying_before = any(h.name not in PER_TRANSFORMATION for h in holders[:index])
+    varying_after = any(h.name not in PER_TRANSFORMATION for h in holders[index + 1 :])
+    if not varying_before and not varying_after:
+        return True
     prev_end = holders[index - 1].end if index else -1
-    next_start = -1 if last else holders[index + 1].start
+    next_start = holders[index + 1].start if index + 1 < len(holders) else -1
     left = (
         holder.start > 0 and prev_end != holder.start and not template[holder.start - 1].isdigit()
     )
     right = holder.end == len(template) or (
         next_start != holder.end and not template[holder.end].isdigit()
     )
-    return (last and left) or (index == 0 and right)
+    return (not varying_after and left) or (not varying_before and right)
 
 
 def render_lfns(

@@ -34,6 +34,8 @@ from ctaprod.core.parametric import parametric_key
 from ctaprod.core.trans_templates import (
     IN_JOB,
     IN_METADATA,
+    INPUT_PLACEHOLDERS,
+    OUTPUT_PLACEHOLDERS,
     PER_INPUT,
     TaskValues,
     check_output_template,
@@ -388,7 +390,7 @@ def _check_outputs(
             ftype = schema.field_type(str(key))
         except InvalidInput as exc:
             raise InvalidInput(f"{where}: {exc.message}", key=where) from None
-        rendered = substitute(value, IN_METADATA, sample, where)
+        rendered = substitute(value, _allowed(IN_METADATA, spec), sample, where)
         if isinstance(rendered, list | dict) or rendered is None:
             raise InvalidInput(f"{where}: a metadata value is one number, text or date", key=where)
         try:
@@ -457,6 +459,18 @@ def _check_job_template(spec: TransformationSpec, limits: SubmissionLimits) -> N
     )
 
 
+def _allowed(where: frozenset[str], spec: TransformationSpec) -> frozenset[str]:
+    """The placeholders of ``where`` that have a value for this transformation's tasks."""
+    missing = set()
+    if spec.run_number_start is None:
+        missing.add("run_number")
+    if spec.input_query is None:
+        missing |= INPUT_PLACEHOLDERS
+    if not spec.output_lfn_template:
+        missing |= OUTPUT_PLACEHOLDERS
+    return where - missing
+
+
 def job_group(transformation_id: int) -> str:
     """The JobGroup of a transformation's jobs: its ID in 8 digits, as DIRAC writes it."""
     return f"{transformation_id:08d}"
@@ -494,7 +508,7 @@ def render_task_job(
         values.input_lfns,
         tuple(outputs),
     )
-    body = substitute(spec.job_template, IN_JOB, values, "job_template")
+    body = substitute(spec.job_template, _allowed(IN_JOB, spec), values, "job_template")
     given = {str(k).lower() for k in body}
     if "jobname" not in given:
         body["JobName"] = f"{job_group(transformation_id)}_{task_id:08d}"
@@ -507,7 +521,7 @@ def render_task_job(
         body["OutputData"] = [f"LFN:{lfn}" for lfn in outputs]
     if spec.output_metadata:
         body["OutputMetadata"] = substitute(
-            spec.output_metadata, IN_METADATA, values, "output_metadata"
+            spec.output_metadata, _allowed(IN_METADATA, spec), values, "output_metadata"
         )
     try:
         jobs = expand(body, limits)
