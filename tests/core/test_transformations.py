@@ -527,3 +527,14 @@ def test_ctadirac_workflow_steps_as_transformations(where: str, step: dict[str, 
 def test_ctadirac_dataset_queries_as_input(path: Path) -> None:
     spec = check(with_(PROCESSING, input_query=path.read_text()))
     assert "tel_sim_prog=sim_telarray" in (spec.input_query or "")
+
+
+def test_the_example_of_the_docs_is_valid() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "transformations.md").read_text()
+    example = text.split("## Example", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    spec = check(load_definition(example))
+    assert spec.name == "Prod6_gamma_DL0_to_DL2"
+    job = render_task_job(
+        spec, transformation_id=7, task_id=1, input_lfns=["/ctao/in/r1.zst"], limits=LIMITS
+    )
+    assert job.output_data == ["LFN:/ctao/MC/Prod6/7/Data/r1_1.DL2.h5"]
