@@ -164,6 +164,8 @@ def test_query_value_of_the_wrong_type() -> None:
 def test_input_query_required_or_refused_by_type() -> None:
     refused(with_(PROCESSING, input_query=...), "needs an input query", "input_query")
     refused(with_(PROCESSING, input_query="  "), "needs an input query", "input_query")
+    refused(with_(PROCESSING, input_query="{}"), "needs an input query", "input_query")
+    refused(with_(PROCESSING, input_query={"dataset": ""}), "needs an input query", "input_query")
     refused(with_(MC, input_query="particle=gamma"), "no input files", "input_query")
 
 
@@ -183,6 +185,8 @@ def test_unknown_type_and_plugin() -> None:
         ("ByMetadata", 20_000, "out of range"),
         ("BySize", 2**51, "out of range"),
         ("BySize", "lots", "is not a size"),
+        ("Standard", True, "not a boolean"),
+        ("Standard", 2.5, "fractional part"),
     ],
 )
 def test_group_size_out_of_range(plugin: str, size: object, match: str) -> None:

@@ -272,11 +272,12 @@ def check_output_template(
 
     **No collision between tasks.** The template must hold a per-task placeholder
     (``task_id``, ``run_number``, undivided) whose digits can be read back from any LFN it
-    renders: everything on one side of it is literal text and the character next to it on
-    that side is a literal non-digit (or the end). Two tasks then give different LFNs,
-    whatever the other placeholders render. Or it holds ``{{input_name}}`` (one output per
-    input file), unique as long as the transformation's input files have distinct names;
-    ``{{input_stem}}`` alone is not enough (``a.x`` and ``a.y`` share it).
+    renders (:func:`_readable`): then two tasks give different LFNs, whatever the other
+    placeholders render. Or it holds ``{{input_name}}`` (one output per input file), unique
+    as long as the transformation's input files have distinct names (a task that would
+    write one LFN twice is refused when rendered); ``{{input_stem}}`` alone is not enough
+    (``a.x`` and ``a.y`` share it). Other transformations are not considered: put
+    ``{{transformation_id}}`` in the template to stay apart from them.
     """
     if not isinstance(template, str) or not template:
         raise InvalidInput(f"{where}: an LFN template is a non-empty text", key=where)

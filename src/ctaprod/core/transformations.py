@@ -118,6 +118,14 @@ class TransformationSpec(BaseModel):
     def _size(cls, value: Any) -> Any:
         return _bytes(value) if isinstance(value, str) else value
 
+    @field_validator("group_size", "max_tasks", "max_errors", "run_number_start", mode="before")
+    @classmethod
+    def _not_bool(cls, value: Any) -> Any:
+        # YAML reads yes/no/true as booleans, which pydantic would take as 1 and 0.
+        if isinstance(value, bool):
+            raise ValueError("a number, not a boolean")
+        return value
+
     @field_validator("parameters")
     @classmethod
     def _parameters(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -305,16 +313,16 @@ def _check_input(
         if spec.group_by:
             raise InvalidInput(f"group_by: {ttype.name} tasks have no input", key="group_by")
         return {}
-    if spec.input_query is None or not str(spec.input_query).strip():
+    try:
+        query = validate(spec.input_query or "", schema)
+    except InvalidInput as exc:
+        raise InvalidInput(f"input_query: {exc.message}", key="input_query") from None
+    if not query.conditions:
         raise InvalidInput(
             f"input_query: a {ttype.name} transformation needs an input query (an empty "
             "query would take every file of the catalog)",
             key="input_query",
         )
-    try:
-        query = validate(spec.input_query, schema)
-    except InvalidInput as exc:
-        raise InvalidInput(f"input_query: {exc.message}", key="input_query") from None
     plugin = plugins.get(spec.plugin or ttype.default_plugin or "")
     if plugin.name not in ttype.plugins:
         raise InvalidInput(
