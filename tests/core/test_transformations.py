@@ -4,6 +4,7 @@ definitions written in the style of CTADIRAC's production files."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,15 @@ def test_processing_is_canonical() -> None:
     assert spec.per_input_outputs() == [True]
     # The canonical spec passes again, unchanged.
     assert check(spec.model_dump()) == spec
+
+
+@pytest.mark.parametrize("raw", [PROCESSING, MC, REPLICATION], ids=["proc", "mc", "rep"])
+def test_the_canonical_spec_round_trips_through_json(raw: dict[str, Any]) -> None:
+    spec = check(raw)
+    stored = json.loads(spec.model_dump_json())  # as the database will keep it
+    assert check(stored) == spec
+    assert TransformationSpec.model_validate(stored) == spec
+    assert "input_query" in TransformationSpec.model_json_schema()["properties"]
 
 
 def test_defaults_come_from_the_type_and_plugin() -> None:
