@@ -141,8 +141,8 @@ def test_mc_simulation() -> None:
     assert spec.input_query is None
     assert spec.plugin is None
     assert spec.group_size is None
-    assert spec.run_number(1) == 2000
-    assert spec.run_number(11) == 2010
+    assert spec.run_number_of(1) == 2000
+    assert spec.run_number_of(11) == 2010
     assert check(with_(MC, run_number_start=...)).run_number_start == 1
 
 
@@ -310,14 +310,14 @@ def test_output_metadata() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "1234", "9lives", "has space", "a/b", "é", "x" * 256, "semi;colon", "-dash"],
+    ["", "1234", "9lives", "has space", "a/b", "é", "x" * 129, "semi;colon", "-dash"],
 )
 def test_name_charset(name: str) -> None:
     refused(with_(PROCESSING, name=name), "transformation name", "name")
 
 
 def test_good_names() -> None:
-    for name in ["a", "Prod5b_LaPalma-gamma.v2+1", "x" * 255]:
+    for name in ["a", "Prod5b_LaPalma-gamma.v2+1", "x" * 128]:
         assert check_transformation_name(name) == name
 
 
@@ -391,7 +391,10 @@ def test_render_processing_task() -> None:
 
 def test_render_mc_task() -> None:
     spec = check(MC)
-    job = render_task_job(spec, transformation_id=5, task_id=3, input_lfns=[], limits=LIMITS)
+    run = spec.run_number_of(3)  # the third task made; its ID is the database's
+    job = render_task_job(
+        spec, transformation_id=5, task_id=903, run_number=run, input_lfns=[], limits=LIMITS
+    )
     assert job.arguments == "--run 2002"
     assert job.input_data == []
     assert job.output_data == [
@@ -399,10 +402,25 @@ def test_render_mc_task() -> None:
         "LFN:/ctao/MC/Prod6/5/Log/002xxx/run002002.log.tgz",
     ]
     assert job.output_metadata == {"runNumber": 2002, "MCCampaign": "Prod6", "data_level": -3}
+    assert job.job_name == "00000005_00000903"
     # %j (the job ID, known later) is left for substitute_job_id.
     spec = check(with_(MC, job_template={"Executable": "x", "Arguments": "%j {{task_id}}"}))
-    job = render_task_job(spec, transformation_id=5, task_id=3, input_lfns=[], limits=LIMITS)
+    job = render_task_job(
+        spec, transformation_id=5, task_id=3, run_number=1, input_lfns=[], limits=LIMITS
+    )
     assert job.arguments == "%j 3"
+    # A run number is required for MCSimulation, refused for others.
+    with pytest.raises(ValueError, match="need run numbers"):
+        render_task_job(spec, transformation_id=5, task_id=3, input_lfns=[], limits=LIMITS)
+    with pytest.raises(ValueError, match="have no run numbers"):
+        render_task_job(
+            check(PROCESSING),
+            transformation_id=5,
+            task_id=3,
+            run_number=4,
+            input_lfns=["/a/b"],
+            limits=LIMITS,
+        )
 
 
 def test_render_refuses_a_task_writing_one_lfn_twice() -> None:

@@ -13,9 +13,9 @@ template L, output metadata M):
 ========================= ======= =====================================================
 ``transformation_id``     J L M   the transformation's ID
 ``transformation``        J L M   its name
-``task_id``               J L M   the task's number in its transformation (1, 2, ...)
+``task_id``               J L M   the task's ID (unique: no two tasks share it)
 ``run_number``            J L M   types with run numbers (MCSimulation): run_number_start
-                                  + task_id - 1
+                                  + n - 1 for the n-th task the transformation made
 ``input_lfns``            J       the task's input LFNs (a whole value or list item: the
                                   list; inside a text: separated by spaces)
 ``input_lfn``             J       the first input LFN

@@ -55,7 +55,9 @@ __all__ = [
     "render_task_job",
 ]
 
-NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.+-]{0,254}")
+MAX_NAME = 128  # the database column
+MAX_DESCRIPTION = 1024
+NAME_PATTERN = re.compile(rf"[A-Za-z][A-Za-z0-9_.+-]{{0,{MAX_NAME - 1}}}")
 MAX_TASKS = 10_000_000
 MAX_RUN_NUMBER = 2**31 - 1
 MAX_PARAMETERS = 100
@@ -67,12 +69,12 @@ SAMPLE_INPUT = "/sample/input/file_000001.dat"
 
 
 def check_transformation_name(name: object) -> str:
-    """A name: a letter, then letters, digits and ``_ . + -``, at most 255; never all digits
+    """A name: a letter, then letters, digits and ``_ . + -``, at most 128; never all digits
     (so that a name and an ID are never confused on the command line)."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
             f"name: invalid transformation name {name!r}: start with a letter, then letters, "
-            "digits and '_.+-', at most 255 characters",
+            f"digits and '_.+-', at most {MAX_NAME} characters",
             key="name",
         )
     return name
@@ -87,7 +89,7 @@ class TransformationSpec(BaseModel):
 
     name: str = Field(description="Unique; a letter then letters, digits and _.+-")
     type: str = Field(description="A registered transformation type")
-    description: str = Field("", max_length=4096)
+    description: str = Field("", max_length=MAX_DESCRIPTION)
     input_query: str | None = Field(None, description="Catalog query (compact text)")
     plugin: str | None = Field(None, description="Grouping plugin (default: the type's)")
     group_size: int | None = Field(None, ge=1, description="Files, or bytes for BySize")
@@ -135,11 +137,12 @@ class TransformationSpec(BaseModel):
             raise ValueError("longer than 64 KiB as JSON")
         return value
 
-    def run_number(self, task_id: int) -> int | None:
-        """The run number of task ``task_id`` (None for types without run numbers)."""
+    def run_number_of(self, ordinal: int) -> int | None:
+        """The run number of the ``ordinal``-th task made by the transformation (1 for the
+        first; the database counts the tasks made), None for types without run numbers."""
         if self.run_number_start is None:
             return None
-        return self.run_number_start + task_id - 1
+        return self.run_number_start + ordinal - 1
 
     def per_input_outputs(self) -> list[bool]:
         """For each output template, whether it makes one output per input file."""
@@ -429,7 +432,7 @@ def _sample(spec: TransformationSpec) -> TaskValues:
         transformation_id=1,
         transformation=spec.name,
         task_id=1,
-        run_number=spec.run_number(1),
+        run_number=spec.run_number_of(1),
         input_lfns=(SAMPLE_INPUT,) if spec.input_query else (),
     )
 
@@ -463,6 +466,7 @@ def _check_job_template(spec: TransformationSpec, limits: SubmissionLimits) -> N
         transformation_id=sample.transformation_id,
         task_id=sample.task_id,
         input_lfns=sample.input_lfns,
+        run_number=sample.run_number,
         limits=limits,
     )
 
@@ -491,14 +495,18 @@ def render_task_job(
     task_id: int,
     input_lfns: Sequence[str],
     limits: SubmissionLimits,
+    run_number: int | None = None,
 ) -> JobDescription:
     """The job description of one task (module docstring), or ``InvalidInput`` naming the
-    template key that did not render to a valid job."""
+    template key that did not render to a valid job. ``run_number``: the task's, for types
+    with run numbers (``spec.run_number_of``), kept with the task when it was made."""
     if spec.job_template is None:
         raise InvalidInput(f"{spec.type} tasks are not jobs", key="job_template")
-    values = TaskValues(
-        transformation_id, spec.name, task_id, spec.run_number(task_id), tuple(input_lfns)
-    )
+    if (run_number is None) != (spec.run_number_start is None):
+        raise ValueError(
+            f"{spec.type} tasks {'need' if run_number is None else 'have no'} run numbers"
+        )
+    values = TaskValues(transformation_id, spec.name, task_id, run_number, tuple(input_lfns))
     outputs = render_lfns(spec.output_lfn_template, values, spec.per_input_outputs())
     if len(set(outputs)) != len(outputs):
         twice = next(o for o in outputs if outputs.count(o) > 1)
