@@ -136,6 +136,16 @@ def _agents() -> dict[str, AgentSettings]:
     }
 
 
+class TransformationSettings(BaseModel):
+    """Where transformations may write, and how they are driven."""
+
+    output_bases: list[str] = Field(
+        default_factory=lambda: ["/ctao/MC", "/ctao/DATA", "/ctao/prod", "/ctao/tests"],
+        description="Directories output LFN templates may write under (besides the owner's home)",
+    )
+    dry_run_files: int = Field(20, ge=0, le=10_000, description="LFNs a dry run lists")
+
+
 class LivenessSettings(BaseModel):
     """How services tell they are alive, and how long a silence means one is gone."""
 
@@ -173,6 +183,7 @@ class Settings(BaseSettings):
     queues: dict[str, QueueConfig] = Field(default_factory=dict)
     agents: dict[str, AgentSettings] = Field(default_factory=_agents)
     liveness: LivenessSettings = Field(default_factory=LivenessSettings)
+    transformations: TransformationSettings = Field(default_factory=TransformationSettings)
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'ctaprod.db'}"

@@ -522,8 +522,9 @@ transformations = Table(
     Column("description", String(1024), nullable=False, server_default=""),
     # The catalog query of the input files; NULL for types without input (MCSimulation).
     Column("input_query", LongText, nullable=True),
-    Column("plugin", String(32), nullable=False),
-    Column("group_size", BigInteger, nullable=False),
+    # Grouping plugin and size (files, or bytes for BySize); NULL for types without input.
+    Column("plugin", String(32), nullable=True),
+    Column("group_size", BigInteger, nullable=True),
     Column("max_tasks", Integer, nullable=True),
     Column("max_errors", Integer, nullable=False),
     Column("definition", LongText, nullable=False),
@@ -577,6 +578,8 @@ trans_tasks = Table(
     Column("request_id", BigId, nullable=True),
     Column("error", String(1024), nullable=False, server_default=""),
     Column("created", UTCDateTime, nullable=False),
+    Column("submitted", UTCDateTime, nullable=True),
+    Column("ended", UTCDateTime, nullable=True),
     Column("last_update", UTCDateTime, nullable=False),
     Index(None, "trans_id", "status", "task_id"),
     Index(None, "job_id"),

@@ -405,6 +405,22 @@ def iter_files(ctx: Context, plan: QueryPlan) -> Iterator[list[tuple[int, str, i
             return
 
 
+def pages_in(
+    ctx: Context, conn: Connection, plan: QueryPlan, page: int = STREAM_PAGE
+) -> Iterator[list[tuple[int, str, int]]]:
+    """Pages of (file_id, lfn, size) of a planned query, all read in ``conn``'s transaction
+    (a caller that writes what it reads, in the same transaction)."""
+    if plan.dirs == () and plan.driver is None:
+        return
+    after = None
+    while True:
+        rows, after = _page(ctx, conn, plan, after, page)
+        if rows:
+            yield rows
+        if after is None:
+            return
+
+
 def find_lfns(
     ctx: Context, query: MetaQuery | Mapping[str, Any] | str, path: str | None = None
 ) -> Iterator[list[str]]:

@@ -2,7 +2,7 @@
 
 Revision ID: 0007
 Revises: 0005
-Create Date: 2026-12-02 08:06:14.729028
+Create Date: 2026-12-02 08:10:50.854725
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def upgrade() -> None:
             .with_variant(mysql.LONGTEXT(), "mysql"),
             nullable=True,
         ),
-        sa.Column("plugin", sa.String(length=32), nullable=False),
-        sa.Column("group_size", sa.BigInteger(), nullable=False),
+        sa.Column("plugin", sa.String(length=32), nullable=True),
+        sa.Column("group_size", sa.BigInteger(), nullable=True),
         sa.Column("max_tasks", sa.Integer(), nullable=True),
         sa.Column("max_errors", sa.Integer(), nullable=False),
         sa.Column(
@@ -139,6 +139,8 @@ def upgrade() -> None:
         ),
         sa.Column("error", sa.String(length=1024), server_default="", nullable=False),
         sa.Column("created", ctaprod.db.types.UTCDateTime(), nullable=False),
+        sa.Column("submitted", ctaprod.db.types.UTCDateTime(), nullable=True),
+        sa.Column("ended", ctaprod.db.types.UTCDateTime(), nullable=True),
         sa.Column("last_update", ctaprod.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["trans_id"],

@@ -1,0 +1,186 @@
+"""Transformation use cases on the real test database: create (existing input attached in
+bulk), bad input refused before anything is written, dry run, state changes through the
+machine, extend and re-scan, and the task door moving files on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from ctaprod.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from ctaprod.core.identity import Identity
+from ctaprod.core.metadata import FieldDeclaration
+from ctaprod.core.properties import TokenKind
+from ctaprod.core.statemachine import Change
+from ctaprod.core.trans_states import TaskStatus, TransFileStatus
+from ctaprod.db.tables import trans_files, transformations
+from ctaprod.db.transformations import NewTask
+from ctaprod.logic import metadata as M
+from ctaprod.logic import transformations as T
+from ctaprod.logic.trans_states import change_tasks, change_trans_files
+from tests.db.test_metadata_tree import Tree
+
+ADMIN = Identity("admin", "ctao_admin", TokenKind.USER, frozenset({"Admin"}))
+PM = Identity("pm", "ctao_prod", TokenKind.USER, frozenset({"ProductionManagement"}))
+ALICE = Identity("alice", "ctao_user", TokenKind.USER, frozenset({"NormalUser"}))
+FIELDS = {"MCCampaign": "string", "particle": "string", "thetaP": "float", "data_level": "int"}
+BASE = "/ctao/MC/Prod6"
+
+
+def definition(name: str = "proc", query: str = "particle=gamma", **kw: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "Processing",
+        "input_query": query,
+        "plugin": "Standard",
+        "group_size": 2,
+        "job_template": {"Executable": "process.sh", "Arguments": "{{input_lfns}}"},
+        "output_lfn_template": f"{BASE}/out/{{{{transformation_id}}}}/{{{{task_id}}}}.h5",
+        "max_errors": 2,
+        **kw,
+    }
+
+
+@pytest.fixture
+def ctx(services: Any) -> Any:
+    for name, ftype in FIELDS.items():
+        M.add_field(services.ctx, ADMIN, FieldDeclaration(name=name, type=ftype))
+    return services.ctx
+
+
+@pytest.fixture
+def tree(ctx: Any) -> Tree:
+    """Two particles x 3 files; particle on the directories."""
+    tree = Tree()
+    with ctx.db.write() as conn:
+        for particle in ("gamma", "proton"):
+            tree.add_files(conn, [f"{BASE}/{particle}/f{i}" for i in range(3)])
+    M.set_metadata(ctx, ADMIN, BASE, {"MCCampaign": "Prod6", "thetaP": 20})
+    for particle in ("gamma", "proton"):
+        M.set_metadata(ctx, ADMIN, f"{BASE}/{particle}", {"particle": particle})
+    return tree
+
+
+def count(ctx: Any, table: Any) -> int:
+    with ctx.db.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_create_attaches_the_existing_input(ctx: Any, tree: Tree) -> None:
+    view = T.create(ctx, PM, definition())
+    assert (view.status, view.type, view.owner, view.files) == (
+        "New",
+        "Processing",
+        "pm",
+        {"Unused": 3},
+    )
+    lfns = [f.lfn for f in T.files(ctx, view.name)]
+    assert lfns == [f"{BASE}/gamma/f{i}" for i in range(3)]
+    actions = [e.action for e in T.log(ctx, view.trans_id)]
+    assert actions == ["create", "attach"]
+    assert T.get(ctx, str(view.trans_id)).name == "proc"  # by id or by name
+    started = T.start(ctx, PM, "proc")
+    assert started.status == "Active"
+    assert T.log(ctx, "proc")[-1].message == "New -> Active: started"
+
+
+def test_bad_input_creates_nothing(ctx: Any, tree: Tree) -> None:
+    with pytest.raises(InvalidInput, match="input_query"):
+        T.create(ctx, PM, definition(query="partcle=gamma"))
+    with pytest.raises(InvalidInput, match="plugin"):
+        T.create(ctx, PM, definition(plugin="Nope"))
+    with pytest.raises(InvalidInput, match="group_size"):
+        T.create(ctx, PM, definition(group_size=0))
+    with pytest.raises(InvalidInput, match="output_lfn_template"):
+        T.create(ctx, PM, definition(output_lfn_template="/elsewhere/{{task_id}}.h5"))
+    with pytest.raises(Forbidden):
+        T.create(ctx, ALICE, definition())
+    assert count(ctx, transformations) == 0
+    assert count(ctx, trans_files) == 0
+    T.create(ctx, PM, definition())
+    with pytest.raises(Conflict, match="exists already"):
+        T.create(ctx, PM, definition(query="particle=proton"))
+    assert count(ctx, trans_files) == 3  # the second one attached nothing
+
+
+def test_dry_run_writes_nothing(ctx: Any, tree: Tree) -> None:
+    run = T.dry_run(ctx, PM, definition(query="MCCampaign=Prod6"))
+    assert (run.matching_files, run.tasks, run.leftover_files) == (6, 3, 0)
+    assert run.task_sizes == [2, 2, 2]
+    assert len(run.sample_lfns) == 6
+    assert count(ctx, transformations) == 0
+
+
+def test_illegal_state_changes_name_the_current_state(ctx: Any, tree: Tree) -> None:
+    T.create(ctx, PM, definition(), start=True)
+    with pytest.raises(Conflict, match="Active"):
+        T.start(ctx, PM, "proc")
+    with pytest.raises(Forbidden):
+        T.stop(ctx, ALICE, "proc")
+    assert T.stop(ctx, PM, "proc").status == "Stopped"
+    assert T.clean(ctx, PM, "proc").status == "Cleaning"
+    with pytest.raises(Conflict, match="Cleaning"):
+        T.start(ctx, PM, "proc")
+    with pytest.raises(NotFound):
+        T.get(ctx, "nope")
+
+
+def test_extend_and_rescan(ctx: Any, tree: Tree) -> None:
+    view = T.create(ctx, PM, definition())
+    extended = T.extend(ctx, PM, "proc", query="MCCampaign=Prod6")
+    assert extended.files == {"Unused": 6}
+    assert extended.input_query == "MCCampaign=Prod6"
+    # A file that came in without an event (a bug, an outage): the re-scan finds it.
+    with ctx.db.write() as conn:
+        tree.add_files(conn, [f"{BASE}/gamma/late"])
+    result = T.rescan(ctx, PM, view.trans_id)
+    assert (result.matching_files, result.attached) == (7, 1)
+    assert T.rescan(ctx, PM, view.trans_id).attached == 0
+
+
+def test_a_task_that_ends_moves_its_files_on(ctx: Any, tree: Tree) -> None:
+    view = T.create(ctx, PM, definition(max_errors=2))
+    tid = view.trans_id
+
+    def make_task() -> int:
+        with ctx.db.write() as conn:
+            rows = ctx.trans.files(conn, tid, statuses=["Unused"], limit=2)
+            [task] = ctx.trans.create_tasks(
+                conn, tid, [NewTask([r["file_id"] for r in rows])], "Created", ctx.clock()
+            )
+            change_trans_files(
+                ctx, conn, [r["id"] for r in rows],
+                lambda r: [Change(TransFileStatus.ASSIGNED, values={"task_id": task})],
+                source="test",
+            )  # fmt: skip
+        return task
+
+    def end(task: int, status: TaskStatus, reason: str = "") -> None:
+        with ctx.db.write() as conn:
+            change_tasks(
+                ctx, conn, [task],
+                lambda r: [Change(TaskStatus.SUBMITTED), Change(status, reason)],
+                source="test",
+            )  # fmt: skip
+
+    first = make_task()
+    end(first, TaskStatus.FAILED, "job 7 Failed: exit 1")
+    files = {f.file_id: f for f in T.files(ctx, tid)}
+    failed = [f for f in files.values() if f.error_count == 1]
+    assert len(failed) == 2
+    assert all(f.status == "Unused" and f.task_id is None for f in failed)
+    assert "exit 1" in failed[0].last_error
+    second = make_task()  # the same two files (oldest Unused first)
+    end(second, TaskStatus.FAILED, "again")
+    assert sorted(f.status for f in T.files(ctx, tid)) == ["MaxReset", "MaxReset", "Unused"]
+    third = make_task()  # the one Unused file left
+    end(third, TaskStatus.DONE)
+    assert sorted(f.status for f in T.files(ctx, tid)) == ["MaxReset", "MaxReset", "Processed"]
+    [t3] = [t for t in T.tasks(ctx, tid, with_inputs=True) if t.task_id == third]
+    assert (t3.status, t3.submitted is not None, t3.ended is not None) == ("Done", True, True)
+    assert t3.inputs == [f"{BASE}/gamma/f2"]
+    # A final task is never reopened.
+    with pytest.raises(Conflict), ctx.db.write() as conn:
+        change_tasks(ctx, conn, [third], lambda r: [Change(TaskStatus.RUNNING)], source="t")
