@@ -184,3 +184,90 @@ def test_a_task_that_ends_moves_its_files_on(ctx: Any, tree: Tree) -> None:
     # A final task is never reopened.
     with pytest.raises(Conflict), ctx.db.write() as conn:
         change_tasks(ctx, conn, [third], lambda r: [Change(TaskStatus.RUNNING)], source="t")
+
+
+def _run_jobs(ctx: Any, job_ids: list[int], *steps: Any) -> None:
+    """Drive jobs through the job door (as pilots and wrappers would)."""
+    from ctaprod.logic.job_status import Step, transition_jobs
+
+    with ctx.db.write() as conn:
+        for target in steps:
+            transition_jobs(ctx, conn, job_ids, lambda s, t=target: [Step(t, "test")], "test")
+
+
+def test_tasks_are_made_submitted_and_follow_their_jobs(ctx: Any, tree: Tree) -> None:
+    """The chain without agents' loops: Unused files -> tasks -> jobs -> Done -> Processed;
+    a failed job is rescheduled within the limit, then its task fails and its files return."""
+    from ctaprod.core.job_states import JobStatus as J
+    from ctaprod.logic import trans_work as W
+
+    ctx.settings.jobs.max_reschedules = 1
+    view = T.create(ctx, PM, definition(query="MCCampaign=Prod6", max_errors=3), start=True)
+    tid = view.trans_id
+    assert W.make_tasks(ctx) == 3  # 6 files, 2 per task
+    assert W.make_tasks(ctx) == 0  # nothing Unused is left
+    assert T.get(ctx, tid).files == {"Assigned": 6}
+    assert W.submit_tasks(ctx) == 3
+    assert W.submit_tasks(ctx) == 0
+    tasks = T.tasks(ctx, tid, with_inputs=True)
+    assert [t.status for t in tasks] == ["Waiting"] * 3
+    jobs = [t.job_id for t in tasks]
+    assert all(j is not None for j in jobs)
+    from ctaprod.logic import queries as Q
+
+    detail = Q.job_detail(ctx, PM, jobs[0])
+    assert tasks[0].inputs == [lfn.removeprefix("LFN:") for lfn in detail.description.input_data]
+    assert detail.description.job_group == f"{tid:08d}"
+    assert [lfn.removeprefix("LFN:") for lfn in detail.description.output_data] == [
+        f"{BASE}/out/{tid}/{tasks[0].task_id}.h5"
+    ]
+    # Job 0 finishes; job 1 fails twice (rescheduled once in between); job 2 is killed.
+    _run_jobs(ctx, [jobs[0]], J.MATCHED, J.RUNNING, J.DONE)
+    _run_jobs(ctx, [jobs[1]], J.MATCHED, J.RUNNING, J.FAILED)
+    assert T.tasks(ctx, tid)[1].status == "Running"  # not failed yet: it will be retried
+    assert W.reschedule_failed(ctx) == 1
+    assert T.tasks(ctx, tid)[1].status == "Waiting"
+    _run_jobs(ctx, [jobs[1]], J.MATCHED, J.RUNNING, J.FAILED)  # past the limit now
+    assert W.reschedule_failed(ctx) == 0
+    _run_jobs(ctx, [jobs[2]], J.KILLED)
+    statuses = [t.status for t in T.tasks(ctx, tid)]
+    assert statuses == ["Done", "Failed", "Killed"]
+    files = {f.lfn: f for f in T.files(ctx, tid)}
+    for lfn in tasks[0].inputs:
+        assert files[lfn].status == "Processed"
+    for lfn in tasks[1].inputs:
+        assert (files[lfn].status, files[lfn].error_count) == ("Unused", 1)
+    for lfn in tasks[2].inputs:
+        assert (files[lfn].status, files[lfn].error_count) == ("Unused", 0)
+    # The returned files make new tasks; the input is complete: the transformation ends.
+    assert W.make_tasks(ctx) == 2
+    assert W.submit_tasks(ctx) == 2
+    T.input_complete(ctx, PM, tid)
+    assert W.complete(ctx) == 1
+    assert T.get(ctx, tid).status == "Completing"
+    new_jobs = [t.job_id for t in T.tasks(ctx, tid, statuses=["Waiting"])]
+    _run_jobs(ctx, new_jobs, J.MATCHED, J.RUNNING, J.DONE)
+    assert W.complete(ctx) == 1
+    final = T.get(ctx, tid)
+    assert (final.status, final.files) == ("Completed", {"Processed": 6})
+
+
+def test_mc_simulation_makes_its_runs_once(ctx: Any) -> None:
+    from ctaprod.logic import trans_work as W
+
+    mc = {
+        "name": "mc",
+        "type": "MCSimulation",
+        "max_tasks": 5,
+        "run_number_start": 100,
+        "job_template": {"Executable": "sim.sh", "Arguments": "--run {{run_number}}"},
+        "output_lfn_template": f"{BASE}/mc/{{{{run_number}}}}.simtel.zst",
+    }
+    view = T.create(ctx, PM, mc, start=True)
+    assert W.make_tasks(ctx) == 5
+    assert W.make_tasks(ctx) == 0
+    assert W.submit_tasks(ctx) == 5
+    runs = [t.run_number for t in T.tasks(ctx, view.trans_id)]
+    assert runs == [100, 101, 102, 103, 104]
+    assert W.complete(ctx) == 1
+    assert T.get(ctx, view.trans_id).status == "Completing"

@@ -78,5 +78,9 @@ JOB_MACHINE: StateMachine[JobStatus] = StateMachine(
         on_leave("dequeue", [J.WAITING]),
         on_enter("enqueue", [J.WAITING]),
         Hook("history"),
+        # A transformation task mirrors its job (core.trans_states). Not on entering Matched
+        # (the task is Waiting either way; the matcher's hot path does not pay for it), nor
+        # Received/Checking (the submission marks its task Submitted itself).
+        on_enter("task", frozenset(JobStatus) - {J.MATCHED, J.RECEIVED, J.CHECKING}),
     ),
 )

@@ -30,6 +30,7 @@ from ctaprod.db.jobs import JobState
 from ctaprod.logic import input_data
 from ctaprod.logic.context import Context
 from ctaprod.logic.door import Door, HookContext, change_states
+from ctaprod.logic.trans_tasks import mirror_jobs
 
 J = JobStatus
 JobResult = TransitionResult[JobStatus, JobState]
@@ -120,7 +121,12 @@ def job_door(ctx: Context) -> Door[JobStatus, JobState]:
         lambda s: s.status,
         ctx.jobs.apply,
         before={"end_time": lambda t, now: {"end_time": now}},
-        after={"dequeue": dequeue, "enqueue": enqueue, "history": history},
+        after={
+            "dequeue": dequeue,
+            "enqueue": enqueue,
+            "history": history,
+            "task": lambda conn, steps, h: mirror_jobs(ctx, conn, steps, h),
+        },
     )
 
 

@@ -20,6 +20,7 @@ from ctaprod.core.jdl import format_jdl
 from ctaprod.core.job_states import ACTIVE_STATES, KILLABLE, RESCHEDULABLE, JobStatus
 from ctaprod.core.jobdesc import expand, fill_job_id, parse_submission
 from ctaprod.core.jobs import LFN_PREFIX, SANDBOX_REF, JobDescription
+from ctaprod.core.matching import Requirements
 from ctaprod.core.properties import Property, TokenKind
 from ctaprod.db.jobs import JobState
 from ctaprod.logic import input_data
@@ -72,78 +73,92 @@ def submit_jobs(ctx: Context, ident: Identity, descs: Sequence[JobDescription]) 
                 )
     # InputData is looked up before the write transaction: missing files stop it here.
     reqs = input_data.job_requirements(ctx, [(d, ident.user, ident.group) for d in descs])
+    with ctx.db.write() as conn:
+        return SubmitResult(store_jobs(ctx, conn, ident, descs, reqs))
+
+
+def store_jobs(
+    ctx: Context,
+    conn: Connection,
+    ident: Identity,
+    descs: Sequence[JobDescription],
+    reqs: Sequence[Requirements],
+) -> list[int]:
+    """Write checked jobs (descriptions and their task-queue requirements) in ``conn``'s
+    transaction and take them Received -> Checking -> Waiting through the door; their ids.
+    What a caller that must create jobs together with its own rows (a transformation's
+    task submission) uses; :func:`submit_jobs` checks the input first."""
     now = ctx.clock()
     shas = sorted({s for d in descs for s in d.sandbox_refs()})
-    with ctx.db.write() as conn:
-        owned = ctx.sandboxes.owned(conn, shas, ident.user)
-        missing = [s for s in shas if s not in owned]
-        if missing:
-            raise NotFound(f"input sandbox SB:{missing[0]} is not among your uploads")
-        rows, texts = [], []
-        for d in descs:
-            rows.append(
-                {
-                    "status": J.RECEIVED.value,
-                    "minor_status": ACCEPTED,
-                    "application_status": "Unknown",
-                    "owner": ident.user,
-                    "owner_group": ident.group,
-                    "job_name": d.job_name,
-                    "job_group": d.job_group,
-                    "job_type": d.job_type,
-                    "site": d.sites[0] if len(d.sites) == 1 else "ANY",
-                    "priority": d.priority,
-                    "cpu_time": d.cpu_time,
-                    "submission_time": now,
-                    "last_update": now,
-                    "reschedule_count": 0,
-                    "kill_requested": False,
-                }
-            )
-            texts.append(d.model_dump_json(by_alias=True))
-        ids = ctx.jobs.insert_jobs(conn, rows, texts)
-        # Custom attributes (kept as DIRAC keeps them) are shown as job parameters; %j in
-        # them is known now.
-        ctx.jobs.set_many_parameters(
-            conn,
+    owned = ctx.sandboxes.owned(conn, shas, ident.user)
+    missing = [s for s in shas if s not in owned]
+    if missing:
+        raise NotFound(f"input sandbox SB:{missing[0]} is not among your uploads")
+    rows, texts = [], []
+    for d in descs:
+        rows.append(
             {
-                i: {k: fill_job_id(v, i) for k, v in d.custom_parameters().items()}
-                for i, d in zip(ids, descs, strict=True)
-                if d.custom_attributes
-            },
+                "status": J.RECEIVED.value,
+                "minor_status": ACCEPTED,
+                "application_status": "Unknown",
+                "owner": ident.user,
+                "owner_group": ident.group,
+                "job_name": d.job_name,
+                "job_group": d.job_group,
+                "job_type": d.job_type,
+                "site": d.sites[0] if len(d.sites) == 1 else "ANY",
+                "priority": d.priority,
+                "cpu_time": d.cpu_time,
+                "submission_time": now,
+                "last_update": now,
+                "reschedule_count": 0,
+                "kill_requested": False,
+            }
         )
-        # The job's first history entry is its creation, Received; the rest is the door's.
-        ctx.jobs.add_history(
-            conn,
-            [
-                {
-                    "job_id": i,
-                    "status": J.RECEIVED.value,
-                    "minor_status": ACCEPTED,
-                    "application_status": "Unknown",
-                    "time": now,
-                    "source": SUBMISSION,
-                }
-                for i in ids
-            ],
-        )
-        ctx.sandboxes.assign(
-            conn,
-            [
-                {"job_id": i, "kind": "input", "sb_id": owned[s]}
-                for i, d in zip(ids, descs, strict=True)
-                for s in d.sandbox_refs()
-            ],
-        )
-        ctx.sandboxes.touch(conn, list(owned.values()), now)
-        # New rows are invisible to other transactions until commit: their state is known.
-        known = {i: JobState(i, J.RECEIVED, ident.user, ident.group, None, 0, False) for i in ids}
-        queue = {i: (r, d.priority) for i, r, d in zip(ids, reqs, descs, strict=True)}
-        checked = [Step(J.CHECKING, "JobSanity", "Unknown"), Step(J.WAITING, TO_PILOTS, "Unknown")]
-        transition_jobs(
-            ctx, conn, ids, lambda _: checked, SUBMISSION, known=known, params={"queue": queue}
-        )
-    return SubmitResult(ids)
+        texts.append(d.model_dump_json(by_alias=True))
+    ids = ctx.jobs.insert_jobs(conn, rows, texts)
+    # Custom attributes (kept as DIRAC keeps them) are shown as job parameters; %j in
+    # them is known now.
+    ctx.jobs.set_many_parameters(
+        conn,
+        {
+            i: {k: fill_job_id(v, i) for k, v in d.custom_parameters().items()}
+            for i, d in zip(ids, descs, strict=True)
+            if d.custom_attributes
+        },
+    )
+    # The job's first history entry is its creation, Received; the rest is the door's.
+    ctx.jobs.add_history(
+        conn,
+        [
+            {
+                "job_id": i,
+                "status": J.RECEIVED.value,
+                "minor_status": ACCEPTED,
+                "application_status": "Unknown",
+                "time": now,
+                "source": SUBMISSION,
+            }
+            for i in ids
+        ],
+    )
+    ctx.sandboxes.assign(
+        conn,
+        [
+            {"job_id": i, "kind": "input", "sb_id": owned[s]}
+            for i, d in zip(ids, descs, strict=True)
+            for s in d.sandbox_refs()
+        ],
+    )
+    ctx.sandboxes.touch(conn, list(owned.values()), now)
+    # New rows are invisible to other transactions until commit: their state is known.
+    known = {i: JobState(i, J.RECEIVED, ident.user, ident.group, None, 0, False) for i in ids}
+    queue = {i: (r, d.priority) for i, r, d in zip(ids, reqs, descs, strict=True)}
+    checked = [Step(J.CHECKING, "JobSanity", "Unknown"), Step(J.WAITING, TO_PILOTS, "Unknown")]
+    transition_jobs(
+        ctx, conn, ids, lambda _: checked, SUBMISSION, known=known, params={"queue": queue}
+    )
+    return ids
 
 
 def load_description(ctx: Context, conn: Connection, job_id: int) -> JobDescription:

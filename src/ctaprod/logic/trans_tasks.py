@@ -1,0 +1,60 @@
+"""Tasks follow their jobs: the job door's ``task`` hook mirrors a job's new status onto the
+transformation task that made it, in the job's transaction (no agent polls jobs).
+
+A job that fails while it can still be rescheduled (within the job system's limit) does not
+fail its task: the recovery pass (:mod:`ctaprod.logic.trans_recovery`) reschedules it first,
+and its task goes back to Waiting with it. Past the limit the task fails, and its files go
+back to Unused with one more error (or to MaxReset), through the task door.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, RowMapping
+
+from ctaprod.core.job_states import JobStatus
+from ctaprod.core.statemachine import Change, Transition
+from ctaprod.core.trans_states import (
+    TASK_LIVE,
+    TaskStatus,
+    mirror_steps,
+    task_status_for_job,
+)
+from ctaprod.db.jobs import JobState
+from ctaprod.logic.context import Context
+from ctaprod.logic.door import HookContext
+from ctaprod.logic.trans_states import change_tasks
+
+J, TK = JobStatus, TaskStatus
+
+
+def mirror_jobs(
+    ctx: Context,
+    conn: Connection,
+    steps: Sequence[Transition[JobStatus]],
+    h: HookContext[JobState],
+) -> None:
+    """The job door's ``task`` hook: bring the live tasks of these jobs to their status."""
+    last = {t.ident: t for t in steps}  # a job's steps come in order: the last one counts
+    task_ids = ctx.trans.task_ids(conn, job_ids=list(last), statuses=[s.value for s in TASK_LIVE])
+    if not task_ids:
+        return
+    rows = ctx.trans.task_rows(conn, task_ids)
+    limit = ctx.settings.jobs.max_reschedules
+
+    def decide(row: RowMapping) -> list[Change[TaskStatus]] | None:
+        t = last.get(int(row["job_id"]))
+        if t is None:
+            return None
+        if t.new is J.FAILED:
+            before = h.states.get(t.ident)
+            if before is not None and before.reschedule_count < limit:
+                return None  # the recovery pass reschedules it; the task waits for it
+        steps = mirror_steps(TK(row["status"]), task_status_for_job(t.new))
+        if steps and steps[-1].target in (TK.FAILED, TK.KILLED):
+            why = f"job {t.ident} {t.new.value}" + (f": {t.reason}" if t.reason else "")
+            steps[-1] = Change(steps[-1].target, why, values={"error": why[:1024]})
+        return steps
+
+    change_tasks(ctx, conn, task_ids, decide, source=h.source, strict=False, known=rows)

@@ -1,0 +1,329 @@
+"""What the transformation agents do: make tasks of Unused files (or run numbers), submit
+them as jobs, reschedule the failed jobs of live tasks, complete and clean transformations.
+
+Exactly once with several agent replicas: a replica making tasks holds the transformation's
+row (``SELECT ... FOR UPDATE SKIP LOCKED``; SQLite's single writer) for its whole turn, and
+files move Unused -> Assigned through their door, conditional on Unused; a replica submitting
+takes Created tasks with ``SKIP LOCKED`` and creates their jobs, links them and marks them
+Submitted in one transaction. A crash anywhere rolls the turn back whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping
+
+from ctaprod.core.errors import CtaprodError, InvalidInput
+from ctaprod.core.grouping import PLUGINS, GroupFile
+from ctaprod.core.identity import Identity
+from ctaprod.core.job_states import JobStatus
+from ctaprod.core.jobs import JobDescription
+from ctaprod.core.properties import Property, TokenKind
+from ctaprod.core.statemachine import Change
+from ctaprod.core.trans_states import (
+    CREATING_TASKS,
+    FLUSHING,
+    TASK_LIVE,
+    TaskStatus,
+    TransFileStatus,
+    TransformationStatus,
+)
+from ctaprod.core.trans_types import TYPES, TaskKind
+from ctaprod.core.transformations import TransformationSpec, render_task_job
+from ctaprod.db.transformations import NewTask
+from ctaprod.logic import input_data
+from ctaprod.logic.context import Context
+from ctaprod.logic.jobs import reschedule_jobs, store_jobs
+from ctaprod.logic.trans_states import change_tasks, change_trans_files, change_transformations
+from ctaprod.logic.transformations import spec_of
+
+log = logging.getLogger(__name__)
+TS, TF, TK, J = TransformationStatus, TransFileStatus, TaskStatus, JobStatus
+FILES_PER_TURN = 10_000  # Unused files grouped per transformation and turn
+TASKS_PER_TURN = 1_000  # tasks made (MCSimulation) or submitted per turn
+CREATION = "TaskCreation"
+SUBMISSION = "TaskSubmission"
+RECOVERY = "TransformationRecovery"
+
+Mine = Callable[[int], bool]
+
+
+def _everyone(_: int) -> bool:
+    return True
+
+
+@dataclass
+class TurnResult:
+    tasks: int = 0
+    transformations: list[int] = field(default_factory=list)
+
+
+# --- task creation ---------------------------------------------------------------------------
+def make_tasks(ctx: Context, *, mine: Mine = _everyone, files: int = FILES_PER_TURN) -> int:
+    """One turn over the transformations that make tasks (Active, Flush, Completing): the
+    tasks made."""
+    with ctx.db.read() as conn:
+        ids = ctx.trans.ids_in(conn, [s.value for s in CREATING_TASKS])
+    made = 0
+    for tid in ids:
+        if mine(tid):
+            made += make_tasks_of(ctx, tid, files=files)
+    return made
+
+
+def make_tasks_of(ctx: Context, trans_id: int, *, files: int = FILES_PER_TURN) -> int:
+    """Group a transformation's Unused files into tasks (or make its next run numbers), in
+    one transaction holding its row; 0 if another replica holds it."""
+    with ctx.db.write() as conn:
+        row = ctx.trans.lock_for_work(conn, trans_id)
+        if row is None or TS(row["status"]) not in CREATING_TASKS:
+            return 0
+        spec = spec_of(row)
+        status = TS(row["status"])
+        flush = status in FLUSHING or bool(row["input_complete"])
+        room = None if spec.max_tasks is None else max(0, spec.max_tasks - row["tasks_created"])
+        if TYPES.get(spec.type).needs_input:
+            made = _group_files(ctx, conn, trans_id, spec, flush=flush, room=room, limit=files)
+        else:
+            made = _make_runs(ctx, conn, trans_id, spec, min(room or 0, TASKS_PER_TURN))
+        if status is TS.FLUSH:
+            change_transformations(
+                ctx, conn, [trans_id], lambda r: [Change(TS.ACTIVE, "flushed")], source=CREATION
+            )
+    if made:
+        log.info("transformation %s: %d tasks made", trans_id, made)
+    return made
+
+
+def _make_runs(
+    ctx: Context, conn: Connection, trans_id: int, spec: TransformationSpec, n: int
+) -> int:
+    if n <= 0:
+        return 0
+    first = ctx.trans.count_tasks_created(conn, trans_id, n)
+    tasks = [NewTask(run_number=spec.run_number_of(first + 1 + i)) for i in range(n)]
+    ctx.trans.create_tasks(conn, trans_id, tasks, TK.CREATED.value, ctx.clock())
+    return n
+
+
+def _group_files(
+    ctx: Context,
+    conn: Connection,
+    trans_id: int,
+    spec: TransformationSpec,
+    *,
+    flush: bool,
+    room: int | None,
+    limit: int,
+) -> int:
+    if room == 0:
+        return 0
+    unused = ctx.trans.unused(conn, trans_id, TF.UNUSED.value, limit)
+    if not unused:
+        return 0
+    row_of = {file_id: row_id for row_id, file_id, _ in unused}
+    lfns = ctx.catalog.lfns(conn, list(row_of))
+    meta: Mapping[int, Mapping[str, Any]] = {}
+    if spec.group_by:
+        meta = ctx.meta.effective_file_values(conn, list(row_of), ctx.meta.field_types(conn))
+    candidates = [
+        GroupFile(f, lfns[f], size, meta.get(f, {})) for _, f, size in unused if f in lfns
+    ]
+    plugin = PLUGINS.get(spec.plugin or TYPES.get(spec.type).default_plugin or "Standard")
+    grouping = plugin(candidates, spec.group_size or 1, flush=flush, keys=spec.group_by)
+    groups = grouping.groups if room is None else grouping.groups[:room]
+    if not groups:
+        return 0
+    ctx.trans.count_tasks_created(conn, trans_id, len(groups))
+    task_ids = ctx.trans.create_tasks(
+        conn,
+        trans_id,
+        [NewTask([f.file_id for f in g]) for g in groups],
+        TK.CREATED.value,
+        ctx.clock(),
+    )
+    assign = {row_of[f.file_id]: task for task, g in zip(task_ids, groups, strict=True) for f in g}
+    change_trans_files(
+        ctx,
+        conn,
+        sorted(assign),
+        lambda r: [Change(TF.ASSIGNED, f"task {assign[r['id']]}", {"task_id": assign[r["id"]]})],
+        source=CREATION,
+    )
+    return len(groups)
+
+
+# --- submission ------------------------------------------------------------------------------
+def owner_identity(row: RowMapping) -> Identity:
+    """Who a transformation's jobs are submitted as: its owner, as a production manager."""
+    return Identity(
+        row["owner"],
+        row["owner_group"],
+        TokenKind.USER,
+        frozenset({Property.PRODUCTION_MANAGEMENT.value}),
+    )
+
+
+def submit_tasks(ctx: Context, *, limit: int = TASKS_PER_TURN) -> int:
+    """Submit Created tasks (of transformations that make tasks) as jobs: jobs, links and
+    task statuses in one transaction; the tasks another replica holds are skipped. A task
+    whose job cannot be made (its template does not render, an input left the catalog) fails
+    with the reason, and its files go back with one more error."""
+    with ctx.db.write() as conn:
+        ids = ctx.trans.task_ids(conn, statuses=[TK.CREATED.value], limit=limit, skip_locked=True)
+        if not ids:
+            return 0
+        rows = ctx.trans.task_rows(conn, ids)
+        by_trans: dict[int, list[RowMapping]] = {}
+        for r in rows.values():
+            by_trans.setdefault(int(r["trans_id"]), []).append(r)
+        done = 0
+        for trans_id, tasks in sorted(by_trans.items()):
+            trow = ctx.trans.get(conn, trans_id)
+            if trow is None or TS(trow["status"]) not in CREATING_TASKS:
+                continue  # stopped (or cleaning): its tasks wait
+            done += _submit(ctx, conn, trow, tasks, rows)
+    return done
+
+
+def _submit(
+    ctx: Context,
+    conn: Connection,
+    trow: RowMapping,
+    tasks: Sequence[RowMapping],
+    rows: dict[int, RowMapping],
+) -> int:
+    spec = spec_of(trow)
+    trans_id = int(trow["trans_id"])
+    if TYPES.get(spec.type).tasks is not TaskKind.JOB:
+        return 0  # request tasks: not submitted by this version (they stay Created)
+    task_ids = [int(t["task_id"]) for t in tasks]
+    inputs = ctx.trans.task_inputs(conn, task_ids)
+    lfns = ctx.catalog.lfns(conn, [f for fs in inputs.values() for f in fs])
+    good: list[tuple[int, JobDescription]] = []
+    failed: dict[int, str] = {}
+    for t in tasks:
+        task_id = int(t["task_id"])
+        missing = [f for f in inputs[task_id] if f not in lfns]
+        if missing:
+            failed[task_id] = f"input file {missing[0]} left the catalog"
+            continue
+        try:
+            desc = render_task_job(
+                spec,
+                transformation_id=trans_id,
+                task_id=task_id,
+                input_lfns=[lfns[f] for f in inputs[task_id]],
+                limits=ctx.limits,
+                run_number=t["run_number"],
+            )
+        except (InvalidInput, ValueError) as exc:
+            failed[task_id] = f"job not made: {exc}"
+            continue
+        good.append((task_id, desc))
+    owner = owner_identity(trow)
+    if good:
+        descs = [d for _, d in good]
+        try:
+            with conn.begin_nested():
+                reqs = input_data.job_requirements(
+                    ctx, [(d, owner.user, owner.group) for d in descs], conn=conn
+                )
+                job_ids = store_jobs(ctx, conn, owner, descs, reqs)
+        except CtaprodError as exc:  # refused as a whole (e.g. a replica-less input file)
+            failed.update({task_id: f"job not submitted: {exc}" for task_id, _ in good})
+            good, job_ids = [], []
+        links = {
+            task_id: (job_id, None) for (task_id, _), job_id in zip(good, job_ids, strict=True)
+        }
+        ctx.trans.set_task_links(conn, links, ctx.clock())
+        submitted = set(links)
+        change_tasks(
+            ctx,
+            conn,
+            sorted(submitted),
+            lambda r: [Change(TK.SUBMITTED, f"job {links[r['task_id']][0]}"), Change(TK.WAITING)],
+            source=SUBMISSION,
+            known={i: rows[i] for i in submitted},
+        )
+    if failed:
+        change_tasks(
+            ctx,
+            conn,
+            sorted(failed),
+            lambda r: [
+                Change(TK.FAILED, failed[r["task_id"]], {"error": failed[r["task_id"]][:1024]})
+            ],
+            source=SUBMISSION,
+            known={i: rows[i] for i in failed},
+        )
+    return len(good)
+
+
+# --- recovery and completion ----------------------------------------------------------------
+def reschedule_failed(ctx: Context, *, limit: int = TASKS_PER_TURN) -> int:
+    """Failed jobs of live tasks, still within the reschedule limit, go back to Waiting (their
+    tasks with them, through the job door's task hook)."""
+    with ctx.db.write() as conn:
+        live = ctx.trans.task_ids(
+            conn, statuses=[s.value for s in TASK_LIVE - {TK.CREATED}], limit=None
+        )
+        rows = ctx.trans.task_rows(conn, live) if live else {}
+        job_ids = [int(r["job_id"]) for r in rows.values() if r["job_id"] is not None]
+        states = ctx.jobs.states(conn, job_ids)
+        failed = [j for j, s in states.items() if s.status is J.FAILED][:limit]
+        if not failed:
+            return 0
+        out = reschedule_jobs(
+            ctx,
+            None,
+            failed,
+            "Rescheduled: its transformation task retries",
+            strict=False,
+            conn=conn,
+        )
+    return sum(1 for s in out.values() if s is not J.FAILED)
+
+
+def _change(
+    ctx: Context, conn: Connection, trans_id: int, steps: list[Change[TransformationStatus]]
+) -> None:
+    change_transformations(ctx, conn, [trans_id], lambda r: steps, source=RECOVERY)
+
+
+def complete(ctx: Context, *, mine: Mine = _everyone) -> int:
+    """Completion: a transformation whose tasks are all made (MCSimulation: max_tasks; with
+    input: the input is complete and no file is Unused) goes Completing, and Completed once
+    none of its tasks is live. Returns the transformations moved."""
+    moved = 0
+    with ctx.db.read() as conn:
+        ids = ctx.trans.ids_in(conn, [TS.ACTIVE.value, TS.COMPLETING.value])
+    for tid in ids:
+        if not mine(tid):
+            continue
+        with ctx.db.write() as conn:
+            row = ctx.trans.lock_for_work(conn, tid)
+            if row is None:
+                continue
+            spec = spec_of(row)
+            status = TS(row["status"])
+            files = ctx.trans.file_counts(conn, tid)
+            tasks = ctx.trans.task_counts(conn, tid)
+            live = sum(n for s, n in tasks.items() if TK(s) in TASK_LIVE)
+            if TYPES.get(spec.type).needs_input:
+                all_made = bool(row["input_complete"]) and not files.get(TF.UNUSED.value)
+            else:
+                all_made = spec.max_tasks is not None and row["tasks_created"] >= spec.max_tasks
+            steps: list[Change[TransformationStatus]] = []
+            if status is TS.ACTIVE and all_made:
+                steps.append(Change(TS.COMPLETING, "every task made"))
+            if all_made and not live and not files.get(TF.ASSIGNED.value):
+                steps.append(Change(TS.COMPLETED, "every task ended"))
+            if steps:
+                _change(ctx, conn, tid, steps)
+                moved += 1
+    return moved
