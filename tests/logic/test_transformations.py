@@ -271,3 +271,26 @@ def test_mc_simulation_makes_its_runs_once(ctx: Any) -> None:
     assert runs == [100, 101, 102, 103, 104]
     assert W.complete(ctx) == 1
     assert T.get(ctx, view.trans_id).status == "Completing"
+
+
+def test_cleaning_kills_live_tasks_and_ends_cleaned(ctx: Any, tree: Tree) -> None:
+    from ctaprod.core.job_states import JobStatus as J
+    from ctaprod.logic import trans_work as W
+
+    view = T.create(ctx, PM, definition(query="MCCampaign=Prod6"), start=True)
+    tid = view.trans_id
+    W.make_tasks(ctx)
+    W.submit_tasks(ctx)
+    jobs = [t.job_id for t in T.tasks(ctx, tid)]
+    _run_jobs(ctx, [jobs[0]], J.MATCHED, J.RUNNING)
+    _run_jobs(ctx, [jobs[1]], J.MATCHED, J.RUNNING, J.DONE)
+    T.clean(ctx, PM, tid)
+    assert W.submit_tasks(ctx) == 0  # nothing is submitted while cleaning
+    assert W.clean(ctx) == 2  # the running job and the waiting one
+    assert [t.status for t in T.tasks(ctx, tid)] == ["Killed", "Done", "Killed"]
+    assert T.get(ctx, tid).status == "Cleaned"
+    from ctaprod.logic import queries as Q
+
+    assert Q.job_detail(ctx, PM, jobs[0]).status == "Killed"
+    with pytest.raises(Conflict, match="Cleaned"):
+        T.start(ctx, PM, tid)

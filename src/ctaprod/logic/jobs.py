@@ -197,7 +197,7 @@ def _owned(
     return states
 
 
-def _kill(s: JobState, minor: str) -> Step:
+def kill_step(s: JobState, minor: str) -> Step:
     """Killed now; an active job also gets the kill command with its next heartbeat."""
     active = s.status in ACTIVE_STATES
     return Step(
@@ -216,7 +216,7 @@ def kill_jobs(ctx: Context, ident: Identity, job_ids: Sequence[int]) -> JobResul
             ctx,
             conn,
             job_ids,
-            lambda s: [_kill(s, "Killed by user")],
+            lambda s: [kill_step(s, "Killed by user")],
             f"user:{ident.user}",
             known=states,
         )
@@ -230,7 +230,7 @@ def delete_jobs(ctx: Context, ident: Identity, job_ids: Sequence[int]) -> JobRes
         def decide(s: JobState) -> list[Step]:
             deleted = Step(J.DELETED, "Deleted by user")
             if s.status in KILLABLE:
-                return [_kill(s, "Killed before deletion"), deleted]
+                return [kill_step(s, "Killed before deletion"), deleted]
             return [deleted]
 
         return transition_jobs(ctx, conn, job_ids, decide, f"user:{ident.user}", known=states)

@@ -37,7 +37,8 @@ from ctaprod.core.transformations import TransformationSpec, render_task_job
 from ctaprod.db.transformations import NewTask
 from ctaprod.logic import input_data
 from ctaprod.logic.context import Context
-from ctaprod.logic.jobs import reschedule_jobs, store_jobs
+from ctaprod.logic.job_status import transition_jobs
+from ctaprod.logic.jobs import kill_step, reschedule_jobs, store_jobs
 from ctaprod.logic.trans_states import change_tasks, change_trans_files, change_transformations
 from ctaprod.logic.transformations import spec_of
 
@@ -327,3 +328,64 @@ def complete(ctx: Context, *, mine: Mine = _everyone) -> int:
                 _change(ctx, conn, tid, steps)
                 moved += 1
     return moved
+
+
+def clean(ctx: Context, *, mine: Mine = _everyone) -> int:
+    """Transformations in Cleaning: their jobs still running are killed (the tasks follow
+    through the job door), tasks not yet submitted are killed, and once none is live the
+    transformation is Cleaned. Returns the tasks ended this turn."""
+    ended = 0
+    with ctx.db.read() as conn:
+        ids = ctx.trans.ids_in(conn, [TS.CLEANING.value])
+    for tid in ids:
+        if not mine(tid):
+            continue
+        with ctx.db.write() as conn:
+            row = ctx.trans.lock_for_work(conn, tid)
+            if row is None or TS(row["status"]) is not TS.CLEANING:
+                continue
+            live = ctx.trans.task_ids(
+                conn, trans_id=tid, statuses=[s.value for s in TASK_LIVE], limit=TASKS_PER_TURN
+            )
+            rows = ctx.trans.task_rows(conn, live) if live else {}
+            unsubmitted = [t for t, r in rows.items() if r["job_id"] is None]
+            if unsubmitted:
+                change_tasks(
+                    ctx, conn, unsubmitted, lambda r: [Change(TK.KILLED, "transformation cleaned")],
+                    source=RECOVERY, known={t: rows[t] for t in unsubmitted},
+                )  # fmt: skip
+            job_ids = [int(r["job_id"]) for r in rows.values() if r["job_id"] is not None]
+            states = ctx.jobs.states(conn, job_ids)
+            killable = [j for j, s in states.items() if s.status not in _JOB_ENDED]
+            if killable:
+                transition_jobs(
+                    ctx, conn, killable,
+                    lambda s: [kill_step(s, "Killed: its transformation is cleaned")],
+                    RECOVERY, strict=False, known={j: states[j] for j in killable},
+                )  # fmt: skip
+            # Tasks whose job is gone or ended without the task following (a bug, an old
+            # job deleted): killed here so that nothing stays live.
+            stuck = [t for t, r in rows.items() if _job_over(r, states)]
+            if stuck:
+                change_tasks(
+                    ctx, conn, stuck, lambda r: [Change(TK.KILLED, "transformation cleaned")],
+                    source=RECOVERY, strict=False,
+                )  # fmt: skip
+            ended += len(unsubmitted) + len(killable) + len(stuck)
+            left = ctx.trans.task_ids(
+                conn, trans_id=tid, statuses=[s.value for s in TASK_LIVE], limit=1
+            )
+            if not left:
+                _change(ctx, conn, tid, [Change(TS.CLEANED, "every task ended")])
+    return ended
+
+
+_JOB_ENDED = frozenset({J.DONE, J.FAILED, J.KILLED, J.DELETED})
+
+
+def _job_over(task: RowMapping, states: Mapping[int, Any]) -> bool:
+    """The task has a job, and that job is gone or over."""
+    if task["job_id"] is None:
+        return False
+    state = states.get(int(task["job_id"]))
+    return state is None or state.status in _JOB_ENDED
