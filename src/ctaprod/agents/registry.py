@@ -6,6 +6,7 @@ even if the configuration disables it (that is how an operator runs one by hand)
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -19,6 +20,11 @@ from ctaprod.agents.pilot_factory import (
 from ctaprod.agents.request_executor import RequestExecutorAgent
 from ctaprod.agents.runner import AgentSpec, RunOnce
 from ctaprod.agents.stalled import StalledJobsAgent
+from ctaprod.agents.transformations import (
+    TaskCreationAgent,
+    TaskSubmissionAgent,
+    TransformationRecoveryAgent,
+)
 from ctaprod.core.errors import InvalidInput
 from ctaprod.logic.auth import TokenService
 from ctaprod.logic.context import Context
@@ -30,6 +36,9 @@ AGENT_NAMES = (
     "stalled_jobs",
     "job_cleaning",
     "request_executor",
+    "task_creation",
+    "task_submission",
+    "transformation_recovery",
 )
 
 
@@ -59,6 +68,8 @@ def build_agents(
             )
     ces = ces if ces is not None else ComputingElements(settings)
     ctx = services.ctx
+    # Agents that wake others: tasks made are submitted at once, not a cycle later.
+    wakes = {"task_submission": threading.Event()}
     makers: dict[str, Callable[[], RunOnce]] = {
         "pilot_factory": lambda: (
             PilotFactory(ctx, services.matcher, tokens, ces, command=pilot_command).run_once
@@ -67,6 +78,9 @@ def build_agents(
         "stalled_jobs": lambda: StalledJobsAgent(ctx).run_once,
         "job_cleaning": lambda: JobCleaningAgent(ctx).run_once,
         "request_executor": lambda: RequestExecutorAgent(ctx).run_once,
+        "task_creation": lambda: TaskCreationAgent(ctx, wakes["task_submission"]).run_once,
+        "task_submission": lambda: TaskSubmissionAgent(ctx).run_once,
+        "transformation_recovery": lambda: TransformationRecoveryAgent(ctx).run_once,
     }
     specs = []
     for name in AGENT_NAMES:
@@ -75,5 +89,5 @@ def build_agents(
             continue
         if names is not None and name not in names:
             continue
-        specs.append(AgentSpec(name, makers[name](), conf.interval))
+        specs.append(AgentSpec(name, makers[name](), conf.interval, wakes.get(name)))
     return specs

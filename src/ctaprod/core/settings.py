@@ -133,6 +133,9 @@ def _agents() -> dict[str, AgentSettings]:
         "stalled_jobs": AgentSettings(interval=60),
         "job_cleaning": AgentSettings(interval=3600),
         "request_executor": AgentSettings(interval=10),
+        "task_creation": AgentSettings(interval=5),
+        "task_submission": AgentSettings(interval=5),
+        "transformation_recovery": AgentSettings(interval=30),
     }
 
 

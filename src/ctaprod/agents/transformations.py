@@ -1,0 +1,72 @@
+"""The transformation agents: thin ``run_once`` bodies over :mod:`ctaprod.logic.trans_work`.
+
+- ``task_creation``: groups Unused files into tasks (MCSimulation: run numbers); a replica
+  takes the transformations of its share, and holds each one's row for its turn;
+- ``task_submission``: turns Created tasks into jobs (SKIP LOCKED: replicas never submit a
+  task twice);
+- ``transformation_recovery``: reschedules the failed jobs of live tasks (within the job
+  system's limit), completes transformations whose work is over, cleans those in Cleaning.
+
+Each can wake the next (a shared event): tasks made are submitted without waiting a cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from ctaprod.agents.runner import AgentContext
+from ctaprod.logic import trans_work as W
+from ctaprod.logic.context import Context
+
+log = logging.getLogger("ctaprod.agents.transformations")
+
+
+class TaskCreationAgent:
+    name = "task_creation"
+
+    def __init__(self, ctx: Context, then: threading.Event | None = None) -> None:
+        self.ctx = ctx
+        self.then = then
+
+    def run_once(self, actx: AgentContext) -> int:
+        made = W.make_tasks(self.ctx, mine=actx.mine)
+        if made and self.then is not None:
+            self.then.set()
+        return made
+
+
+class TaskSubmissionAgent:
+    name = "task_submission"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def run_once(self, actx: AgentContext) -> int:
+        total = 0
+        while not actx.stopping:  # drain: a turn takes TASKS_PER_TURN tasks
+            n = W.submit_tasks(self.ctx)
+            total += n
+            if n < W.TASKS_PER_TURN:
+                break
+        return total
+
+
+class TransformationRecoveryAgent:
+    name = "transformation_recovery"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def run_once(self, actx: AgentContext) -> int:
+        rescheduled = W.reschedule_failed(self.ctx) if actx.replica == 0 else 0
+        completed = W.complete(self.ctx, mine=actx.mine)
+        cleaned = W.clean(self.ctx, mine=actx.mine)
+        if rescheduled or completed or cleaned:
+            log.info(
+                "transformations: %d failed jobs rescheduled, %d completed, %d tasks cleaned",
+                rescheduled,
+                completed,
+                cleaned,
+            )
+        return rescheduled + completed + cleaned
