@@ -26,6 +26,7 @@ from ctaprod.api.routers import (
     runtime,
     sandboxes,
     storage,
+    transformations,
 )
 from ctaprod.logic import liveness
 
@@ -94,6 +95,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(storage.router)
     app.include_router(data.router)
     app.include_router(requests.router)
+    app.include_router(transformations.router)
 
     @app.get("/api/health", tags=["health"], operation_id="health_check")
     def health() -> dict[str, str]:
