@@ -14,7 +14,19 @@ from pydantic import ValidationError
 from typer.core import TyperGroup
 
 from ctaprod import __version__
-from ctaprod.cli import admin, dm, dm_data, dm_meta, job_files, jobs, pilots, requests, se, server
+from ctaprod.cli import (
+    admin,
+    dm,
+    dm_data,
+    dm_meta,
+    job_files,
+    jobs,
+    pilots,
+    requests,
+    se,
+    server,
+    trans,
+)
 from ctaprod.cli.common import CliState, client
 from ctaprod.cli.output import describe_validation_error, emit, fmt, print_error, structured, table
 from ctaprod.client.errors import ApiError, ServerUnreachable
@@ -112,6 +124,7 @@ dm_data.register(dm.app)
 app.add_typer(dm.app, name="dm")
 app.add_typer(se.app, name="se")
 app.add_typer(requests.app, name="request")
+app.add_typer(trans.app, name="trans")
 server.register(app)
 
 

@@ -15,6 +15,7 @@ from ctaprod.client.errors import ApiError, ServerUnreachable
 from ctaprod.client.metadata import MetadataAPI
 from ctaprod.client.requests import RequestsAPI
 from ctaprod.client.storage import StorageAPI
+from ctaprod.client.transformations import TransformationsAPI
 from ctaprod.core.jobs import HistoryEntry, JobDetail, JobSummary
 from ctaprod.core.matching import Resource
 from ctaprod.core.schemas import (
@@ -36,7 +37,7 @@ from ctaprod.core.schemas import (
 )
 
 
-class Client(CatalogAPI, MetadataAPI, StorageAPI, RequestsAPI, ClientBase):
+class Client(CatalogAPI, MetadataAPI, StorageAPI, RequestsAPI, TransformationsAPI, ClientBase):
     """The typed client of the whole API. Use as a context manager."""
 
     # --- identity ---------------------------------------------------------------------
