@@ -3,7 +3,8 @@
 One checked change per row: ``SET status = :new, <reason>, <stamp>, <values...> WHERE
 status = :old`` and the row's key. Rows whose changes are identical (same old and new status,
 reason and values: a bulk kill, a reschedule, a submission) share one ``UPDATE ... WHERE key
-IN (...)``; the others share one executemany UPDATE per set of columns. So a batch costs a
+IN (...)`` when they are many (``MIN_LIST``); the others share one executemany UPDATE per set
+of columns. So a batch costs a
 number of statements fixed by its distinct contents, not by its size, and on drivers whose
 executemany is a loop of round trips (PyMySQL for UPDATE) the common bulk case is one round
 trip. The rows whose UPDATE matched nothing (the entity left ``old`` meanwhile) are returned,
@@ -27,6 +28,9 @@ from sqlalchemy import Column, Connection, Table, Update, bindparam, update
 # Keys per IN list: any bulk call (up to 10,000 items) in one statement, within every engine's
 # bind-parameter limit (SQLite >= 3.32: 32,766).
 IN_CHUNK = 10_000
+# Identical changes of at least this many rows share one UPDATE ... IN; fewer go row by row
+# (executemany).
+MIN_LIST = 20
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,10 @@ class ConditionalWriter:
         by_columns: dict[tuple[str, ...], list[StatusWrite]] = {}
         missed: set[int] = set()
         for content, group in same.items():
-            if content is None or len(group) == 1:
+            # Small groups (one task's files, each group with its own task id) go row by row
+            # in one executemany: one savepointed UPDATE ... IN per group would cost a
+            # statement and a savepoint for every few rows.
+            if content is None or len(group) < MIN_LIST:
                 for w in group:
                     by_columns.setdefault(_keys(w), []).append(w)
                 continue

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Select, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    Select,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import mysql, postgresql
 
 from ctaprod.db.tables import (
@@ -238,6 +247,32 @@ class TransformationDB:
             for chunk in _chunks(sorted(ids)):
                 conn.execute(update(trans_files).where(F.id.in_(chunk)).values(task_id=task_id))
 
+    def link_task_files(
+        self, conn: Connection, trans_id: int, row_ids: Sequence[int], first_task: int
+    ) -> None:
+        """Point trans_files rows at the task of their transformation, numbered
+        ``first_task`` or later, that holds their file (the tasks were just made, their inputs
+        written): one UPDATE per chunk, whatever the number of tasks, instead of one per task.
+        Per row: an index probe on the file's tasks (a handful)."""
+        ttf, k = trans_task_files.c, trans_tasks.c
+        holder = (
+            select(func.max(ttf.task_id))
+            .join(trans_tasks, k.task_id == ttf.task_id)
+            .where(
+                ttf.file_id == F.file_id,
+                ttf.task_id >= bindparam("first"),
+                k.trans_id == bindparam("trans"),
+            )
+            .scalar_subquery()
+        )
+        stmt = (
+            update(trans_files)
+            .where(F.id.in_(bindparam("rows", expanding=True)))
+            .values(task_id=holder)
+        )
+        for chunk in _chunks(sorted(set(row_ids))):
+            conn.execute(stmt, {"rows": chunk, "first": first_task, "trans": trans_id})
+
     def file_counts(self, conn: Connection, trans_id: int) -> dict[str, int]:
         stmt = select(F.status, func.count()).where(F.trans_id == trans_id).group_by(F.status)
         return {str(s): int(n) for s, n in conn.execute(stmt)}
@@ -266,7 +301,8 @@ class TransformationDB:
         status: str,
         now: datetime,
     ) -> list[int]:
-        """Insert tasks and their input files; returns their ids in the order given."""
+        """Insert tasks and their input files; returns their ids in the order given. The
+        caller holds the transformation (``lock_for_work``)."""
         if not tasks:
             return []
         rows = [
@@ -279,10 +315,27 @@ class TransformationDB:
             }
             for t in tasks
         ]
-        res = conn.execute(
-            insert(trans_tasks).returning(K.task_id, sort_by_parameter_order=True), rows
-        )
-        ids = [int(r[0]) for r in res]
+        # Not INSERT ... RETURNING: SQLAlchemy sends that one row at a time on SQLite to keep
+        # the order. The caller holds the transformation (its row locked, or SQLite's write
+        # lock): no one else adds tasks to it meanwhile, and each engine numbers the rows of
+        # one executemany in order, so its new ids are those above the largest before.
+        before = conn.execute(
+            select(func.coalesce(func.max(K.task_id), 0)).where(K.trans_id == trans_id)
+        ).scalar_one()
+        conn.execute(insert(trans_tasks), rows)
+        ids = [
+            int(r[0])
+            for r in conn.execute(
+                select(K.task_id)
+                .where(K.trans_id == trans_id, K.task_id > before)
+                .order_by(K.task_id)
+            )
+        ]
+        if len(ids) != len(tasks):
+            raise RuntimeError(
+                f"transformation {trans_id}: {len(tasks)} tasks inserted, {len(ids)} found: "
+                "is another writer adding tasks without holding the transformation?"
+            )
         inputs = [
             {"task_id": task_id, "file_id": f}
             for task_id, t in zip(ids, tasks, strict=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, RowMapping
 
@@ -147,14 +147,16 @@ def _group_files(
         TK.CREATED.value,
         ctx.clock(),
     )
-    assign = {row_of[f.file_id]: task for task, g in zip(task_ids, groups, strict=True) for f in g}
+    # One identical step for every file (one UPDATE ... IN per chunk), then each row pointed
+    # at its task in one statement: per-file values would cost a parameter set per file.
+    rows = sorted(row_of[f.file_id] for g in groups for f in g)
+    # Their state was read in this turn (Unused); the UPDATE is conditional on it, so a file
+    # removed meanwhile is reported missed, not overwritten: no second read of 10,000 rows.
+    known = cast(Mapping[int, RowMapping], {r: {"id": r, "status": TF.UNUSED.value} for r in rows})
     change_trans_files(
-        ctx,
-        conn,
-        sorted(assign),
-        lambda r: [Change(TF.ASSIGNED, f"task {assign[r['id']]}", {"task_id": assign[r["id"]]})],
-        source=CREATION,
+        ctx, conn, rows, lambda r: [Change(TF.ASSIGNED)], source=CREATION, known=known
     )
+    ctx.trans.link_task_files(conn, trans_id, rows, min(task_ids))
     return len(groups)
 
 
