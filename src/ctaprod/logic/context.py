@@ -13,6 +13,7 @@ from ctaprod.db.auth import AuthDB
 from ctaprod.db.catalog import CatalogDB
 from ctaprod.db.datasets import DatasetDB
 from ctaprod.db.engine import Database
+from ctaprod.db.events import EventDB
 from ctaprod.db.jobs import JobDB
 from ctaprod.db.metadata import MetadataDB
 from ctaprod.db.pilots import PilotDB
@@ -43,6 +44,7 @@ class Context:
     datasets: DatasetDB = field(init=False)
     se_status: StorageDB = field(init=False)
     requests: RequestDB = field(init=False)
+    events: EventDB = field(init=False)
     _storage: dict[str, StorageElement] = field(init=False, default_factory=dict)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
@@ -59,6 +61,7 @@ class Context:
         self.datasets = DatasetDB()
         self.se_status = StorageDB()
         self.requests = RequestDB()
+        self.events = EventDB(for_update=locking)
 
     @property
     def limits(self) -> SubmissionLimits:
