@@ -338,29 +338,31 @@ def test_processes_out_of_order_commits_a_killed_consumer_and_replicas(
     the middle of its work, then two replicas of it (processes) finish: every event applied
     exactly once (a repeat would break the handler's primary key and fail its process)."""
     E.register_consumer(ctx, "proc")
-    writers = [_spawn(ctx, tmp_path, "write", f"{w * 100_000}:150", f"w{w}") for w in range(2)]
-    victim = _spawn(ctx, tmp_path, "consume", "0.05", "victim")
+    per_writer = 300
+    victim = _spawn(ctx, tmp_path, "consume", "0.005", "victim")
+    writers = [
+        _spawn(ctx, tmp_path, "write", f"{w * 100_000}:{per_writer}", f"w{w}") for w in range(2)
+    ]
     assert victim.stdout is not None
-    for _ in range(5):  # a few batches committed, then killed mid-way (sleeping in a handler)
+    for _ in range(10):  # some batches committed, then killed mid-way (often in a handler)
         assert victim.stdout.readline().strip()
-    time.sleep(0.02)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(30)
     assert victim.returncode == -signal.SIGKILL
     before = len(applied_ids(ctx))
-    assert 0 < before < 300
+    assert 0 < before < 2 * per_writer
     replicas = [_spawn(ctx, tmp_path, "consume", "0.002", f"r{i}") for i in range(2)]
     _finish(writers)
     (tmp_path / "stop").touch()
     _finish(replicas)
-    expected = [w * 100_000 + i for w in range(2) for i in range(150)]
+    expected = [w * 100_000 + i for w in range(2) for i in range(per_writer)]
     assert applied_ids(ctx) == expected
     with ctx.db.read() as conn:
         by_pid = dict(
             conn.execute(select(applied.c.pid, func.count()).group_by(applied.c.pid)).all()
         )
     assert by_pid.get(victim.pid, 0) == before
-    assert sum(by_pid.values()) == 300
+    assert sum(by_pid.values()) == 2 * per_writer
 
 
 # --- cursors and pruning -----------------------------------------------------------------------
