@@ -149,15 +149,20 @@ def test_use_cases_write_the_right_kinds_and_fields(ctx: Any) -> None:
     assert got[0].touches({"anything"})
 
 
-def test_an_event_names_what_it_is_about() -> None:
-    with pytest.raises(ValueError, match="names a file or a directory"):
-        NewEvent(EventKind.FILE_REMOVED)
-    with pytest.raises(ValueError, match="storage element"):
-        NewEvent(EventKind.REPLICA_ADDED, 1, 2)
-    with pytest.raises(ValueError, match="does not carry changed fields"):
-        NewEvent(EventKind.FILE_REGISTERED, 1, 2, fields=("run",))
-    with pytest.raises(ValueError, match="invalid field name"):
-        NewEvent(EventKind.FILE_META, 1, 2, fields=("a,b",))
+def test_an_event_names_what_it_is_about(ctx: Any) -> None:
+    bad = [
+        (NewEvent(EventKind.FILE_REMOVED), "names a file or a directory"),
+        (NewEvent(EventKind.DIR_META, file_id=1), "dir_meta event names its directory"),
+        (NewEvent(EventKind.REPLICA_ADDED, 1, 2), "cannot have se=None"),
+        (NewEvent(EventKind.FILE_REGISTERED, 1, 2, se="X"), "cannot have se='X'"),
+        (NewEvent(EventKind.FILE_REGISTERED, 1, 2, fields=("run",)), "does not carry changed"),
+        (NewEvent(EventKind.FILE_META, 1, 2, fields=("a,b",)), "invalid field name"),
+    ]
+    for event, message in bad:
+        with pytest.raises(ValueError, match=message), ctx.db.write() as conn:
+            ctx.events.add(conn, [NewEvent(EventKind.FILE_REGISTERED, 1, 2), event], NOW())
+    with ctx.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(catalog_events)).scalar_one() == 0
 
 
 # --- late commits ----------------------------------------------------------------------------

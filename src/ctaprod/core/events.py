@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class EventKind(StrEnum):
@@ -29,9 +30,15 @@ class EventKind(StrEnum):
 FIELD_SEPARATOR = ","
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event to write. ``fields``: the metadata fields changed (metadata events only)."""
+_REPLICA_KINDS = frozenset({EventKind.REPLICA_ADDED, EventKind.REPLICA_REMOVED})
+_META_KINDS = frozenset({EventKind.FILE_META, EventKind.DIR_META})
+
+
+class NewEvent(NamedTuple):
+    """An event to write. ``fields``: the metadata fields changed (metadata events only).
+
+    A named tuple, not a dataclass: registration builds one per new file in its hot path.
+    :meth:`check` (run by the writer on every event) refuses an incomplete one."""
 
     kind: EventKind
     file_id: int | None = None
@@ -39,18 +46,22 @@ class NewEvent:
     se: str | None = None
     fields: tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """Raise ValueError unless the event names what it is about."""
         if self.file_id is None and self.dir_id is None:
             raise ValueError(f"a {self.kind} event names a file or a directory")
         if self.kind is EventKind.DIR_META and self.dir_id is None:
             raise ValueError("a dir_meta event names its directory")
-        if self.kind in (EventKind.REPLICA_ADDED, EventKind.REPLICA_REMOVED) and not self.se:
-            raise ValueError(f"a {self.kind} event names its storage element")
-        if self.fields and self.kind not in (EventKind.FILE_META, EventKind.DIR_META):
-            raise ValueError(f"a {self.kind} event does not carry changed fields")
-        for name in self.fields:
-            if not name or FIELD_SEPARATOR in name:
-                raise ValueError(f"invalid field name in an event: {name!r}")
+        if (self.se is not None or self.kind in _REPLICA_KINDS) and (
+            self.kind not in _REPLICA_KINDS or not self.se
+        ):
+            raise ValueError(f"a {self.kind} event cannot have se={self.se!r}")
+        if self.fields:
+            if self.kind not in _META_KINDS:
+                raise ValueError(f"a {self.kind} event does not carry changed fields")
+            for name in self.fields:
+                if not name or FIELD_SEPARATOR in name:
+                    raise ValueError(f"invalid field name in an event: {name!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,20 +42,23 @@ class EventDB:
 
     # --- writers --------------------------------------------------------------------------
     def add(self, conn: Connection, events: Sequence[NewEvent], now: datetime) -> None:
-        """Append events, unsequenced, in the caller's transaction (one INSERT per batch)."""
+        """Append events, unsequenced, in the caller's transaction (one INSERT per batch);
+        ValueError for an incomplete event (a bug in the caller), before anything is written."""
         if not events:
             return
-        rows = [
-            {
-                "kind": ev.kind.value,
-                "file_id": ev.file_id,
-                "dir_id": ev.dir_id,
-                "se": ev.se,
-                "fields": pack_fields(ev.fields),
-                "created": now,
-            }
-            for ev in events
-        ]
+        rows = []
+        for ev in events:
+            ev.check()
+            rows.append(
+                {
+                    "kind": ev.kind.value,
+                    "file_id": ev.file_id,
+                    "dir_id": ev.dir_id,
+                    "se": ev.se,
+                    "fields": pack_fields(ev.fields) if ev.fields else None,
+                    "created": now,
+                }
+            )
         conn.execute(insert(catalog_events), rows)
 
     # --- sequencer ------------------------------------------------------------------------
