@@ -204,6 +204,62 @@ def test_an_event_committed_late_is_not_skipped(ctx: Any, applied_table: Table) 
     assert applied_ids(ctx) == [1, 2]
 
 
+def _in_thread(fn: Any, timeout: float = 10) -> float:
+    """Run ``fn`` in a thread; how long it took (fails if it is still blocked at ``timeout``)."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"blocked for {timeout} s"
+    assert not errors, errors
+    return time.monotonic() - started
+
+
+def test_writers_do_not_wait_for_the_sequencer_or_pruning(ctx: Any) -> None:
+    """The sequencer's and pruning's row locks are on committed events only: a writer
+    inserting and committing meanwhile is not held up (nor deadlocks) on MariaDB/PostgreSQL,
+    and neither waits for a writer's open transaction."""
+    if ctx.db.is_sqlite:
+        pytest.skip("SQLite serializes write transactions")
+    E.register_consumer(ctx, "c")
+    write_events(ctx, [1, 2])
+    with ctx.db.write() as conn:
+        assert ctx.events.sequence(conn, 100) == 2  # lock row and both events locked
+        assert _in_thread(lambda: write_events(ctx, [3])) < 2
+    drain(ctx, "c", lambda c, e: None)
+    write_events(ctx, [4])
+    with ctx.db.write() as conn:
+        assert ctx.events.prune(conn, 10**9, 100) == 3  # deleting, locks held
+        assert _in_thread(lambda: write_events(ctx, [5])) < 2
+    inserted, release = threading.Event(), threading.Event()
+
+    def open_writer() -> None:
+        with ctx.db.write() as conn:
+            ctx.events.add(conn, [NewEvent(EventKind.FILE_REGISTERED, 6, 1)], NOW())
+            inserted.set()
+            assert release.wait(30)
+
+    holder = threading.Thread(target=open_writer)
+    holder.start()
+    try:
+        assert inserted.wait(30)
+        assert _in_thread(lambda: E.sequence(ctx)) < 2
+        assert _in_thread(lambda: drain(ctx, "c", lambda c, e: None)) < 2
+        assert _in_thread(lambda: E.prune(ctx)) < 2
+    finally:
+        release.set()
+        holder.join(30)
+    assert [ev.file_id for ev in drain(ctx, "c", lambda c, e: None)] == [6]
+
+
 def test_concurrent_writers_and_consumer_replicas_apply_each_event_once(
     ctx: Any, applied_table: Table
 ) -> None:

@@ -192,14 +192,22 @@ class EventDB:
     # --- pruning --------------------------------------------------------------------------
     def prune(self, conn: Connection, upto: int, limit: int) -> int:
         """Delete at most ``limit`` sequenced events with ``seq <= upto``, oldest first;
-        returns how many. Unsequenced events (seq NULL) never match."""
-        bound = conn.execute(
-            select(e.seq)
-            .where(e.seq.is_not(None), e.seq <= upto)
-            .order_by(e.seq)
-            .offset(limit - 1)
-            .limit(1)
-        ).scalar()
-        stop = upto if bound is None else min(int(bound), upto)
-        stmt = delete(catalog_events).where(e.seq.is_not(None), e.seq <= stop)
-        return int(conn.execute(stmt).rowcount)
+        returns how many. Unsequenced events (seq NULL) never match.
+
+        The ids are found by a plain read and deleted by primary key: a ranged DELETE on
+        InnoDB may scan (and wait for) rows that writers have inserted but not committed,
+        since READ COMMITTED only skips those for UPDATE (semi-consistent read), not DELETE.
+        """
+        ids = list(
+            conn.execute(
+                select(e.event_id)
+                .where(e.seq.is_not(None), e.seq <= upto)
+                .order_by(e.seq)
+                .limit(limit)
+            ).scalars()
+        )
+        deleted = 0
+        for i in range(0, len(ids), IN_CHUNK):
+            stmt = delete(catalog_events).where(e.event_id.in_(ids[i : i + IN_CHUNK]))
+            deleted += int(conn.execute(stmt).rowcount)
+        return deleted
