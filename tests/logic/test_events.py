@@ -122,6 +122,8 @@ def test_use_cases_write_the_right_kinds_and_fields(ctx: Any) -> None:
     refs = [ReplicaRef(lfn="/d/b", se=SE2), ReplicaRef(lfn="/d/a", se="NOWHERE")]
     assert C.remove_replica_entries(ctx, alice, refs) == 1  # no event for the missing one
     assert C.remove_file_entries(ctx, alice, ["/d/a"]) == 1
+    # One batch with a new file and a new replica of a file already there: both kinds.
+    (c_id, _) = C.register_files(ctx, alice, [reg("/d/c", SE), reg("/d/b", SE2)], verify=False)
 
     got = drain(ctx, "t", lambda conn, evs: None)
     seen = [(ev.kind, ev.se, ev.fields) for ev in got]
@@ -135,7 +137,10 @@ def test_use_cases_write_the_right_kinds_and_fields(ctx: Any) -> None:
         (EventKind.DIR_META, None, ("site",)),
         (EventKind.REPLICA_REMOVED, SE2, ()),
         (EventKind.FILE_REMOVED, None, ()),
+        (EventKind.FILE_REGISTERED, None, ()),
+        (EventKind.REPLICA_ADDED, SE2, ()),
     ]
+    assert [ev.file_id for ev in got[-2:]] == [c_id, b_id]
     assert got[1].file_id == b_id
     assert got[3].file_id == b_id
     assert {got[i].file_id for i in (0, 2, 4, 8)} == {a_id}
