@@ -12,6 +12,7 @@ from ctaprod.core.events import EventKind
 from ctaprod.db import migrate
 from ctaprod.db.engine import Database
 from ctaprod.db.events import EventDB
+from ctaprod.db.tables import catalog_events
 from tests.db.test_migrations import empty_db  # noqa: F401 - the fixture
 
 OLD = ["file", "remove", "meta", "dirmeta"]
@@ -59,3 +60,9 @@ def test_events_written_before_0006_are_renamed_and_sequenced(empty_db: Database
         assert list(kinds) == OLD
     migrate.upgrade(empty_db)
     assert migrate.current(empty_db) == migrate.head()
+
+
+def test_every_kind_fits_its_column() -> None:
+    width = catalog_events.c.kind.type.length
+    assert width is not None
+    assert max(len(k.value) for k in EventKind) <= width

@@ -25,7 +25,7 @@ class EventKind(StrEnum):
     REPLICA_REMOVED = "replica_removed"  # a replica entry removed from ``se``
 
 
-# Metadata field names are identifiers (``core.metadata.check_field_name``), so a comma
+# Metadata field names are identifiers (``core.metaquery.check_field_name``), so a comma
 # cannot occur in one: the list is stored as one compact comma-separated string.
 FIELD_SEPARATOR = ","
 
@@ -94,4 +94,5 @@ def pack_fields(names: Iterable[str]) -> str | None:
 
 
 def unpack_fields(text: str | None) -> tuple[str, ...]:
+    """The field names of a stored list (empty for None)."""
     return tuple(text.split(FIELD_SEPARATOR)) if text else ()

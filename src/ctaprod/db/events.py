@@ -186,9 +186,11 @@ class EventDB:
         return conn.execute(stmt).rowcount == 1
 
     def delete_cursor(self, conn: Connection, consumer: str) -> bool:
+        """Remove a consumer's cursor; False if there was none."""
         return conn.execute(delete(event_cursors).where(c.consumer == consumer)).rowcount == 1
 
     def cursors(self, conn: Connection) -> list[CursorRow]:
+        """Every cursor, by consumer name."""
         rows = conn.execute(
             select(c.consumer, c.position, c.created, c.updated).order_by(c.consumer)
         )
