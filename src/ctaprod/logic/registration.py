@@ -303,10 +303,11 @@ def _register(
         )
     # A new file's first replica is part of its registration event; a new replica of a
     # file already there is an event of its own.
-    new_ids = {file_ids[lfn] for lfn in new}
-    dirs = {file_ids[lfn]: key[lfn][0] for lfn in unique}
     events = [NewEvent(EventKind.FILE_REGISTERED, file_ids[lfn], key[lfn][0]) for lfn in new]
-    events += _replica_events(sorted(p for p in pairs if p[0] not in new_ids), dirs)
+    if len(new) < len(unique):
+        dirs = {file_ids[lfn]: key[lfn][0] for lfn in unique}
+        new_ids = {file_ids[lfn] for lfn in new}
+        events += _replica_events(sorted(p for p in pairs if p[0] not in new_ids), dirs)
     ctx.events.add(conn, events, now)
     return [file_ids[r.lfn] for r in regs], replaced
 
