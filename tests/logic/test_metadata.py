@@ -127,8 +127,8 @@ def test_set_checks_types_fields_and_permission(ctx: Any, tree: Tree) -> None:
 def test_events_written_with_the_change(ctx: Any, tree: Tree) -> None:
     with ctx.db.read() as conn:
         kinds = conn.execute(select(catalog_events.c.kind)).scalars().all()
-    assert kinds.count("dirmeta") == 7
-    assert kinds.count("meta") == 13
+    assert kinds.count("dir_meta") == 7
+    assert kinds.count("file_meta") == 13
 
 
 def test_queries_on_both_levels_nearest_wins(ctx: Any, tree: Tree) -> None:

@@ -471,4 +471,4 @@ def test_rerun_replaces_entry_metadata_and_old_copies_elsewhere(
                 .order_by(catalog_events.c.event_id)
             )
         ]
-    assert kinds == ["remove", "file"]
+    assert kinds == ["file_removed", "file_registered"]

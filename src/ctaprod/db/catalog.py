@@ -1,4 +1,4 @@
-"""File catalog: directories, files, replicas, ancestry, catalog events (bulk-first).
+"""File catalog: directories, files, replicas, ancestry (bulk-first; events: ``db/events.py``).
 
 Directories are looked up by ``path_hash`` (SHA-1 of the path), files by ``(dir_id, name)``.
 Every method works on a batch and issues one statement per batch (or per directory for
@@ -31,7 +31,6 @@ from sqlalchemy import (
 from ctaprod.db.tables import (
     catalog_ancestry,
     catalog_dirs,
-    catalog_events,
     catalog_files,
     catalog_replicas,
 )
@@ -347,7 +346,7 @@ class CatalogDB:
                 removed += conn.execute(stmt).rowcount
         return removed
 
-    # --- ancestry and events --------------------------------------------------------------
+    # --- ancestry -----------------------------------------------------------------------
     def add_ancestry(self, conn: Connection, pairs: Iterable[tuple[int, int]]) -> None:
         """Insert ``(child_id, parent_id)`` rows (new ones only)."""
         rows = [{"child_id": c, "parent_id": p} for c, p in sorted(set(pairs))]
@@ -361,14 +360,6 @@ class CatalogDB:
         for chunk in _chunks(sorted(set(file_ids)), IN_CHUNK):
             out.update(v for (v,) in conn.execute(select(other).where(mine.in_(chunk))))
         return sorted(out)
-
-    def add_events(
-        self, conn: Connection, kind: str, items: Iterable[tuple[int, int | None]], now: datetime
-    ) -> None:
-        """Append catalog events ``(file_id, dir_id)`` of one kind."""
-        rows = [{"kind": kind, "file_id": i, "dir_id": dr, "created": now} for i, dr in items]
-        if rows:
-            conn.execute(insert(catalog_events), rows)
 
 
 def _chunks(seq: Sequence[Any], size: int) -> Iterator[list[Any]]:

@@ -30,7 +30,6 @@ from ctaprod.core.errors import NotFound
 from ctaprod.core.metaquery import Condition, FieldType, Op, Scalar
 from ctaprod.db.tables import (
     catalog_dirs,
-    catalog_events,
     catalog_files,
     dir_meta,
     dir_meta_eff,
@@ -408,16 +407,6 @@ class MetadataDB:
         for chunk in _chunks(dir_ids):
             conn.execute(delete(dir_meta).where(dir_meta.c.dir_id.in_(chunk)))
             conn.execute(delete(dir_meta_eff).where(dir_meta_eff.c.dir_id.in_(chunk)))
-
-    def add_events(
-        self, conn: Connection, kind: str, now: datetime, *, file_ids: Sequence[int] = (),
-        dir_ids: Sequence[int] = (),
-    ) -> None:  # fmt: skip
-        """Catalog events (``meta`` for files, ``dirmeta`` for directories)."""
-        rows = [{"kind": kind, "file_id": f, "dir_id": None, "created": now} for f in file_ids]
-        rows += [{"kind": kind, "file_id": None, "dir_id": d, "created": now} for d in dir_ids]
-        if rows:
-            conn.execute(insert(catalog_events), rows)
 
     # --- queries ------------------------------------------------------------------------------
     def levels(

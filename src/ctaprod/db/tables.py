@@ -312,16 +312,47 @@ catalog_ancestry = Table(
     Column("parent_id", BigId, primary_key=True),
     Index(None, "parent_id", "child_id"),
 )
-# Catalog events (outbox): written in the transaction that registers files or changes
-# metadata, consumed by the transformation system through a cursor on event_id.
+# Catalog events (outbox, ADR 0005): written in the transaction that registers files or
+# changes metadata with ``seq`` NULL; the sequencer numbers the committed ones later, under
+# the lock of the ``event_sequencer`` row, so that a consumer reading ``seq > cursor`` in
+# ``seq`` order never steps over an event that commits late. ``event_id`` only orders the
+# unsequenced rows. ``fields``: the metadata fields a ``file_meta``/``dir_meta`` event
+# changed (comma-separated); ``se``: the storage element of a replica event.
 catalog_events = Table(
     "catalog_events",
     metadata,
     Column("event_id", BigId, primary_key=True, autoincrement=True),
+    Column("seq", BigInteger, nullable=True),
     Column("kind", String(16), nullable=False),
     Column("file_id", BigId, nullable=True),
     Column("dir_id", BigId, nullable=True),
+    Column("se", String(SE_NAME), nullable=True),
+    Column("fields", Text, nullable=True),
     Column("created", UTCDateTime, nullable=False),
+    # Not unique: the sequencer's lock makes seq unique, and a unique index would make
+    # InnoDB take next-key locks for duplicate checks when the sequencer sets it. The
+    # unsequenced rows are the NULL end of this index (InnoDB and SQLite append the primary
+    # key to it, so they come in event_id order).
+    Index(None, "seq"),
+)
+# The sequencer's lock and high-water mark: one row (id 1), locked FOR UPDATE by each run
+# on MariaDB/PostgreSQL (SQLite serializes writers anyway). ``last_seq`` survives pruning,
+# so numbers are never reused.
+event_sequencer = Table(
+    "event_sequencer",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_seq", BigInteger, nullable=False),
+)
+# Durable consumer cursors: ``position`` is the last seq the consumer applied; it moves in
+# the transaction that applies the events, so the effects and the cursor commit together.
+event_cursors = Table(
+    "event_cursors",
+    metadata,
+    Column("consumer", String(NAME), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("updated", UTCDateTime, nullable=False),
 )
 
 # --- data management: metadata ---------------------------------------------------------

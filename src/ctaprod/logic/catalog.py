@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 
 from ctaprod.core.catalog import DirEntry, DirInfo, DirPage, FileInfo, Relative, ReplicaRef
 from ctaprod.core.errors import Conflict, InvalidInput, NotFound, TooLarge
+from ctaprod.core.events import EventKind, NewEvent
 from ctaprod.core.identity import Identity
 from ctaprod.core.lfn import ROOT, check_lfn
 from ctaprod.db.catalog import DirRow, FileRow
@@ -80,8 +81,14 @@ def remove_replica_entries(ctx: Context, ident: Identity, refs: Sequence[Replica
     check_batch(ctx, len(refs), "replicas")
     with ctx.db.write() as conn:
         files = writable_files(ctx, conn, ident, {r.lfn for r in refs})
-        pairs = [(files[r.lfn].file_id, r.se) for r in refs if r.lfn in files]
-        return ctx.catalog.remove_replicas(conn, pairs)
+        pairs = {(files[r.lfn].file_id, r.se) for r in refs if r.lfn in files}
+        # Events for the entries that exist (read in this write transaction).
+        have = ctx.catalog.replicas(conn, {file_id for file_id, _ in pairs})
+        dirs = {row.file_id: row.dir_id for row in files.values()}
+        gone = sorted((fid, se) for fid, se in pairs if se in have.get(fid, ()))
+        events = [NewEvent(EventKind.REPLICA_REMOVED, fid, dirs[fid], se=se) for fid, se in gone]
+        ctx.events.add(conn, events, ctx.clock())
+        return ctx.catalog.remove_replicas(conn, gone)
 
 
 def remove_file_entries(ctx: Context, ident: Identity, lfns: Sequence[str]) -> int:
@@ -99,8 +106,8 @@ def remove_file_entries(ctx: Context, ident: Identity, lfns: Sequence[str]) -> i
             return 0
         ctx.meta.delete_files(conn, ids)
         count = ctx.catalog.delete_files(conn, ids)
-        events = [(row.file_id, row.dir_id) for row in files.values()]
-        ctx.catalog.add_events(conn, "remove", events, ctx.clock())
+        events = [NewEvent(EventKind.FILE_REMOVED, r.file_id, r.dir_id) for r in files.values()]
+        ctx.events.add(conn, events, ctx.clock())
         return count
 
 

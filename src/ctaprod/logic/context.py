@@ -13,6 +13,7 @@ from ctaprod.db.auth import AuthDB
 from ctaprod.db.catalog import CatalogDB
 from ctaprod.db.datasets import DatasetDB
 from ctaprod.db.engine import Database
+from ctaprod.db.events import EventDB
 from ctaprod.db.jobs import JobDB
 from ctaprod.db.metadata import MetadataDB
 from ctaprod.db.pilots import PilotDB
@@ -45,6 +46,7 @@ class Context:
     se_status: StorageDB = field(init=False)
     requests: RequestDB = field(init=False)
     trans: TransformationDB = field(init=False)
+    events: EventDB = field(init=False)
     _storage: dict[str, StorageElement] = field(init=False, default_factory=dict)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
@@ -62,6 +64,7 @@ class Context:
         self.se_status = StorageDB()
         self.requests = RequestDB()
         self.trans = TransformationDB(for_update=locking)
+        self.events = EventDB(for_update=locking)
 
     @property
     def limits(self) -> SubmissionLimits:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 from ctaprod.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from ctaprod.core.events import EventKind, NewEvent
 from ctaprod.core.identity import Identity
 from ctaprod.core.lfn import ROOT, check_lfn, split
 from ctaprod.core.metadata import (
@@ -171,12 +172,11 @@ def set_metadata(
         now = ctx.clock()
         if target.file_id is None:
             ctx.meta.set_dir_values(conn, target.dir_id, checked, types)
-            ctx.meta.add_events(conn, "dirmeta", now, dir_ids=[target.dir_id])
         else:
             ctx.meta.set_file_values(
                 conn, [(target.file_id, checked)], types, dir_ids={target.file_id: target.dir_id}
             )
-            ctx.meta.add_events(conn, "meta", now, file_ids=[target.file_id])
+        ctx.events.add(conn, [_meta_event(target, checked)], now)
         return _view(ctx, conn, target, types)
 
 
@@ -191,11 +191,18 @@ def unset_metadata(ctx: Context, ident: Identity, path: str, fields: Sequence[st
         now = ctx.clock()
         if target.file_id is None:
             ctx.meta.unset_dir_values(conn, target.dir_id, list(fields))
-            ctx.meta.add_events(conn, "dirmeta", now, dir_ids=[target.dir_id])
         else:
             ctx.meta.unset_file_values(conn, [(target.file_id, list(fields))])
-            ctx.meta.add_events(conn, "meta", now, file_ids=[target.file_id])
+        ctx.events.add(conn, [_meta_event(target, fields)], now)
         return _view(ctx, conn, target, types)
+
+
+def _meta_event(target: _Target, fields: Iterable[str]) -> NewEvent:
+    """The event of a metadata change, naming the fields so that a consumer can skip the
+    queries that do not use them."""
+    if target.file_id is None:
+        return NewEvent(EventKind.DIR_META, dir_id=target.dir_id, fields=tuple(fields))
+    return NewEvent(EventKind.FILE_META, target.file_id, target.dir_id, fields=tuple(fields))
 
 
 def get_metadata(ctx: Context, path: str) -> MetadataView:

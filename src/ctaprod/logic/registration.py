@@ -25,6 +25,7 @@ from sqlalchemy import Connection
 
 from ctaprod.core.catalog import FileRegistration, ReplicaRef, check_adler32
 from ctaprod.core.errors import Conflict, CtaprodError, InvalidInput, NotFound
+from ctaprod.core.events import EventKind, NewEvent
 from ctaprod.core.identity import Identity
 from ctaprod.core.metaquery import FieldType, Scalar
 from ctaprod.core.properties import TokenKind
@@ -151,7 +152,10 @@ def add_replicas(
                 for r in refs
                 if r.se not in have.get(files[r.lfn].file_id, ())
             }
-            return ctx.catalog.add_replicas(conn, sorted(pairs), ctx.clock())
+            now = ctx.clock()
+            dirs = {row.file_id: row.dir_id for row in files.values()}
+            ctx.events.add(conn, _replica_events(sorted(pairs), dirs), now)
+            return ctx.catalog.add_replicas(conn, sorted(pairs), now)
 
     return retrying(body)
 
@@ -276,7 +280,8 @@ def _register(
         for lfn in new
     ]
     file_ids.update(zip(new, ctx.catalog.insert_files(conn, rows), strict=True))
-    have = ctx.catalog.replicas(conn, [file_ids[lfn] for lfn in unique if lfn not in new])
+    new_set = set(new)  # not ``lfn not in new``: a list scan per file, 4 ms per 1,000 files
+    have = ctx.catalog.replicas(conn, [file_ids[lfn] for lfn in unique if lfn not in new_set])
     pairs = {
         (file_ids[r.lfn], r.se) for r in regs if r.se and r.se not in have.get(file_ids[r.lfn], ())
     }
@@ -297,8 +302,19 @@ def _register(
             types,
             dir_ids={file_ids[lfn]: key[lfn][0] for lfn, _ in checked},
         )
-    ctx.catalog.add_events(conn, "file", [(file_ids[lfn], key[lfn][0]) for lfn in new], now)
+    # A new file's first replica is part of its registration event; a new replica of a
+    # file already there is an event of its own.
+    events = [NewEvent(EventKind.FILE_REGISTERED, file_ids[lfn], key[lfn][0]) for lfn in new]
+    if len(new) < len(unique):
+        dirs = {file_ids[lfn]: key[lfn][0] for lfn in unique}
+        new_ids = {file_ids[lfn] for lfn in new}
+        events += _replica_events(sorted(p for p in pairs if p[0] not in new_ids), dirs)
+    ctx.events.add(conn, events, now)
     return [file_ids[r.lfn] for r in regs], replaced
+
+
+def _replica_events(pairs: Iterable[tuple[int, str]], dirs: dict[int, int]) -> list[NewEvent]:
+    return [NewEvent(EventKind.REPLICA_ADDED, fid, dirs.get(fid), se=se) for fid, se in pairs]
 
 
 def _earlier_attempt(ident: Identity, row: FileRow) -> bool:
@@ -328,7 +344,8 @@ def _drop_replaced(
     reps = ctx.catalog.replicas(conn, ids)
     ctx.meta.delete_files(conn, ids)
     ctx.catalog.delete_files(conn, ids)
-    ctx.catalog.add_events(conn, "remove", [(r.file_id, r.dir_id) for r in stale.values()], now)
+    removed = [NewEvent(EventKind.FILE_REMOVED, r.file_id, r.dir_id) for r in stale.values()]
+    ctx.events.add(conn, removed, now)
     out = []
     for lfn, row in stale.items():
         assert row.job_id is not None
