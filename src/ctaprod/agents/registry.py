@@ -24,6 +24,7 @@ from ctaprod.agents.transformations import (
     TaskCreationAgent,
     TaskSubmissionAgent,
     TransformationRecoveryAgent,
+    TransformationTriggerAgent,
 )
 from ctaprod.core.errors import InvalidInput
 from ctaprod.logic.auth import TokenService
@@ -36,6 +37,7 @@ AGENT_NAMES = (
     "stalled_jobs",
     "job_cleaning",
     "request_executor",
+    "transformation_trigger",
     "task_creation",
     "task_submission",
     "transformation_recovery",
@@ -69,7 +71,7 @@ def build_agents(
     ces = ces if ces is not None else ComputingElements(settings)
     ctx = services.ctx
     # Agents that wake others: tasks made are submitted at once, not a cycle later.
-    wakes = {"task_submission": threading.Event()}
+    wakes = {"task_creation": threading.Event(), "task_submission": threading.Event()}
     makers: dict[str, Callable[[], RunOnce]] = {
         "pilot_factory": lambda: (
             PilotFactory(ctx, services.matcher, tokens, ces, command=pilot_command).run_once
@@ -78,6 +80,9 @@ def build_agents(
         "stalled_jobs": lambda: StalledJobsAgent(ctx).run_once,
         "job_cleaning": lambda: JobCleaningAgent(ctx).run_once,
         "request_executor": lambda: RequestExecutorAgent(ctx).run_once,
+        "transformation_trigger": lambda: (
+            TransformationTriggerAgent(ctx, wakes["task_creation"]).run_once
+        ),
         "task_creation": lambda: TaskCreationAgent(ctx, wakes["task_submission"]).run_once,
         "task_submission": lambda: TaskSubmissionAgent(ctx).run_once,
         "transformation_recovery": lambda: TransformationRecoveryAgent(ctx).run_once,

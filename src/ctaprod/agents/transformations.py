@@ -1,5 +1,7 @@
 """The transformation agents: thin ``run_once`` bodies over :mod:`ctaprod.logic.trans_work`.
 
+- ``transformation_trigger``: attaches new and changed catalog files to the transformations
+  whose input query they match, from the catalog's event outbox (logic.trans_trigger);
 - ``task_creation``: groups Unused files into tasks (MCSimulation: run numbers); a replica
   takes the transformations of its share, and holds each one's row for its turn;
 - ``task_submission``: turns Created tasks into jobs (SKIP LOCKED: replicas never submit a
@@ -16,10 +18,37 @@ import logging
 import threading
 
 from ctaprod.agents.runner import AgentContext
+from ctaprod.logic import events as E
 from ctaprod.logic import trans_work as W
 from ctaprod.logic.context import Context
+from ctaprod.logic.trans_trigger import Trigger, ensure_consumer
 
 log = logging.getLogger("ctaprod.agents.transformations")
+
+
+class TransformationTriggerAgent:
+    """Attaches files to transformations from the catalog's events (every half second by
+    default; an idle poll is two indexed reads), then wakes the task creation. Prunes the
+    events every consumer has applied, now and then."""
+
+    name = "transformation_trigger"
+    PRUNE_EVERY = 120  # cycles
+
+    def __init__(self, ctx: Context, then: threading.Event | None = None) -> None:
+        self.ctx = ctx
+        self.then = then
+        self.trigger = Trigger(ctx)
+        self.cycles = 0
+        ensure_consumer(ctx)
+
+    def run_once(self, actx: AgentContext) -> int:
+        done = self.trigger.run()
+        if done and self.then is not None:
+            self.then.set()
+        self.cycles += 1
+        if self.cycles % self.PRUNE_EVERY == 1 and actx.replica == 0:
+            E.prune(self.ctx, max_batches=10)
+        return done
 
 
 class TaskCreationAgent:

@@ -108,6 +108,16 @@ class EventDB:
         """How many visible events wait for a seq (the sequencer's backlog)."""
         return int(conn.execute(select(func.count()).where(e.seq.is_(None))).scalar_one())
 
+    def waiting_for(self, conn: Connection, consumer: str) -> bool:
+        """Whether ``consumer`` has anything to do: an unsequenced event, or a sequenced one
+        after its cursor. Reads only, no lock (an idle consumer's cheap poll)."""
+        if conn.execute(select(e.event_id).where(e.seq.is_(None)).limit(1)).first() is not None:
+            return True
+        position = conn.execute(select(c.position).where(c.consumer == consumer)).scalar()
+        if position is None:
+            return False
+        return conn.execute(select(e.seq).where(e.seq > position).limit(1)).first() is not None
+
     def _lock_mark(self, conn: Connection) -> int:
         stmt = select(s.last_seq).where(s.id == SEQUENCER_ID)
         if self.for_update:

@@ -332,6 +332,28 @@ class MetadataDB:
             self._propagate(conn, tree, dir_id, name, inherited.get(name)) for name in fields
         )
 
+    def subtree_dirs(self, conn: Connection, dir_id: int) -> list[int]:
+        """``dir_id`` and every directory below it."""
+        children = self._subtree(conn, dir_id)
+        return sorted({dir_id, *(d for kids in children.values() for d in kids)})
+
+    def files_of_dirs(
+        self, conn: Connection, dir_ids: Sequence[int], after: int = 0, limit: int = CHUNK
+    ) -> list[int]:
+        """Ids of the files directly in ``dir_ids``, in id order after ``after`` (keyset
+        pages of ``limit``)."""
+        f = catalog_files
+        out: list[int] = []
+        for chunk in _chunks(sorted(set(dir_ids))):
+            query = (
+                select(f.c.file_id)
+                .where(f.c.dir_id.in_(chunk), f.c.file_id > after)
+                .order_by(f.c.file_id)
+                .limit(limit)
+            )
+            out += [int(r[0]) for r in conn.execute(query)]
+        return sorted(out)[:limit]
+
     def _subtree(self, conn: Connection, dir_id: int) -> dict[int, list[int]]:
         """parent dir_id -> children ids, for the subtree rooted at ``dir_id``."""
         d = catalog_dirs

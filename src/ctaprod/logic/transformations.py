@@ -40,6 +40,7 @@ from ctaprod.logic import metadata as M
 from ctaprod.logic.context import Context
 from ctaprod.logic.homes import home_dir
 from ctaprod.logic.trans_states import change_transformations
+from ctaprod.logic.trans_trigger import ensure_consumer, lock_for_attach
 
 TS, TF = TransformationStatus, TransFileStatus
 DRIVERS = (Property.PRODUCTION_MANAGEMENT, Property.ADMIN)
@@ -86,7 +87,9 @@ def create(
     spec = check(ctx, ident, raw)
     now = ctx.clock()
     source = f"{ident.user}/{ident.group}"
+    ensure_consumer(ctx)
     with ctx.db.write() as conn:
+        lock_for_attach(ctx, conn)  # ordered with the event consumer's batches
         if ctx.trans.by_name(conn, spec.name) is not None:
             raise Conflict(f"a transformation called {spec.name!r} exists already", name=spec.name)
         try:
@@ -369,7 +372,9 @@ def extend(
         raise InvalidInput("extend needs a new input query or a new maximum number of tasks")
     source = f"{ident.user}/{ident.group}"
     now = ctx.clock()
+    ensure_consumer(ctx)
     with ctx.db.write() as conn:
+        lock_for_attach(ctx, conn)
         row = _find(ctx, conn, ref)
         tid = int(row["trans_id"])
         status = TS(row["status"])
