@@ -86,17 +86,19 @@ def embedded(tmp_path: Path, server_db_url: str) -> Iterator[SimpleNamespace]:
     token_file = tmp_path / "client" / "token"
     assert token_file.stat().st_mode & 0o777 == 0o600
     client = Client(url, token_file.read_text().strip())
+    # ``proc`` may be replaced by a test that restarts `ctaprod up` (with ``env``).
+    ns = SimpleNamespace(
+        url=url, client=client, state=state, proc=proc, log=tmp_path / "up.log", env=env
+    )
     try:
-        yield SimpleNamespace(
-            url=url, client=client, state=state, proc=proc, log=tmp_path / "up.log"
-        )
+        yield ns
     finally:
         client.close()
-        proc.send_signal(signal.SIGTERM)
+        ns.proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(30)
+            ns.proc.wait(30)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            ns.proc.kill()
         log.close()
         for p in psutil.process_iter(["cmdline", "environ"]):
             try:

@@ -6,10 +6,14 @@ metadata and its ancestry."""
 
 from __future__ import annotations
 
+import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 
 from tests.e2e.test_data_e2e import cli
@@ -80,3 +84,72 @@ def test_a_processing_transformation_runs_to_the_end(up: SimpleNamespace, tmp_pa
     assert len(found) == 2  # every output registered once
     log = ctaprod("trans", "log", "e2e_proc")
     assert "New -> Active" in log
+
+
+def _start_up(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ctaprod.cli.main", "up", "--slots", "4"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{env['CTAPROD_PORT']}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "ctaprod up did not start"
+        time.sleep(0.2)
+
+
+def test_killed_server_and_agents_restarted_end_with_the_same_result(
+    up: SimpleNamespace, tmp_path: Path
+) -> None:
+    """`ctaprod up` (server, agents, pilot factory) SIGKILLed at random moments while the
+    transformation runs, and started again on the same state and database: every input ends
+    Processed, every Done task's output is registered once, no input is in two Done tasks."""
+    ctaprod, client = cli(tmp_path), up.client
+    ctaprod("dm", "meta", "add-field", "particle", "string")
+    ctaprod("dm", "meta", "add-field", "dl", "int")
+    n = 12
+    for i in range(n):
+        local = tmp_path / f"in{i}.dat"
+        local.write_bytes(f"events of file {i}\n".encode() * 50)
+        ctaprod("dm", "put", str(local), f"{IN}/in{i}.dat")
+    ctaprod("dm", "meta", "set", IN, "particle=gamma")
+    definition = tmp_path / "proc.yaml"
+    definition.write_text(YAML.replace("cat *.dat", "sleep 1; cat *.dat"))
+    ctaprod("trans", "create", str(definition), "--start")
+    proc = up.proc
+    rng = random.Random(7)
+    restarts = 0
+    deadline = time.monotonic() + 240
+    while True:
+        view = client.transformation("e2e_proc")
+        if view.files == {"Processed": n}:
+            break
+        assert time.monotonic() < deadline, (view.files, view.tasks, up.log.read_text()[-4000:])
+        if restarts < 4:
+            time.sleep(rng.uniform(0.5, 3.0))
+            proc.kill()  # SIGKILL: server and agents at once, mid-cycle or not
+            proc.wait(30)
+            proc = _start_up(up.env, up.log)
+            up.proc = proc
+            restarts += 1
+        else:
+            time.sleep(1)
+    assert restarts >= 2, "the transformation ended before the kills: make it longer"
+    tid = view.trans_id
+    done = client.transformation_tasks("e2e_proc", status=["Done"], inputs=True)
+    inputs = [lfn for t in done for lfn in t.inputs]
+    assert sorted(inputs) == sorted(set(inputs)) == sorted(f"{IN}/in{i}.dat" for i in range(n))
+    outputs = [f"/ctao/MC/e2e/{tid}/{t.task_id}.out" for t in done]
+    infos = client.files(outputs)
+    assert sorted(infos) == sorted(outputs)
+    found = ctaprod("dm", "find", "dl=2").split()
+    assert sorted(found) == sorted(outputs)  # registered once, and nothing else
