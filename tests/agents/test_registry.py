@@ -28,7 +28,7 @@ def test_build_agents_from_settings(services: Any) -> None:
         ("pilot_status", 30),
         ("stalled_jobs", 5),
         ("request_executor", 10),
-        ("transformation_trigger", 0.5),
+        ("transformation_trigger", 0.25),
         ("task_creation", 5),
         ("task_submission", 5),
         ("transformation_recovery", 30),

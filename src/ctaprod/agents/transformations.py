@@ -27,7 +27,7 @@ log = logging.getLogger("ctaprod.agents.transformations")
 
 
 class TransformationTriggerAgent:
-    """Attaches files to transformations from the catalog's events (every half second by
+    """Attaches files to transformations from the catalog's events (every quarter second by
     default; an idle poll is two indexed reads), then wakes the task creation. Prunes the
     events every consumer has applied, now and then."""
 

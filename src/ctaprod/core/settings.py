@@ -133,7 +133,7 @@ def _agents() -> dict[str, AgentSettings]:
         "stalled_jobs": AgentSettings(interval=60),
         "job_cleaning": AgentSettings(interval=3600),
         "request_executor": AgentSettings(interval=10),
-        "transformation_trigger": AgentSettings(interval=0.5),
+        "transformation_trigger": AgentSettings(interval=0.25),
         "task_creation": AgentSettings(interval=5),
         "task_submission": AgentSettings(interval=5),
         "transformation_recovery": AgentSettings(interval=30),
