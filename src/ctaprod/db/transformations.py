@@ -15,10 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     RowMapping,
     Select,
     bindparam,
+    case,
+    cast,
     func,
     insert,
     select,
@@ -397,13 +400,17 @@ class TransformationDB:
         links: Mapping[int, tuple[int | None, int | None]],
         now: datetime,
     ) -> None:
-        """Record each task's ``(job_id, request_id)``."""
-        for task_id, (job_id, request_id) in links.items():
-            conn.execute(
-                update(trans_tasks)
-                .where(K.task_id == task_id)
-                .values(job_id=job_id, request_id=request_id, last_update=now)
-            )
+        """Record each task's ``(job_id, request_id)``: one UPDATE ... CASE per chunk (an
+        executemany is one round trip per row with PyMySQL)."""
+        ids = sorted(links)
+        for chunk in _chunks(ids, 1000):
+            values: dict[str, Any] = {"last_update": now}
+            for col, pos in (("job_id", 0), ("request_id", 1)):
+                given = {t: links[t][pos] for t in chunk if links[t][pos] is not None}
+                values[col] = (
+                    cast(case(given, value=K.task_id, else_=None), BigInteger) if given else None
+                )
+            conn.execute(update(trans_tasks).where(K.task_id.in_(chunk)).values(**values))
 
     def task_counts(self, conn: Connection, trans_id: int) -> dict[str, int]:
         stmt = select(K.status, func.count()).where(K.trans_id == trans_id).group_by(K.status)
