@@ -294,3 +294,43 @@ def test_cleaning_kills_live_tasks_and_ends_cleaned(ctx: Any, tree: Tree) -> Non
     assert Q.job_detail(ctx, PM, jobs[0]).status == "Killed"
     with pytest.raises(Conflict, match="Cleaned"):
         T.start(ctx, PM, tid)
+
+
+def test_replication_tasks_are_requests_and_follow_them(ctx: Any, tree: Tree) -> None:
+    from ctaprod.core.requests import RequestStatus as R
+    from ctaprod.logic import trans_work as W
+    from ctaprod.logic.request_states import change_requests
+
+    view = T.create(
+        ctx,
+        PM,
+        {
+            "name": "repl",
+            "type": "Replication",
+            "input_query": "particle=gamma",
+            "parameters": {"target_ses": ["DISK-B"]},
+        },
+        start=True,
+    )
+    tid = view.trans_id
+    assert W.make_tasks(ctx) == 3  # Broadcast: one task per file
+    assert W.submit_tasks(ctx) == 3
+    tasks = T.tasks(ctx, tid, with_inputs=True)
+    assert [t.status for t in tasks] == ["Waiting"] * 3
+    assert all(t.request_id is not None and t.job_id is None for t in tasks)
+    from ctaprod.logic import requests as RL
+
+    info = RL.get_request(ctx, PM, tasks[0].request_id)
+    [op] = info.operations
+    assert (op.type, op.arguments) == ("ReplicateAndRegister", {"target_ses": ["DISK-B"]})
+    assert [f.lfn for f in op.files] == tasks[0].inputs
+    with ctx.db.write() as conn:
+        ids = [t.request_id for t in tasks[:2]]
+        change_requests(ctx, conn, ids, lambda r: [Change(R.ASSIGNED)], source="test")
+        change_requests(ctx, conn, [ids[0]], lambda r: [Change(R.DONE)], source="test")
+        change_requests(ctx, conn, [ids[1]], lambda r: [Change(R.FAILED, "SE down")], source="test")
+    statuses = [t.status for t in T.tasks(ctx, tid)]
+    assert statuses == ["Done", "Failed", "Waiting"]
+    files = {f.lfn: (f.status, f.error_count) for f in T.files(ctx, tid)}
+    assert files[tasks[0].inputs[0]] == ("Processed", 0)
+    assert files[tasks[1].inputs[0]] == ("Unused", 1)

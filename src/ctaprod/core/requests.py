@@ -32,7 +32,7 @@ from ctaprod.core.catalog import check_adler32
 from ctaprod.core.errors import InvalidInput
 from ctaprod.core.job_states import JobStatus
 from ctaprod.core.lfn import check_lfn
-from ctaprod.core.statemachine import StateMachine, on_leave, table
+from ctaprod.core.statemachine import Hook, StateMachine, on_leave, table
 
 MAX_OPERATIONS = 100
 MAX_FILES = 10_000
@@ -76,7 +76,11 @@ REQUEST_MACHINE: StateMachine[RequestStatus] = StateMachine(
     ),
     final=frozenset({R.DONE, R.CANCELED}),
     # A request that is no longer Assigned is held by nobody: its claim's lease ends.
-    hooks=(on_leave("end_lease", [R.ASSIGNED]),),
+    hooks=(
+        on_leave("end_lease", [R.ASSIGNED]),
+        # A transformation task mirrors its request (core.trans_states).
+        Hook("task"),
+    ),
 )
 OPERATION_MACHINE: StateMachine[OperationStatus] = StateMachine(
     entity="operation",

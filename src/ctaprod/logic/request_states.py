@@ -30,7 +30,8 @@ from ctaprod.core.statemachine import Change, StateMachine, Transition, Transiti
 from ctaprod.db.statechange import ConditionalWriter, StatusWrite
 from ctaprod.db.tables import request_files, request_operations, requests
 from ctaprod.logic.context import Context
-from ctaprod.logic.door import BeforeHook, Door, change_states
+from ctaprod.logic.door import AfterHook, BeforeHook, Door, change_states
+from ctaprod.logic.trans_tasks import mirror_requests
 
 S = TypeVar("S", bound=StrEnum)
 Rows = Mapping[int, RowMapping]
@@ -51,6 +52,7 @@ def _door(
     read: Callable[[Connection, Sequence[int]], Rows],
     table: Table,
     before: Mapping[str, BeforeHook[S]] | None = None,
+    after: Mapping[str, AfterHook[S, RowMapping]] | None = None,
 ) -> Door[S, RowMapping]:
     writer = _WRITERS[machine.entity]
 
@@ -62,7 +64,12 @@ def _door(
         )
 
     return Door(
-        machine, read=read, status=lambda row: kind(row["status"]), write=write, before=before or {}
+        machine,
+        read=read,
+        status=lambda row: kind(row["status"]),
+        write=write,
+        before=before or {},
+        after=after or {},
     )
 
 
@@ -88,6 +95,7 @@ def change_requests(
         ctx.requests.read_requests,
         requests,
         {"end_lease": _end_lease},
+        {"task": lambda conn, steps, h: mirror_requests(ctx, conn, steps, h)},
     )
     return change_states(
         door, conn, ids, decide, source=source, now=now or ctx.clock(), strict=strict, known=known

@@ -64,7 +64,6 @@ def create_request(ctx: Context, ident: Identity, spec: RequestSpec) -> int:
     if ident.kind is TokenKind.JOB:
         spec = spec.model_copy(update={"job_id": ident.job_id})
     spec = check_spec(spec)
-    now = ctx.clock()
     with ctx.db.write() as conn:
         if spec.job_id is not None and ident.kind is TokenKind.USER:
             states = ctx.jobs.states(conn, [spec.job_id])
@@ -76,48 +75,56 @@ def create_request(ctx: Context, ident: Identity, spec: RequestSpec) -> int:
             known = ctx.requests.find_job_request(conn, spec.job_id, spec.name, ident.user)
             if known is not None:
                 return known
-        request_id = ctx.requests.insert_request(
-            conn,
+        return store_request(ctx, conn, ident, spec)
+
+
+def store_request(ctx: Context, conn: Connection, ident: Identity, spec: RequestSpec) -> int:
+    """Write a checked request (Waiting, due now) with its operations and files in
+    ``conn``'s transaction, owned by ``ident``; its ID (a transformation's task submission
+    creates requests together with its own rows)."""
+    now = ctx.clock()
+    request_id = ctx.requests.insert_request(
+        conn,
+        {
+            "name": spec.name,
+            "owner": ident.user,
+            "owner_group": ident.group,
+            "job_id": spec.job_id,
+            "status": R.WAITING.value,
+            "created": now,
+            "last_update": now,
+            "not_before": now,
+        },
+    )
+    op_ids = ctx.requests.insert_operations(
+        conn,
+        request_id,
+        [
             {
-                "name": spec.name,
-                "owner": ident.user,
-                "owner_group": ident.group,
-                "job_id": spec.job_id,
-                "status": R.WAITING.value,
-                "created": now,
+                "position": i,
+                "type": op.type,
+                "status": (Op.WAITING if i == 0 else Op.QUEUED).value,
+                "arguments": op.arguments,
                 "last_update": now,
-                "not_before": now,
-            },
-        )
-        op_ids = ctx.requests.insert_operations(
-            conn,
-            request_id,
-            [
-                {
-                    "position": i,
-                    "type": op.type,
-                    "status": (Op.WAITING if i == 0 else Op.QUEUED).value,
-                    "arguments": op.arguments,
-                    "last_update": now,
-                }
-                for i, op in enumerate(spec.operations)
-            ],
-        )
-        ctx.requests.insert_files(
-            conn,
-            [
-                {
-                    "op_id": op_id,
-                    "lfn": f.lfn,
-                    "status": F.WAITING.value,
-                    "size": f.size,
-                    "checksum": f.checksum,
-                    "guid": f.guid,
-                }
-                for op_id, op in zip(op_ids, spec.operations, strict=True)
-                for f in op.files
-            ],
-        )
+            }
+            for i, op in enumerate(spec.operations)
+        ],
+    )
+    ctx.requests.insert_files(
+        conn,
+        [
+            {
+                "op_id": op_id,
+                "lfn": f.lfn,
+                "status": F.WAITING.value,
+                "size": f.size,
+                "checksum": f.checksum,
+                "guid": f.guid,
+            }
+            for op_id, op in zip(op_ids, spec.operations, strict=True)
+            for f in op.files
+        ],
+    )
     return request_id
 
 

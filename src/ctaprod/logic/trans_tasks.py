@@ -14,12 +14,14 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, RowMapping
 
 from ctaprod.core.job_states import JobStatus
+from ctaprod.core.requests import RequestStatus
 from ctaprod.core.statemachine import Change, Transition
 from ctaprod.core.trans_states import (
     TASK_LIVE,
     TaskStatus,
     mirror_steps,
     task_status_for_job,
+    task_status_for_request,
 )
 from ctaprod.db.jobs import JobState
 from ctaprod.logic.context import Context
@@ -54,6 +56,35 @@ def mirror_jobs(
         steps = mirror_steps(TK(row["status"]), task_status_for_job(t.new))
         if steps and steps[-1].target in (TK.FAILED, TK.KILLED):
             why = f"job {t.ident} {t.new.value}" + (f": {t.reason}" if t.reason else "")
+            steps[-1] = Change(steps[-1].target, why, values={"error": why[:1024]})
+        return steps
+
+    change_tasks(ctx, conn, task_ids, decide, source=h.source, strict=False, known=rows)
+
+
+def mirror_requests(
+    ctx: Context,
+    conn: Connection,
+    steps: Sequence[Transition[RequestStatus]],
+    h: HookContext[RowMapping],
+) -> None:
+    """The request door's ``task`` hook: bring the live tasks of these requests (Replication
+    and Removal transformations) to their status."""
+    last = {t.ident: t for t in steps}
+    task_ids = ctx.trans.task_ids(
+        conn, request_ids=list(last), statuses=[s.value for s in TASK_LIVE]
+    )
+    if not task_ids:
+        return
+    rows = ctx.trans.task_rows(conn, task_ids)
+
+    def decide(row: RowMapping) -> list[Change[TaskStatus]] | None:
+        t = last.get(int(row["request_id"]))
+        if t is None:
+            return None
+        steps = mirror_steps(TK(row["status"]), task_status_for_request(t.new))
+        if steps and steps[-1].target in (TK.FAILED, TK.KILLED):
+            why = f"request {t.ident} {t.new.value}" + (f": {t.reason}" if t.reason else "")
             steps[-1] = Change(steps[-1].target, why, values={"error": why[:1024]})
         return steps
 

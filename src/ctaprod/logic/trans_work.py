@@ -23,6 +23,7 @@ from ctaprod.core.identity import Identity
 from ctaprod.core.job_states import JobStatus
 from ctaprod.core.jobs import JobDescription
 from ctaprod.core.properties import Property, TokenKind
+from ctaprod.core.requests import OperationSpec, RequestFile, RequestSpec, check_spec
 from ctaprod.core.statemachine import Change
 from ctaprod.core.trans_states import (
     CREATING_TASKS,
@@ -39,6 +40,7 @@ from ctaprod.logic import input_data
 from ctaprod.logic.context import Context
 from ctaprod.logic.job_status import transition_jobs
 from ctaprod.logic.jobs import kill_step, reschedule_jobs, store_jobs
+from ctaprod.logic.requests import store_request
 from ctaprod.logic.trans_states import change_tasks, change_trans_files, change_transformations
 from ctaprod.logic.transformations import spec_of
 
@@ -202,8 +204,8 @@ def _submit(
 ) -> int:
     spec = spec_of(trow)
     trans_id = int(trow["trans_id"])
-    if TYPES.get(spec.type).tasks is not TaskKind.JOB:
-        return 0  # request tasks: not submitted by this version (they stay Created)
+    if TYPES.get(spec.type).tasks is TaskKind.REQUEST:
+        return _submit_requests(ctx, conn, trow, spec, tasks, rows)
     task_ids = [int(t["task_id"]) for t in tasks]
     inputs = ctx.trans.task_inputs(conn, task_ids)
     lfns = ctx.catalog.lfns(conn, [f for fs in inputs.values() for f in fs])
@@ -265,6 +267,86 @@ def _submit(
             known={i: rows[i] for i in failed},
         )
     return len(good)
+
+
+def _submit_requests(
+    ctx: Context,
+    conn: Connection,
+    trow: RowMapping,
+    spec: TransformationSpec,
+    tasks: Sequence[RowMapping],
+    rows: dict[int, RowMapping],
+) -> int:
+    """Replication and Removal: one request per task, its operation on the task's files."""
+    ttype = TYPES.get(spec.type)
+    assert ttype.operation is not None
+    trans_id = int(trow["trans_id"])
+    task_ids = [int(t["task_id"]) for t in tasks]
+    inputs = ctx.trans.task_inputs(conn, task_ids)
+    lfns = ctx.catalog.lfns(conn, [f for fs in inputs.values() for f in fs])
+    arguments = _operation_arguments(ttype.operation, spec.parameters)
+    owner = owner_identity(trow)
+    links: dict[int, tuple[int | None, int | None]] = {}
+    failed: dict[int, str] = {}
+    for task_id in task_ids:
+        files = [lfns[f] for f in inputs[task_id] if f in lfns]
+        if not files:
+            failed[task_id] = "its input files left the catalog"
+            continue
+        request = RequestSpec(
+            name=f"trans{trans_id}_task{task_id}",
+            operations=[
+                OperationSpec(
+                    type=ttype.operation,
+                    arguments=arguments,
+                    files=[RequestFile(lfn=lfn) for lfn in files],
+                )
+            ],
+        )
+        try:
+            checked = check_spec(request)
+        except CtaprodError as exc:
+            failed[task_id] = f"request not made: {exc}"
+            continue
+        links[task_id] = (None, store_request(ctx, conn, owner, checked))
+    if links:
+        ctx.trans.set_task_links(conn, links, ctx.clock())
+        change_tasks(
+            ctx,
+            conn,
+            sorted(links),
+            lambda r: [
+                Change(TK.SUBMITTED, f"request {links[r['task_id']][1]}"),
+                Change(TK.WAITING),
+            ],
+            source=SUBMISSION,
+            known={i: rows[i] for i in links},
+        )
+    if failed:
+        change_tasks(
+            ctx,
+            conn,
+            sorted(failed),
+            lambda r: [
+                Change(TK.FAILED, failed[r["task_id"]], {"error": failed[r["task_id"]][:1024]})
+            ],
+            source=SUBMISSION,
+            known={i: rows[i] for i in failed},
+        )
+    return len(links)
+
+
+def _operation_arguments(operation: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The operation's arguments from the transformation's parameters."""
+    if operation == "ReplicateAndRegister":
+        targets = parameters.get("target_ses")
+        if isinstance(targets, str):
+            targets = [t.strip() for t in targets.split(",") if t.strip()]
+        out: dict[str, Any] = {"target_ses": targets}
+        if parameters.get("source_se"):
+            out["source_se"] = parameters["source_se"]
+        return out
+    return {}
 
 
 # --- recovery and completion ----------------------------------------------------------------
