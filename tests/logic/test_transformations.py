@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from ctaprod.core.catalog import FileRegistration
 from ctaprod.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ctaprod.core.identity import Identity
 from ctaprod.core.metadata import FieldDeclaration
@@ -225,11 +226,13 @@ def test_tasks_are_made_submitted_and_follow_their_jobs(ctx: Any, tree: Tree) ->
     _run_jobs(ctx, [jobs[0]], J.MATCHED, J.RUNNING, J.DONE)
     _run_jobs(ctx, [jobs[1]], J.MATCHED, J.RUNNING, J.FAILED)
     assert T.tasks(ctx, tid)[1].status == "Running"  # not failed yet: it will be retried
-    assert W.reschedule_failed(ctx) == 1
+    assert W.recover_tasks(ctx).rescheduled == 1
     assert T.tasks(ctx, tid)[1].status == "Waiting"
     _run_jobs(ctx, [jobs[1]], J.MATCHED, J.RUNNING, J.FAILED)  # past the limit now
-    assert W.reschedule_failed(ctx) == 0
     _run_jobs(ctx, [jobs[2]], J.KILLED)
+    assert [t.status for t in T.tasks(ctx, tid)] == ["Done", "Running", "Waiting"]
+    recovered = W.recover_tasks(ctx)  # no outputs registered: the tasks just end
+    assert (recovered.rescheduled, recovered.failed, recovered.killed) == (0, 1, 1)
     statuses = [t.status for t in T.tasks(ctx, tid)]
     assert statuses == ["Done", "Failed", "Killed"]
     files = {f.lfn: f for f in T.files(ctx, tid)}
@@ -334,3 +337,52 @@ def test_replication_tasks_are_requests_and_follow_them(ctx: Any, tree: Tree) ->
     files = {f.lfn: (f.status, f.error_count) for f in T.files(ctx, tid)}
     assert files[tasks[0].inputs[0]] == ("Processed", 0)
     assert files[tasks[1].inputs[0]] == ("Unused", 1)
+
+
+def test_a_job_that_fails_after_its_outputs_is_reconciled(ctx: Any, tree: Tree) -> None:
+    """All outputs registered before the job failed: the task is Done. Part of them: they are
+    removed from catalog and storage, and the task fails (no input group with two outputs)."""
+    import io
+
+    from ctaprod.core.job_states import JobStatus as J
+    from ctaprod.logic import trans_work as W
+    from ctaprod.logic.registration import register_files
+
+    ctx.settings.jobs.max_reschedules = 0
+    templates = [
+        f"{BASE}/out/{{{{transformation_id}}}}/{{{{task_id}}}}.h5",
+        f"{BASE}/out/{{{{transformation_id}}}}/{{{{task_id}}}}.log",
+    ]
+    view = T.create(ctx, PM, definition(group_size=1, output_lfn_template=templates), start=True)
+    tid = view.trans_id
+    W.make_tasks(ctx)
+    W.submit_tasks(ctx)
+    a, b, c = T.tasks(ctx, tid)
+    se = ctx.storage("LOCAL-DISK")
+
+    def write(task: Any, suffixes: list[str]) -> list[str]:
+        ident = Identity(
+            "pm", "ctao_prod", TokenKind.JOB, frozenset({"ProductionManagement"}),
+            job_id=task.job_id, attempt=0,
+        )  # fmt: skip
+        lfns = [f"{BASE}/out/{tid}/{task.task_id}.{s}" for s in suffixes]
+        regs = []
+        for lfn in lfns:
+            se.put(lfn, io.BytesIO(b"out"))
+            regs.append(FileRegistration(lfn=lfn, size=3, checksum="026d0151", se="LOCAL-DISK"))
+        register_files(ctx, ident, regs, verify=False)
+        return lfns
+
+    _run_jobs(ctx, [a.job_id, b.job_id, c.job_id], J.MATCHED, J.RUNNING)
+    write(a, ["h5", "log"])  # everything, then the job fails
+    partial = write(b, ["h5"])  # half
+    _run_jobs(ctx, [a.job_id, b.job_id, c.job_id], J.FAILED)
+    recovered = W.recover_tasks(ctx)
+    assert (recovered.done, recovered.failed, recovered.outputs_removed) == (1, 2, 1)
+    assert [t.status for t in T.tasks(ctx, tid)] == ["Done", "Failed", "Failed"]
+    with ctx.db.read() as conn:
+        assert ctx.catalog.files_of_jobs(conn, [b.job_id]) == {}
+    assert not se.exists(partial[0])
+    assert se.exists(f"{BASE}/out/{tid}/{a.task_id}.h5")  # the Done task's outputs stay
+    files = {f.lfn: (f.status, f.error_count) for f in T.files(ctx, tid)}
+    assert sorted(files.values()) == [("Processed", 0), ("Unused", 1), ("Unused", 1)]

@@ -88,14 +88,11 @@ class TransformationRecoveryAgent:
         self.ctx = ctx
 
     def run_once(self, actx: AgentContext) -> int:
-        rescheduled = W.reschedule_failed(self.ctx) if actx.replica == 0 else 0
+        recovered = W.recover_tasks(self.ctx) if actx.replica == 0 else W.Recovery()
         completed = W.complete(self.ctx, mine=actx.mine)
         cleaned = W.clean(self.ctx, mine=actx.mine)
-        if rescheduled or completed or cleaned:
+        if recovered.total or completed or cleaned:
             log.info(
-                "transformations: %d failed jobs rescheduled, %d completed, %d tasks cleaned",
-                rescheduled,
-                completed,
-                cleaned,
+                "transformations: %s; %d completed, %d tasks cleaned", recovered, completed, cleaned
             )
-        return rescheduled + completed + cleaned
+        return recovered.total + completed + cleaned

@@ -295,6 +295,15 @@ class CatalogDB:
         )
         return [row[0] for row in result]
 
+    def files_of_jobs(self, conn: Connection, job_ids: Iterable[int]) -> dict[int, list[int]]:
+        """The files each job registered (``catalog_files.job_id``), by job."""
+        out: dict[int, list[int]] = defaultdict(list)
+        for chunk in _chunks(sorted(set(job_ids)), IN_CHUNK):
+            stmt = select(f.file_id, f.job_id).where(f.job_id.in_(chunk))
+            for file_id, job_id in conn.execute(stmt):
+                out[int(job_id)].append(int(file_id))
+        return dict(out)
+
     def lfns(self, conn: Connection, file_ids: Iterable[int]) -> dict[int, str]:
         """The LFN of each existing file among ``file_ids``."""
         out: dict[int, str] = {}

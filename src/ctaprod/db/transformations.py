@@ -348,6 +348,14 @@ class TransformationDB:
             conn.execute(insert(trans_task_files), inputs[i : i + IN_CHUNK])
         return ids
 
+    def tasks_by_id(self, conn: Connection, ids: Sequence[int]) -> Rows:
+        """Rows of tasks by id, not locked (a read)."""
+        out: Rows = {}
+        for chunk in _chunks(sorted(set(ids))):
+            stmt = select(trans_tasks).where(K.task_id.in_(chunk))
+            out.update({int(r["task_id"]): r for r in conn.execute(stmt).mappings()})
+        return out
+
     def task_rows(self, conn: Connection, ids: Sequence[int]) -> Rows:
         """Rows of tasks by id, locked where the engine has locks."""
         return self._read(conn, trans_tasks, K.task_id, ids)

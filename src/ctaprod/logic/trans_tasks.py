@@ -1,10 +1,12 @@
 """Tasks follow their jobs: the job door's ``task`` hook mirrors a job's new status onto the
 transformation task that made it, in the job's transaction (no agent polls jobs).
 
-A job that fails while it can still be rescheduled (within the job system's limit) does not
-fail its task: the recovery pass (:mod:`ctaprod.logic.trans_recovery`) reschedules it first,
-and its task goes back to Waiting with it. Past the limit the task fails, and its files go
-back to Unused with one more error (or to MaxReset), through the task door.
+A job that ends without success (Failed, Killed, Deleted) does not end its task here: the
+recovery pass (:func:`ctaprod.logic.trans_work.recover_tasks`) reschedules a failed job within
+the job system's limit (the task goes back to Waiting with it), and otherwise reconciles the
+outputs the job registered before ending the task: all of them there, the task is Done;
+some, they are removed from catalog and storage and the task fails (its files go back to
+Unused with one more error, or to MaxReset), so that no input group ever has two outputs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from ctaprod.logic.door import HookContext
 from ctaprod.logic.trans_states import change_tasks
 
 J, TK = JobStatus, TaskStatus
+# Jobs that ended without success: their task waits for the recovery pass, which reschedules
+# the job within the limit, or reconciles the outputs it may have registered before ending
+# the task (logic.trans_work.recover_tasks).
+UNSUCCESSFUL = frozenset({J.FAILED, J.KILLED, J.DELETED})
 
 
 def mirror_jobs(
@@ -43,21 +49,14 @@ def mirror_jobs(
     if not task_ids:
         return
     rows = ctx.trans.task_rows(conn, task_ids)
-    limit = ctx.settings.jobs.max_reschedules
 
     def decide(row: RowMapping) -> list[Change[TaskStatus]] | None:
         t = last.get(int(row["job_id"]))
         if t is None:
             return None
-        if t.new is J.FAILED:
-            before = h.states.get(t.ident)
-            if before is not None and before.reschedule_count < limit:
-                return None  # the recovery pass reschedules it; the task waits for it
-        steps = mirror_steps(TK(row["status"]), task_status_for_job(t.new))
-        if steps and steps[-1].target in (TK.FAILED, TK.KILLED):
-            why = f"job {t.ident} {t.new.value}" + (f": {t.reason}" if t.reason else "")
-            steps[-1] = Change(steps[-1].target, why, values={"error": why[:1024]})
-        return steps
+        if t.new in UNSUCCESSFUL:
+            return None  # the recovery pass reschedules the job or reconciles the task
+        return mirror_steps(TK(row["status"]), task_status_for_job(t.new))
 
     change_tasks(ctx, conn, task_ids, decide, source=h.source, strict=False, known=rows)
 

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, RowMapping
 
-from ctaprod.core.errors import CtaprodError, InvalidInput
+from ctaprod.core.errors import CtaprodError, InvalidInput, NotFound
 from ctaprod.core.grouping import PLUGINS, GroupFile
 from ctaprod.core.identity import Identity
 from ctaprod.core.job_states import JobStatus
@@ -28,6 +28,7 @@ from ctaprod.core.statemachine import Change
 from ctaprod.core.trans_states import (
     CREATING_TASKS,
     FLUSHING,
+    TASK_FINAL,
     TASK_LIVE,
     TaskStatus,
     TransFileStatus,
@@ -38,6 +39,7 @@ from ctaprod.core.transformations import TransformationSpec, render_task_job
 from ctaprod.db.transformations import NewTask
 from ctaprod.logic import input_data
 from ctaprod.logic.context import Context
+from ctaprod.logic.dataops import remove_file
 from ctaprod.logic.job_status import transition_jobs
 from ctaprod.logic.jobs import kill_step, reschedule_jobs, store_jobs
 from ctaprod.logic.requests import store_request
@@ -350,28 +352,134 @@ def _operation_arguments(operation: str, parameters: Mapping[str, Any]) -> dict[
 
 
 # --- recovery and completion ----------------------------------------------------------------
-def reschedule_failed(ctx: Context, *, limit: int = TASKS_PER_TURN) -> int:
-    """Failed jobs of live tasks, still within the reschedule limit, go back to Waiting (their
-    tasks with them, through the job door's task hook)."""
-    with ctx.db.write() as conn:
-        live = ctx.trans.task_ids(
-            conn, statuses=[s.value for s in TASK_LIVE - {TK.CREATED}], limit=None
+@dataclass
+class Recovery:
+    """What one recovery pass did."""
+
+    rescheduled: int = 0
+    done: int = 0  # every output was registered before the job ended: the task is Done
+    failed: int = 0
+    killed: int = 0
+    outputs_removed: int = 0
+    waiting: int = 0  # partial outputs that could not be removed yet (storage down)
+
+    @property
+    def total(self) -> int:
+        return self.rescheduled + self.done + self.failed + self.killed
+
+
+def recover_tasks(
+    ctx: Context,
+    *,
+    trans_id: int | None = None,
+    limit: int = TASKS_PER_TURN,
+    reschedule: bool = True,
+) -> Recovery:
+    """Live job tasks whose job ended without success (the task hook leaves them live):
+
+    - a Failed job within the reschedule limit is rescheduled (its task goes back to Waiting);
+    - otherwise (Failed past the limit, Killed, Deleted, or gone) its outputs are reconciled:
+      every output the job was to write is registered by it -> the task is Done (the job
+      failed after its work was safe); some are -> those are removed from catalog and storage
+      (a partial result must not stay beside the one a retry makes), then the task fails
+      (Killed for a killed job) and its files go back; none -> the task ends at once.
+    A removal that fails (storage down) leaves the task live for the next pass."""
+    out = Recovery()
+    live = [s.value for s in TASK_LIVE - {TK.CREATED}]
+    with ctx.db.read() as conn:
+        ids = ctx.trans.task_ids(conn, trans_id=trans_id, statuses=live, limit=None)
+        rows = ctx.trans.tasks_by_id(conn, ids)
+        jobs = {int(r["job_id"]): r for r in rows.values() if r["job_id"] is not None}
+        states = ctx.jobs.states(conn, list(jobs))
+    limit_r = ctx.settings.jobs.max_reschedules
+    retry = [
+        j
+        for j, s in states.items()
+        if reschedule and s.status is J.FAILED and s.reschedule_count < limit_r
+    ]
+    if retry:
+        with ctx.db.write() as conn:
+            got = reschedule_jobs(
+                ctx, None, retry[:limit], "Rescheduled: its transformation task retries",
+                strict=False, conn=conn,
+            )  # fmt: skip
+        out.rescheduled = sum(1 for s in got.values() if s is not J.FAILED)
+    over = [
+        r
+        for j, r in jobs.items()
+        if (j not in states or states[j].status in _UNSUCCESSFUL) and j not in retry
+    ][:limit]
+    if not over:
+        return out
+    with ctx.db.read() as conn:
+        texts = ctx.jobs.descriptions(conn, [int(r["job_id"]) for r in over])
+        written = ctx.catalog.files_of_jobs(conn, [int(r["job_id"]) for r in over])
+        lfns = ctx.catalog.lfns(conn, [f for fs in written.values() for f in fs])
+        owners = {int(r["trans_id"]): ctx.trans.get(conn, int(r["trans_id"])) for r in over}
+    for task in over:
+        job_id = int(task["job_id"])
+        state = states.get(job_id)
+        expected: set[str] = set()
+        if job_id in texts:
+            desc = JobDescription.model_validate_json(texts[job_id])
+            expected = set(desc.output_lfns("").values())
+        registered = {lfns[f] for f in written.get(job_id, []) if f in lfns}
+        reason = (
+            f"job {job_id} {state.status.value}" if state is not None else f"job {job_id} is gone"
         )
-        rows = ctx.trans.task_rows(conn, live) if live else {}
-        job_ids = [int(r["job_id"]) for r in rows.values() if r["job_id"] is not None]
-        states = ctx.jobs.states(conn, job_ids)
-        failed = [j for j, s in states.items() if s.status is J.FAILED][:limit]
-        if not failed:
-            return 0
-        out = reschedule_jobs(
-            ctx,
-            None,
-            failed,
-            "Rescheduled: its transformation task retries",
-            strict=False,
-            conn=conn,
-        )
-    return sum(1 for s in out.values() if s is not J.FAILED)
+        if expected and expected <= registered:
+            target, why = TK.DONE, f"{reason} after registering all its outputs"
+        else:
+            owner_row = owners.get(int(task["trans_id"]))
+            if registered and owner_row is not None:
+                left = _remove_outputs(ctx, owner_identity(owner_row), sorted(registered))
+                out.outputs_removed += len(registered) - len(left)
+                if left:
+                    out.waiting += 1
+                    continue
+                reason += f"; {len(registered)} partial outputs removed"
+            killed = state is None or state.status is not J.FAILED
+            target, why = (TK.KILLED if killed else TK.FAILED), reason
+        with ctx.db.write() as conn:
+            now_states = ctx.jobs.states(conn, [job_id])
+            current = now_states.get(job_id)
+            if current is not None and current.status not in _UNSUCCESSFUL:
+                continue  # rescheduled meanwhile (by hand): the task follows the job again
+            ended = _end_task(ctx, conn, int(task["task_id"]), target, why)
+        if ended:
+            out.done += target is TK.DONE
+            out.failed += target is TK.FAILED
+            out.killed += target is TK.KILLED
+    return out
+
+
+def _end_task(ctx: Context, conn: Connection, task_id: int, target: TaskStatus, why: str) -> bool:
+    """End a live task (its files follow through the task door); False if it was over."""
+
+    def decide(r: RowMapping) -> list[Change[TaskStatus]] | None:
+        if TK(r["status"]) in TASK_FINAL:
+            return None
+        return [Change(target, why, {"error": why[:1024]})]
+
+    result = change_tasks(ctx, conn, [task_id], decide, source=RECOVERY, strict=False)
+    return bool(result.applied)
+
+
+def _remove_outputs(ctx: Context, owner: Identity, lfns: Sequence[str]) -> list[str]:
+    """Remove outputs from catalog and storage; the LFNs that could not be removed."""
+    left = []
+    for lfn in lfns:
+        try:
+            remove_file(ctx, owner, lfn)
+        except NotFound:
+            continue  # gone already
+        except CtaprodError as exc:
+            log.warning("cannot remove the partial output %s yet: %s", lfn, exc)
+            left.append(lfn)
+    return left
+
+
+_UNSUCCESSFUL = frozenset({J.FAILED, J.KILLED, J.DELETED})
 
 
 def _change(
@@ -415,9 +523,10 @@ def complete(ctx: Context, *, mine: Mine = _everyone) -> int:
 
 
 def clean(ctx: Context, *, mine: Mine = _everyone) -> int:
-    """Transformations in Cleaning: their jobs still running are killed (the tasks follow
-    through the job door), tasks not yet submitted are killed, and once none is live the
-    transformation is Cleaned. Returns the tasks ended this turn."""
+    """Transformations in Cleaning: tasks not yet submitted are killed, jobs still running are
+    killed (with the kill command), the tasks of jobs that ended are reconciled (partial
+    outputs removed, no reschedule), and once none is live the transformation is Cleaned.
+    Returns the tasks ended this turn."""
     ended = 0
     with ctx.db.read() as conn:
         ids = ctx.trans.ids_in(conn, [TS.CLEANING.value])
@@ -447,29 +556,16 @@ def clean(ctx: Context, *, mine: Mine = _everyone) -> int:
                     lambda s: [kill_step(s, "Killed: its transformation is cleaned")],
                     RECOVERY, strict=False, known={j: states[j] for j in killable},
                 )  # fmt: skip
-            # Tasks whose job is gone or ended without the task following (a bug, an old
-            # job deleted): killed here so that nothing stays live.
-            stuck = [t for t, r in rows.items() if _job_over(r, states)]
-            if stuck:
-                change_tasks(
-                    ctx, conn, stuck, lambda r: [Change(TK.KILLED, "transformation cleaned")],
-                    source=RECOVERY, strict=False,
-                )  # fmt: skip
-            ended += len(unsubmitted) + len(killable) + len(stuck)
+            ended += len(unsubmitted)
+        ended += recover_tasks(ctx, trans_id=tid, reschedule=False).total
+        with ctx.db.write() as conn:
+            row = ctx.trans.lock_for_work(conn, tid)
             left = ctx.trans.task_ids(
                 conn, trans_id=tid, statuses=[s.value for s in TASK_LIVE], limit=1
             )
-            if not left:
+            if row is not None and TS(row["status"]) is TS.CLEANING and not left:
                 _change(ctx, conn, tid, [Change(TS.CLEANED, "every task ended")])
     return ended
 
 
 _JOB_ENDED = frozenset({J.DONE, J.FAILED, J.KILLED, J.DELETED})
-
-
-def _job_over(task: RowMapping, states: Mapping[int, Any]) -> bool:
-    """The task has a job, and that job is gone or over."""
-    if task["job_id"] is None:
-        return False
-    state = states.get(int(task["job_id"]))
-    return state is None or state.status in _JOB_ENDED
