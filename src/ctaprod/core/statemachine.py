@@ -65,6 +65,9 @@ class StateMachine(Generic[S]):
         names = [h.name for h in self.hooks]
         if len(set(names)) != len(names):
             raise ValueError(f"{self.entity} machine: hook names must be unique: {names}")
+        # Per (old, new): the hooks it fires. Bulk changes plan one step per row: computed
+        # once per pair, not once per row.
+        object.__setattr__(self, "_fired", {})
 
     def allowed(self, current: S, target: S) -> bool:
         return target in self.transitions.get(current, frozenset())
@@ -88,7 +91,11 @@ class StateMachine(Generic[S]):
 
     def hooks_for(self, old: S, new: S) -> tuple[Hook[S], ...]:
         """The hooks that ``old -> new`` fires, in declaration order."""
-        return tuple(h for h in self.hooks if h.fires(old, new))
+        cache: dict[tuple[S, S], tuple[Hook[S], ...]] = self._fired  # type: ignore[attr-defined]
+        found = cache.get((old, new))
+        if found is None:
+            found = cache[(old, new)] = tuple(h for h in self.hooks if h.fires(old, new))
+        return found
 
 
 def table(rows: Iterable[tuple[S, Iterable[S]]]) -> dict[S, frozenset[S]]:
