@@ -22,17 +22,21 @@ changes (their ids and last updates), read inside the batch's transaction.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy.exc import DBAPIError
 
 from ctaprod.core.events import Event, EventKind
 from ctaprod.core.metaquery import parse
 from ctaprod.core.statemachine import Change
 from ctaprod.core.trans_index import QueryIndex
 from ctaprod.core.trans_states import ATTACHING, TransFileStatus
+from ctaprod.db.engine import is_deadlock
 from ctaprod.db.tables import transformations
 from ctaprod.logic import events as E
 from ctaprod.logic.context import Context
@@ -88,9 +92,18 @@ class Trigger:
         with ctx.db.read() as conn:
             if not ctx.events.waiting_for(conn, CONSUMER):
                 return 0
-        done = batches = 0
+        done = batches = deadlocks = 0
         while max_batches is None or batches < max_batches:
-            n = E.consume(ctx, CONSUMER, self.apply, limit=BATCH)
+            try:
+                n = E.consume(ctx, CONSUMER, self.apply, limit=BATCH)
+            except DBAPIError as exc:
+                # A deadlock victim (MariaDB, PostgreSQL) rolled the batch back whole, cursor
+                # included: apply it again.
+                deadlocks += 1
+                if not is_deadlock(exc) or deadlocks > 5:
+                    raise
+                time.sleep(random.uniform(0.01, 0.1) * deadlocks)
+                continue
             done += n
             batches += 1
             if n < BATCH:

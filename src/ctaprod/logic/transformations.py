@@ -37,6 +37,7 @@ from ctaprod.core.trans_views import (
 )
 from ctaprod.core.transformations import TransformationSpec, check_definition
 from ctaprod.logic import metadata as M
+from ctaprod.logic.catalog_access import retrying
 from ctaprod.logic.context import Context
 from ctaprod.logic.homes import home_dir
 from ctaprod.logic.trans_states import change_transformations
@@ -88,30 +89,38 @@ def create(
     now = ctx.clock()
     source = f"{ident.user}/{ident.group}"
     ensure_consumer(ctx)
-    with ctx.db.write() as conn:
-        lock_for_attach(ctx, conn)  # ordered with the event consumer's batches
-        if ctx.trans.by_name(conn, spec.name) is not None:
-            raise Conflict(f"a transformation called {spec.name!r} exists already", name=spec.name)
-        try:
-            with conn.begin_nested():
-                trans_id = ctx.trans.insert(conn, _row_values(spec, ident, now))
-        except IntegrityError:  # created concurrently under the same name
-            raise Conflict(
-                f"a transformation called {spec.name!r} exists already", name=spec.name
-            ) from None
-        ctx.trans.add_log(conn, [(trans_id, source, "create", f"{spec.type} {spec.name}")], now)
-        if spec.input_query is not None:
-            _, added = _attach_query(ctx, conn, trans_id, spec.input_query)
-            ctx.trans.add_log(
-                conn,
-                [(trans_id, source, "attach", f"{added} existing files match the input query")],
-                now,
-            )
-        if start:
-            change_transformations(
-                ctx, conn, [trans_id], lambda r: [Change(TS.ACTIVE, "created and started")],
-                source=source,
-            )  # fmt: skip
+
+    def attempt() -> int:
+        with ctx.db.write() as conn:
+            lock_for_attach(ctx, conn)  # ordered with the event consumer's batches
+            if ctx.trans.by_name(conn, spec.name) is not None:
+                raise Conflict(
+                    f"a transformation called {spec.name!r} exists already", name=spec.name
+                )
+            try:
+                with conn.begin_nested():
+                    trans_id = ctx.trans.insert(conn, _row_values(spec, ident, now))
+            except IntegrityError:  # created concurrently under the same name
+                raise Conflict(
+                    f"a transformation called {spec.name!r} exists already", name=spec.name
+                ) from None
+            ctx.trans.add_log(conn, [(trans_id, source, "create", f"{spec.type} {spec.name}")], now)
+            if spec.input_query is not None:
+                _, added = _attach_query(ctx, conn, trans_id, spec.input_query)
+                ctx.trans.add_log(
+                    conn,
+                    [(trans_id, source, "attach", f"{added} existing files match the input query")],
+                    now,
+                )
+            if start:
+                change_transformations(
+                    ctx, conn, [trans_id], lambda r: [Change(TS.ACTIVE, "created and started")],
+                    source=source,
+                )  # fmt: skip
+            return trans_id
+
+    # A deadlock with concurrent registrations (MariaDB, PostgreSQL) rolls it all back: again.
+    trans_id = retrying(attempt)
     return get(ctx, trans_id)
 
 
