@@ -5,12 +5,14 @@ change that brings many existing files into a query (all attached within 10 s).
 1. Declares 8 metadata fields; registers ``--files`` files (1,000,000; ``--quick``: 100,000)
    in directories campaign/site/particle (directory metadata) with file metadata (zenith,
    azimuth, nsb, run, obs), in batches of 10,000 (not measured).
-2. Creates ``--transformations`` (1,000) started Processing transformations with random
-   queries of 3 to 6 conditions (mostly ``=``, some ``in`` and ``>=``) over those fields. They
-   attach their existing matches at creation (timed, not the figure).
+2. Creates ``--transformations`` (1,000) Processing transformations with random queries of
+   3 to 6 conditions (mostly ``=``, some ``in`` and ``>=``) over those fields; 95 % wait for
+   the new campaign (``campaign='Prod7'``), the others take old files too. They attach their
+   existing matches at creation (timed, not the figure).
 3. Starts the real agent process (``ctaprod agents --name transformation_trigger``, its
    shipped interval) and registers ``--new`` (10,000) new files in batches of ``--batch``
-   (100) from this process, recording when each batch's commit returned.
+   (100) in the new campaign's directories from this process, recording when each batch's
+   commit returned.
 4. Waits until the trigger is idle; the latency of each (file, transformation) pair is the
    attachment time (``trans_files.last_update``, written in the consumer's transaction just
    before its commit) minus the batch's commit time. Median and p99 over all pairs.
@@ -40,7 +42,7 @@ import common as C
 
 BASE = "/ctao/MC/Trig"
 FIELDS = {
-    "campaign": ("string", ["Prod5", "Prod6", "Prod7"]),
+    "campaign": ("string", ["Prod5", "Prod6"]),
     "site": ("string", ["North", "South"]),
     "particle": ("string", ["gamma", "proton", "electron", "gamma-diffuse"]),
     "zenith": ("int", [20, 40, 52, 60]),
@@ -50,6 +52,7 @@ FIELDS = {
     "obs": ("int", list(range(50))),
 }
 DIR_KEYS = ("campaign", "site", "particle")
+OLD = ["Prod5", "Prod6"]
 
 
 def file_meta(rng: random.Random) -> dict[str, Any]:
@@ -57,8 +60,9 @@ def file_meta(rng: random.Random) -> dict[str, Any]:
 
 
 def random_query(rng: random.Random) -> str:
-    keys = rng.sample(sorted(FIELDS), rng.randint(3, 6))
-    parts = []
+    """3 to 6 conditions; most wait for the new campaign (Prod7), some take the old ones."""
+    keys = rng.sample(sorted(k for k in FIELDS if k != "campaign"), rng.randint(2, 5))
+    parts = ["campaign='Prod7'" if rng.random() < 0.95 else f"campaign={rng.choice(OLD)!r}"]
     for k in keys:
         kind, values = FIELDS[k]
         r = rng.random()
@@ -112,15 +116,26 @@ def main() -> None:
         for name, (kind, _) in FIELDS.items():
             M.add_field(ctx, admin, FieldDeclaration(name=name, type=kind))
         dirs: dict[str, dict[str, Any]] = {}
+        new_dirs: dict[str, dict[str, Any]] = {}
+        for s_ in FIELDS["site"][1]:
+            for pt in FIELDS["particle"][1]:
+                new_dirs[f"{BASE}/Prod7/{s_}/{pt}"] = {
+                    "campaign": "Prod7",
+                    "site": s_,
+                    "particle": pt,
+                }
         for c in FIELDS["campaign"][1]:
             for s in FIELDS["site"][1]:
                 for pt in FIELDS["particle"][1]:
                     dirs[f"{BASE}/{c}/{s}/{pt}"] = {"campaign": c, "site": s, "particle": pt}
 
-        def regs(start: int, n: int, where: str | None = None) -> list[FileRegistration]:
+        def regs(
+            start: int, n: int, where: str | None = None, new: bool = False
+        ) -> list[FileRegistration]:
             out = []
+            pool = sorted(new_dirs if new else dirs)
             for i in range(start, start + n):
-                d = where or rng.choice(sorted(dirs))
+                d = where or rng.choice(pool)
                 out.append(
                     FileRegistration(
                         lfn=f"{d}/r{i // 10_000:03d}/f{i:08d}",
@@ -134,7 +149,9 @@ def main() -> None:
         t0 = time.perf_counter()
         for start in range(0, n_files, 10_000):
             register_files(ctx, admin, regs(start, min(10_000, n_files - start)), verify=False)
-        for d, meta in dirs.items():
+        for d, meta in {**dirs, **new_dirs}.items():
+            if d in new_dirs:  # the new campaign's directories exist (empty) beforehand
+                register_files(ctx, admin, regs(10**9 + len(d), 1, d), verify=False)
             M.set_metadata(ctx, admin, d, meta)
         print(f"# setup: {n_files:,} files in {time.perf_counter() - t0:.0f} s", flush=True)
         t0 = time.perf_counter()
@@ -187,7 +204,9 @@ def main() -> None:
             t0 = time.perf_counter()
             start = n_files + 1
             for b in range(0, args.new, args.batch):
-                ids = register_files(ctx, admin, regs(start + b, args.batch), verify=False)
+                ids = register_files(
+                    ctx, admin, regs(start + b, args.batch, new=True), verify=False
+                )
                 now = datetime.now(UTC)
                 committed.update(dict.fromkeys(ids, now))
                 new_ids += ids
@@ -245,7 +264,7 @@ def main() -> None:
                 {
                     "name": "dirbench",
                     "type": "Processing",
-                    "input_query": "campaign='Prod9' site='Moon'",
+                    "input_query": "campaign='Prod9' site='Moon' particle='gamma'",
                     "group_size": 10,
                     "job_template": {"Executable": "x.sh"},
                     "output_lfn_template": f"{BASE}/out/{{{{transformation_id}}}}/{{{{task_id}}}}",
@@ -253,7 +272,9 @@ def main() -> None:
             )
             time.sleep(1)
             t0 = time.perf_counter()
-            M.set_metadata(ctx, admin, target, {"campaign": "Prod9", "site": "Moon"})
+            M.set_metadata(
+                ctx, admin, target, {"campaign": "Prod9", "site": "Moon", "particle": "gamma"}
+            )
             deadline = time.monotonic() + 300
             while T.get(ctx, view.trans_id).files.get("Unused", 0) < n_dir:
                 assert time.monotonic() < deadline, "the directory change was not applied"
