@@ -8,8 +8,10 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 
 from ctaprod.core import errors as e
+from ctaprod.db.engine import is_deadlock
 
 log = logging.getLogger("ctaprod.api")
 
@@ -53,6 +55,27 @@ def install(app: FastAPI) -> None:
             "invalid_request",
             f"{where}: {first.get('msg')}",
             {"errors": [{k: v for k, v in err.items() if k != "ctx"} for err in errs[:20]]},
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_request: Request, exc: DBAPIError) -> JSONResponse:
+        if is_deadlock(exc):
+            # Rolled back whole by the database to break a deadlock: nothing was written and
+            # the same request will do. Clients (pilots first) retry a 503.
+            log.info("deadlock victim, answered 503: %s", str(exc.orig).splitlines()[0])
+            return JSONResponse(
+                {
+                    "error": "busy",
+                    "message": "the database rolled this request back to break a deadlock; "
+                    "nothing was changed: retry",
+                    "detail": {},
+                },
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        log.exception("database error")
+        return error_response(
+            500, "internal_error", f"internal error ({type(exc).__name__}); see the server log"
         )
 
     @app.exception_handler(Exception)

@@ -33,6 +33,8 @@ from ctaprod.core.trans_states import (
     TaskStatus,
     TransFileStatus,
     TransformationStatus,
+    mirror_steps,
+    task_status_for_job,
 )
 from ctaprod.core.trans_types import TYPES, TaskKind
 from ctaprod.core.transformations import TransformationSpec, render_task_job
@@ -362,10 +364,11 @@ class Recovery:
     killed: int = 0
     outputs_removed: int = 0
     waiting: int = 0  # partial outputs that could not be removed yet (storage down)
+    repaired: int = 0  # live tasks whose status lagged their job's (a hook rolled back)
 
     @property
     def total(self) -> int:
-        return self.rescheduled + self.done + self.failed + self.killed
+        return self.rescheduled + self.done + self.failed + self.killed + self.repaired
 
 
 def recover_tasks(
@@ -391,6 +394,16 @@ def recover_tasks(
         rows = ctx.trans.tasks_by_id(conn, ids)
         jobs = {int(r["job_id"]): r for r in rows.values() if r["job_id"] is not None}
         states = ctx.jobs.states(conn, list(jobs))
+    # A task that lags its job (its job's change committed, the mirror did not: cannot happen
+    # through the door, but a repair costs nothing here) catches up, jobs locked first.
+    lagging = [
+        j
+        for j, s in states.items()
+        if s.status not in _UNSUCCESSFUL
+        and mirror_steps(TK(jobs[j]["status"]), task_status_for_job(s.status))
+    ]
+    if lagging:
+        out.repaired = _mirror_again(ctx, lagging)
     limit_r = ctx.settings.jobs.max_reschedules
     retry = [
         j
@@ -451,6 +464,25 @@ def recover_tasks(
             out.failed += target is TK.FAILED
             out.killed += target is TK.KILLED
     return out
+
+
+def _mirror_again(ctx: Context, job_ids: Sequence[int]) -> int:
+    with ctx.db.write() as conn:
+        states = ctx.jobs.states(conn, job_ids)
+        task_ids = ctx.trans.task_ids(
+            conn, job_ids=list(states), statuses=[s.value for s in TASK_LIVE]
+        )
+        if not task_ids:
+            return 0
+
+        def decide(r: RowMapping) -> list[Change[TaskStatus]] | None:
+            state = states.get(int(r["job_id"]))
+            if state is None or state.status in _UNSUCCESSFUL:
+                return None
+            return mirror_steps(TK(r["status"]), task_status_for_job(state.status))
+
+        result = change_tasks(ctx, conn, task_ids, decide, source=RECOVERY, strict=False)
+    return len({t.ident for t in result.applied})
 
 
 def _end_task(ctx: Context, conn: Connection, task_id: int, target: TaskStatus, why: str) -> bool:
