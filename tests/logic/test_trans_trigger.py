@@ -173,3 +173,36 @@ def test_a_file_registered_during_a_creation_scan_is_not_missed(ctx: Any) -> Non
     assert waited
     Trigger(ctx).run()
     assert attached(ctx, "late") == {f"{BASE}/during/f0": "Unused"}
+
+
+def test_a_large_directory_change_is_paged_outside_the_event_batch(
+    ctx: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More files below a directory than one page: the event batch only queues the scan;
+    pages of their own attach the files, the progress kept until the scan is done."""
+    from sqlalchemy import func, select
+
+    from ctaprod.db.tables import trans_dir_scans
+    from ctaprod.logic import events as E
+    from ctaprod.logic import trans_trigger as TT
+
+    monkeypatch.setattr(TT, "FILE_PAGE", 3)
+    register(ctx, [f"{BASE}/big/sub{i % 2}/f{i}" for i in range(10)], zenith=20)
+    T.create(ctx, ADMIN, definition("north", "site=North zenith=20"), start=True)
+    trigger = Trigger(ctx)
+    trigger.run()
+    M.set_metadata(ctx, ADMIN, f"{BASE}/big", {"site": "North"})
+    assert E.consume(ctx, TT.CONSUMER, trigger.apply) == 1  # the event alone
+    assert attached(ctx, "north") == {}
+
+    def queued() -> int:
+        with ctx.db.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(trans_dir_scans)).scalar_one())
+
+    assert queued() == 1
+    assert trigger.scan_dirs(pages=2) == 6  # two pages of three, then stop
+    assert len(attached(ctx, "north")) == 6
+    assert queued() == 1
+    trigger.run()  # idle on events: finishes the scan
+    assert len(attached(ctx, "north")) == 10
+    assert queued() == 0

@@ -647,3 +647,15 @@ trans_log = Table(
     Column("message", String(2048), nullable=False, server_default=""),
     Index(None, "trans_id", "id"),
 )
+# Directory metadata changes whose files are still to be tested against the transformations
+# (a directory can hold a million files: they are paged through in transactions of their own,
+# the progress kept here, instead of inside the event consumer's transaction).
+trans_dir_scans = Table(
+    "trans_dir_scans",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("dir_id", BigId, nullable=False),
+    Column("fields", String(2048), nullable=False, server_default=""),
+    Column("after_file", BigInteger, nullable=False, server_default="0"),
+    Column("created", UTCDateTime, nullable=False),
+)

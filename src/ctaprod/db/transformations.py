@@ -22,6 +22,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    delete,
     func,
     insert,
     select,
@@ -31,6 +32,7 @@ from sqlalchemy.dialects import mysql, postgresql
 
 from ctaprod.db.tables import (
     catalog_files,
+    trans_dir_scans,
     trans_files,
     trans_log,
     trans_task_files,
@@ -437,6 +439,33 @@ class TransformationDB:
         if statuses:
             stmt = stmt.where(K.status.in_(list(statuses)))
         return list(conn.execute(stmt.order_by(K.task_id).limit(limit)).mappings())
+
+    # --- directory scans ------------------------------------------------------------------
+    def add_dir_scans(
+        self, conn: Connection, scans: Mapping[int, Iterable[str]], now: datetime
+    ) -> None:
+        """Queue directory metadata changes (dir_id -> fields changed) to page through."""
+        rows = [
+            {"dir_id": d, "fields": ",".join(sorted(set(f))), "after_file": 0, "created": now}
+            for d, f in scans.items()
+        ]
+        if rows:
+            conn.execute(insert(trans_dir_scans), rows)
+
+    def dir_scans(self, conn: Connection, limit: int = 10) -> list[RowMapping]:
+        """The oldest queued directory scans, locked (SKIP LOCKED: replicas take others)."""
+        stmt = select(trans_dir_scans).order_by(trans_dir_scans.c.id).limit(limit)
+        if self.for_update:
+            stmt = stmt.with_for_update(skip_locked=True)
+        return list(conn.execute(stmt).mappings())
+
+    def advance_dir_scan(self, conn: Connection, scan_id: int, after: int | None) -> None:
+        """Record a scan's progress (None: done, the row goes)."""
+        c = trans_dir_scans.c
+        if after is None:
+            conn.execute(delete(trans_dir_scans).where(c.id == scan_id))
+        else:
+            conn.execute(update(trans_dir_scans).where(c.id == scan_id).values(after_file=after))
 
     # --- helpers ------------------------------------------------------------------------
     def _read(self, conn: Connection, table: Any, key: Any, ids: Sequence[int]) -> Rows:

@@ -8,7 +8,10 @@ across restarts and replicas) turns events into attachments:
   queries it may satisfy (:class:`ctaprod.core.trans_index.QueryIndex`: one equality key per
   query), and it is attached as Unused to each that matches;
 - metadata set on a file, or on a directory (every file below it): the same, against only the
-  transformations whose query reads a field that changed;
+  transformations whose query reads a field that changed. A directory with more files than
+  one page (5,000) below it is queued (``trans_dir_scans``) and paged through in
+  transactions of its own, its progress kept: a change over a million files never holds the
+  consumer's transaction (nor SQLite's write lock) for long;
 - a file removed from the catalog: Removed in every transformation that has it.
 
 Attaching is idempotent (a file already attached stays as it is), so an event that overlaps
@@ -90,8 +93,10 @@ class Trigger:
             ensure_consumer(ctx)
             self._registered = True
         with ctx.db.read() as conn:
-            if not ctx.events.waiting_for(conn, CONSUMER):
-                return 0
+            idle = not ctx.events.waiting_for(conn, CONSUMER)
+            scans = bool(ctx.trans.dir_scans(conn, limit=1)) if idle else True
+        if idle:
+            return self.scan_dirs() if scans else 0
         done = batches = deadlocks = 0
         while max_batches is None or batches < max_batches:
             try:
@@ -108,7 +113,7 @@ class Trigger:
             batches += 1
             if n < BATCH:
                 break
-        return done
+        return done + self.scan_dirs()
 
     # --- one batch, in the consumer's transaction -------------------------------------------
     def apply(self, conn: Connection, events: Sequence[Event]) -> None:
@@ -131,8 +136,15 @@ class Trigger:
             pairs: set[tuple[int, int]] = set()
             pairs |= self._matches(conn, index, {f: None for f in registered})
             pairs |= self._matches(conn, index, {f: frozenset(fs) for f, fs in changed.items()})
+            big: dict[int, set[str]] = {}
             for dir_id, fields in dirs.items():
-                pairs |= self._dir_matches(conn, index, dir_id, frozenset(fields))
+                found = self._dir_matches(conn, index, dir_id, frozenset(fields))
+                if found is None:
+                    big[dir_id] = fields
+                else:
+                    pairs |= found
+            if big:  # paged through in their own transactions (scan_dirs)
+                ctx.trans.add_dir_scans(conn, big, ctx.clock())
             if pairs:
                 ctx.trans.attach_many(conn, pairs, TF.UNUSED.value, ctx.clock())
         gone = set(removed) - set(registered)  # removed then registered again: a new file
@@ -163,20 +175,41 @@ class Trigger:
 
     def _dir_matches(
         self, conn: Connection, index: QueryIndex, dir_id: int, fields: frozenset[str]
-    ) -> set[tuple[int, int]]:
-        """Every file below a directory whose metadata changed, page by page."""
+    ) -> set[tuple[int, int]] | None:
+        """The pairs of the files below a directory whose metadata changed, when they are
+        few (one page); None when there are more: the change is queued, not done here."""
         if not index.using(fields):
             return set()
         meta = self.ctx.meta
-        dir_ids = meta.subtree_dirs(conn, dir_id)
-        pairs: set[tuple[int, int]] = set()
-        after = 0
-        while True:
-            page = meta.files_of_dirs(conn, dir_ids, after, FILE_PAGE)
-            if not page:
-                return pairs
-            pairs |= self._matches(conn, index, dict.fromkeys(page, fields))
-            after = page[-1]
+        page = meta.files_of_dirs(conn, meta.subtree_dirs(conn, dir_id), 0, FILE_PAGE + 1)
+        if len(page) > FILE_PAGE:
+            return None
+        return self._matches(conn, index, dict.fromkeys(page, fields))
+
+    def scan_dirs(self, *, pages: int = 20) -> int:
+        """Page through queued directory changes (a page of ``FILE_PAGE`` files per
+        transaction, the progress recorded with it: a crash redoes one page at most, and
+        attaching twice does nothing). Returns the files tested."""
+        ctx = self.ctx
+        tested = 0
+        for _ in range(pages):
+            with ctx.db.write() as conn:
+                scans = ctx.trans.dir_scans(conn, limit=1)
+                if not scans:
+                    return tested
+                scan = scans[0]
+                index = self.index(conn)
+                fields = frozenset(f for f in str(scan["fields"]).split(",") if f)
+                dir_ids = ctx.meta.subtree_dirs(conn, int(scan["dir_id"]))
+                page = ctx.meta.files_of_dirs(conn, dir_ids, int(scan["after_file"]), FILE_PAGE)
+                if page and index.using(fields):
+                    pairs = self._matches(conn, index, dict.fromkeys(page, fields))
+                    if pairs:
+                        ctx.trans.attach_many(conn, pairs, TF.UNUSED.value, ctx.clock())
+                tested += len(page)
+                done = len(page) < FILE_PAGE or not index.using(fields)
+                ctx.trans.advance_dir_scan(conn, int(scan["id"]), None if done else page[-1])
+        return tested
 
     def _remove(self, conn: Connection, file_ids: Sequence[int]) -> None:
         ctx = self.ctx

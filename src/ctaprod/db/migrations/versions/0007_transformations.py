@@ -178,11 +178,29 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_trans_task_files_file_id"), ["file_id"], unique=False)
 
     # ### end Alembic commands ###
+    _dir_scans()
+
+
+def _dir_scans() -> None:
+    op.create_table(
+        "trans_dir_scans",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("dir_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("fields", sa.String(length=2048), server_default="", nullable=False),
+        sa.Column("after_file", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("created", ctaprod.db.types.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_trans_dir_scans")),
+    )
 
 
 def downgrade() -> None:
     # Dropping a table drops its indexes; dropping them first fails on MariaDB, where an
     # index serves a foreign key.
-    for table in ("trans_log", "trans_task_files", "trans_files", "trans_tasks"):
+    for table in ("trans_dir_scans", "trans_log", "trans_task_files", "trans_files", "trans_tasks"):
         op.drop_table(table)
     op.drop_table("transformations")
