@@ -4,13 +4,14 @@ per task beyond the payload (issue 8).
 Starts ``ctaprod up --slots N`` (API server, every agent, the Local CE running pilots as local
 processes) on a fresh database, with the transformation agents and the pilot factory every
 second; creates a started MCSimulation transformation of ``--tasks`` (10,000) tasks whose job
-is ``/bin/true`` (no input, no output); waits until it is Completed. Prints: wall time and
+writes one small output (``echo run N > name``), which the job uploads to the local SE and
+registers with its run number; waits until it is Completed. Prints: wall time and
 tasks/s end to end, and per task (medians, from the task and job timestamps and the job
 history): task made -> job submitted, job Waiting -> Matched (queue wait: bounded by the
 slots), Matched -> Running (the pilot starting the job: wrapper, sandbox), Running -> Done
-(payload and the wrapper's end: status, outputs, heartbeats stop), job Done -> task Done. The
-payload itself (``/bin/true``) takes about a millisecond, so Matched -> Done is ctaprod's time
-per task in a slot.
+(payload and the wrapper's end: status, output upload and registration), job Done -> task
+Done. The payload itself takes a few milliseconds, so Matched -> Done is ctaprod's time per
+task in a slot.
 
     .venv/bin/python bench/mc_run.py [--db sqlite|mysql|postgresql|URL] [--tasks N] [--slots N]
 """
@@ -87,7 +88,11 @@ def main() -> None:
                     "name": "mc_bench",
                     "type": "MCSimulation",
                     "max_tasks": args.tasks,
-                    "job_template": {"Executable": "/bin/true", "CPUTime": 100},
+                    "job_template": {
+                        "Executable": "/bin/sh",
+                        "Arguments": "-c 'echo run {{run_number}} > {{output_name}}'",
+                        "CPUTime": 100,
+                    },
                     "output_lfn_template": "/ctao/MC/bench/{{transformation_id}}/run{{run_number}}",
                 },
                 start=True,
@@ -158,7 +163,7 @@ def main() -> None:
                 if value is not None:
                     parts[name].append(value)
         table.add(
-            f"[{env.kind}] {args.tasks:,} MCSimulation tasks (/bin/true) to Completed in "
+            f"[{env.kind}] {args.tasks:,} MCSimulation tasks (no-op payload) to Completed in "
             f"{wall:.0f} s = {args.tasks / wall:.1f} tasks/s with {args.slots} slots; "
             f"tasks {counts}"
         )
@@ -166,7 +171,7 @@ def main() -> None:
             table.add(f"  {name}: median {C.med(values):.3f} s, p99 {C.pct(values, 99):.3f} s")
         slot = C.med(parts["in a slot: Matched -> Done"])
         table.add(
-            f"  ctaprod's time per task in a slot (beyond the ~1 ms payload): {slot:.2f} s; "
+            f"  ctaprod's time per task in a slot (beyond the payload's ms): {slot:.2f} s; "
             f"per task of wall time: {wall / args.tasks * 1000:.0f} ms"
         )
     table.show()
