@@ -48,13 +48,22 @@ from ctaprod.logic.trans_states import change_trans_files
 log = logging.getLogger(__name__)
 CONSUMER = "transformations"
 BATCH = 1000  # events per transaction
+MAX_BATCHES = 20  # per run
 FILE_PAGE = 5000  # files of a directory event evaluated per step
 TF = TransFileStatus
 T = transformations.c
 
 
 def ensure_consumer(ctx: Context) -> None:
-    """Register the consumer (idempotent): from now on every catalog change reaches it."""
+    """Register the consumer (idempotent): from now on every catalog change reaches it.
+
+    The first time, the backlog of events written while no consumer existed is sequenced
+    first and left behind: those files were in the catalog before any transformation, and a
+    transformation's creation finds them with its own scan (a catalog of a million files
+    would otherwise be replayed through the trigger)."""
+    if any(c.consumer == CONSUMER for c in E.consumers(ctx)):
+        return
+    E.sequence(ctx)
     E.register_consumer(ctx, CONSUMER)
 
 
@@ -86,8 +95,9 @@ class Trigger:
             self._signature = signature
         return self._index
 
-    def run(self, *, max_batches: int | None = None) -> int:
-        """Apply the waiting events (``max_batches`` of ``BATCH`` at most); returns how many."""
+    def run(self, *, max_batches: int | None = MAX_BATCHES) -> int:
+        """Apply the waiting events (``max_batches`` of ``BATCH`` at most, then let the agent
+        sleep: other writers get SQLite's lock between runs); returns how many."""
         ctx = self.ctx
         if not self._registered:
             ensure_consumer(ctx)
