@@ -386,3 +386,17 @@ def test_a_job_that_fails_after_its_outputs_is_reconciled(ctx: Any, tree: Tree) 
     assert se.exists(f"{BASE}/out/{tid}/{a.task_id}.h5")  # the Done task's outputs stay
     files = {f.lfn: (f.status, f.error_count) for f in T.files(ctx, tid)}
     assert sorted(files.values()) == [("Processed", 0), ("Unused", 1), ("Unused", 1)]
+
+
+def test_a_bysize_group_never_exceeds_the_input_files_of_a_job(ctx: Any, tree: Tree) -> None:
+    from ctaprod.logic import trans_work as W
+
+    ctx.settings.jobs.max_input_data = 2
+    view = T.create(
+        ctx, PM, definition(query="MCCampaign=Prod6", plugin="BySize", group_size=10**9),
+        start=True,
+    )  # fmt: skip
+    T.input_complete(ctx, PM, view.trans_id)  # the last, smaller group too
+    assert W.make_tasks(ctx) == 3  # 6 files, one group by size, cut in jobs of 2 files
+    assert W.submit_tasks(ctx) == 3
+    assert all(len(t.inputs) == 2 for t in T.tasks(ctx, view.trans_id, with_inputs=True))

@@ -142,7 +142,12 @@ def _group_files(
     ]
     plugin = PLUGINS.get(spec.plugin or TYPES.get(spec.type).default_plugin or "Standard")
     grouping = plugin(candidates, spec.group_size or 1, flush=flush, keys=spec.group_by)
-    groups = grouping.groups if room is None else grouping.groups[:room]
+    groups = grouping.groups
+    cap = ctx.limits.max_input_data
+    if TYPES.get(spec.type).tasks is TaskKind.JOB and cap and any(len(g) > cap for g in groups):
+        # BySize bounds bytes, not files: a job takes at most max_input_data input files.
+        groups = [g[i : i + cap] for g in groups for i in range(0, len(g), cap)]
+    groups = groups if room is None else groups[:room]
     if not groups:
         return 0
     ctx.trans.count_tasks_created(conn, trans_id, len(groups))
