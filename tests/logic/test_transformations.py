@@ -286,12 +286,31 @@ def test_cleaning_kills_live_tasks_and_ends_cleaned(ctx: Any, tree: Tree) -> Non
     W.submit_tasks(ctx)
     jobs = [t.job_id for t in T.tasks(ctx, tid)]
     _run_jobs(ctx, [jobs[0]], J.MATCHED, J.RUNNING)
-    _run_jobs(ctx, [jobs[1]], J.MATCHED, J.RUNNING, J.DONE)
+    _run_jobs(ctx, [jobs[1]], J.MATCHED, J.RUNNING)
+    import io
+
+    from ctaprod.logic.registration import register_files
+
+    out = f"{BASE}/out/{tid}/done.h5"
+    ctx.storage("LOCAL-DISK").put(out, io.BytesIO(b"out"))
+    job_ident = Identity(
+        "pm", "ctao_prod", TokenKind.JOB, frozenset({"ProductionManagement"}),
+        job_id=jobs[1], attempt=0,
+    )  # fmt: skip
+    register_files(
+        ctx, job_ident,
+        [FileRegistration(lfn=out, size=3, checksum="026d0151", se="LOCAL-DISK")],
+        verify=False,
+    )  # fmt: skip
+    _run_jobs(ctx, [jobs[1]], J.DONE)
     T.clean(ctx, PM, tid)
     assert W.submit_tasks(ctx) == 0  # nothing is submitted while cleaning
     assert W.clean(ctx) == 2  # the running job and the waiting one
     assert [t.status for t in T.tasks(ctx, tid)] == ["Killed", "Done", "Killed"]
     assert T.get(ctx, tid).status == "Cleaned"
+    assert not ctx.storage("LOCAL-DISK").exists(out)  # its outputs are gone
+    with ctx.db.read() as conn:
+        assert ctx.catalog.files_of_jobs(conn, jobs) == {}
     from ctaprod.logic import queries as Q
 
     assert Q.job_detail(ctx, PM, jobs[0]).status == "Killed"

@@ -320,7 +320,8 @@ def flush(
 
 @app.command()
 def clean(ctx: typer.Context, ref: RefArg) -> None:
-    """Kill its live tasks and end it (Cleaning, then Cleaned)."""
+    """Kill its live tasks, remove the files its jobs registered (catalog and storage), end it
+    (Cleaning, then Cleaned)."""
     _drive(ctx, ref, "clean")
 
 

@@ -391,6 +391,11 @@ class TransformationDB:
             stmt = stmt.with_for_update(skip_locked=True)
         return [int(r[0]) for r in conn.execute(stmt)]
 
+    def job_ids_of(self, conn: Connection, trans_id: int) -> list[int]:
+        """Every job its tasks made (the current one of each task)."""
+        stmt = select(K.job_id).where(K.trans_id == trans_id, K.job_id.is_not(None))
+        return [int(r[0]) for r in conn.execute(stmt)]
+
     def task_inputs(self, conn: Connection, task_ids: Sequence[int]) -> dict[int, list[int]]:
         """The input file ids of each task."""
         out: dict[int, list[int]] = {t: [] for t in task_ids}

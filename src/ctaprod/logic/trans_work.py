@@ -595,14 +595,37 @@ def clean(ctx: Context, *, mine: Mine = _everyone) -> int:
                 )  # fmt: skip
             ended += len(unsubmitted)
         ended += recover_tasks(ctx, trans_id=tid, reschedule=False).total
-        with ctx.db.write() as conn:
-            row = ctx.trans.lock_for_work(conn, tid)
+        with ctx.db.read() as conn:
             left = ctx.trans.task_ids(
                 conn, trans_id=tid, statuses=[s.value for s in TASK_LIVE], limit=1
             )
-            if row is not None and TS(row["status"]) is TS.CLEANING and not left:
-                _change(ctx, conn, tid, [Change(TS.CLEANED, "every task ended")])
+        if left or not _remove_all_outputs(ctx, tid):
+            continue  # next turn: tasks still ending, or outputs not all removed yet
+        with ctx.db.write() as conn:
+            row = ctx.trans.lock_for_work(conn, tid)
+            if row is not None and TS(row["status"]) is TS.CLEANING:
+                _change(ctx, conn, tid, [Change(TS.CLEANED, "tasks ended, outputs removed")])
     return ended
 
 
 _JOB_ENDED = frozenset({J.DONE, J.FAILED, J.KILLED, J.DELETED})
+
+
+def _remove_all_outputs(ctx: Context, trans_id: int, limit: int = 1000) -> bool:
+    """Remove (catalog and storage) up to ``limit`` files its jobs registered; True when none
+    is left. A removal that fails (storage down) is tried again next turn."""
+    with ctx.db.read() as conn:
+        job_ids = ctx.trans.job_ids_of(conn, trans_id)
+        files = [f for fs in ctx.catalog.files_of_jobs(conn, job_ids).values() for f in fs]
+        lfns = ctx.catalog.lfns(conn, files[:limit])
+        owner = ctx.trans.get(conn, trans_id)
+    if not files:
+        return True
+    if owner is None:
+        return False
+    left = _remove_outputs(ctx, owner_identity(owner), sorted(lfns.values()))
+    if lfns:
+        ctx_log = f"{len(lfns) - len(left)} outputs removed"
+        with ctx.db.write() as conn:
+            ctx.trans.add_log(conn, [(trans_id, RECOVERY, "clean", ctx_log)], ctx.clock())
+    return not left and len(files) <= limit

@@ -351,7 +351,8 @@ def flush(ctx: Context, ident: Identity, ref: int | str) -> TransformationView:
 
 
 def clean(ctx: Context, ident: Identity, ref: int | str) -> TransformationView:
-    """Cleaning: its live tasks are killed and it ends Cleaned (the cleaning agent)."""
+    """Cleaning: its live tasks are killed, the files its jobs registered are removed from
+    catalog and storage, and it ends Cleaned (the recovery agent does it)."""
     return set_status(ctx, ident, ref, TS.CLEANING, "clean requested")
 
 

@@ -142,7 +142,8 @@ def input_complete(ref: Ref, svc: ServicesDep, ident: IdentityDep) -> Transforma
 
 @router.post("/{ref}/clean")
 def clean(ref: Ref, svc: ServicesDep, ident: IdentityDep) -> TransformationView:
-    """Kill its live tasks and end it (Cleaning, then Cleaned)."""
+    """Kill its live tasks, remove the files its jobs registered (catalog and storage), end it
+    (Cleaning, then Cleaned)."""
     return L.clean(svc.ctx, ident, ref)
 
 
