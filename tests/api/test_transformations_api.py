@@ -87,4 +87,8 @@ def test_bad_input_is_a_clear_4xx(rest: Api) -> None:
     assert c.get("/api/transformations/nope", headers=alice).status_code == 404
     bad_status = c.get("/api/transformations", params={"status": "Bogus"}, headers=alice)
     assert bad_status.status_code == 400
+    for path in ("/api/transformations/proc/files", "/api/transformations/proc/tasks"):
+        bad = c.get(path, params={"status": "Bogus"}, headers=alice)
+        assert bad.status_code == 400, bad.text
+        assert "Bogus" in bad.json()["message"]
     assert len(c.get("/api/transformations", headers=alice).json()) == 1

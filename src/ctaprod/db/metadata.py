@@ -226,38 +226,56 @@ class MetadataDB:
             conn.execute(stmt, params)
 
     def file_values(
-        self, conn: Connection, file_ids: Sequence[int], types: Mapping[str, FieldType]
+        self,
+        conn: Connection,
+        file_ids: Sequence[int],
+        types: Mapping[str, FieldType],
+        only: Sequence[str] | None = None,
     ) -> dict[int, dict[str, Scalar]]:
-        """Own values of files: file_id -> {field: value} (undeclared fields skipped)."""
+        """Own values of files: file_id -> {field: value} (undeclared fields skipped).
+        ``only``: just these fields (the value tables of their types, nothing else read)."""
         out: dict[int, dict[str, Scalar]] = defaultdict(dict)
-        for table in FILE_TABLES:
+        tables: tuple[Table, ...] = FILE_TABLES
+        if only is not None:
+            wanted = {FILE_TABLE[types[f]] for f in only if f in types}
+            tables = tuple(t for t in FILE_TABLES if t in wanted)
+        for table in tables:
             for chunk in _chunks(file_ids):
                 query = select(table.c.file_id, table.c.field, table.c.value).where(
                     table.c.file_id.in_(chunk)
                 )
+                if only is not None:
+                    query = query.where(table.c.field.in_(sorted(only)))
                 for fid, name, raw in conn.execute(query):
                     if name in types:
                         out[fid][name] = decode(types[name], raw)
         return dict(out)
 
     def effective_file_values(
-        self, conn: Connection, file_ids: Sequence[int], types: Mapping[str, FieldType]
+        self,
+        conn: Connection,
+        file_ids: Sequence[int],
+        types: Mapping[str, FieldType],
+        only: Sequence[str] | None = None,
     ) -> dict[int, dict[str, Scalar]]:
         """Effective values of files: their directory's effective values (inherited, nearest
         wins) under the file's own. Files not in the catalog are absent; a file without any
-        value maps to {}. Cost: the file rows, the effective rows of their directories, the
-        own values: a few statements per chunk, whatever the depth of the tree."""
+        value maps to {}; ``only``: just these fields. Cost: the file rows, the effective rows
+        of their directories, the own values: a few statements per chunk, whatever the depth
+        of the tree."""
         dirs = self._dirs_of(conn, file_ids)
         by_dir: dict[int, dict[str, Scalar]] = defaultdict(dict)
         for chunk in _chunks(sorted(set(dirs.values()))):
             query = select(dir_meta_eff).where(dir_meta_eff.c.dir_id.in_(chunk))
+            if only is not None:
+                query = query.where(dir_meta_eff.c.field.in_(sorted(only)))
             for row in conn.execute(query):
                 if row.field in types:
                     ftype = types[row.field]
                     by_dir[int(row.dir_id)][row.field] = decode(
                         ftype, getattr(row, DIR_COLUMN[ftype])
                     )
-        own = self.file_values(conn, list(dirs), types)
+        own = self.file_values(conn, list(dirs), types, only)
         return {f: {**by_dir.get(d, {}), **own.get(f, {})} for f, d in dirs.items()}
 
     def delete_files(self, conn: Connection, file_ids: Sequence[int]) -> None:

@@ -136,7 +136,9 @@ def _group_files(
     lfns = ctx.catalog.lfns(conn, list(row_of))
     meta: Mapping[int, Mapping[str, Any]] = {}
     if spec.group_by:
-        meta = ctx.meta.effective_file_values(conn, list(row_of), ctx.meta.field_types(conn))
+        meta = ctx.meta.effective_file_values(
+            conn, list(row_of), ctx.meta.field_types(conn), only=spec.group_by
+        )
     candidates = [
         GroupFile(f, lfns[f], size, meta.get(f, {})) for _, f, size in unused if f in lfns
     ]

@@ -25,7 +25,7 @@ from ctaprod.core.identity import Identity
 from ctaprod.core.metaquery import validate
 from ctaprod.core.properties import Property
 from ctaprod.core.statemachine import Change
-from ctaprod.core.trans_states import ATTACHING, TransFileStatus, TransformationStatus
+from ctaprod.core.trans_states import ATTACHING, TaskStatus, TransFileStatus, TransformationStatus
 from ctaprod.core.trans_types import TYPES
 from ctaprod.core.trans_views import (
     AttachResult,
@@ -296,6 +296,12 @@ def tasks(
     limit: int = 1000,
     with_inputs: bool = False,
 ) -> list[TaskView]:
+    for s in statuses:
+        try:
+            TaskStatus(s)
+        except ValueError:
+            known = ", ".join(k.value for k in TaskStatus)
+            raise InvalidInput(f"unknown task status {s!r} (known: {known})") from None
     limit = max(1, min(limit, MAX_PAGE))
     with ctx.db.read() as conn:
         tid = int(_find(ctx, conn, ref)["trans_id"])
