@@ -176,6 +176,8 @@ def test_a_task_that_ends_moves_its_files_on(ctx: Any, tree: Tree) -> None:
     second = make_task()  # the same two files (oldest Unused first)
     end(second, TaskStatus.FAILED, "again")
     assert sorted(f.status for f in T.files(ctx, tid)) == ["MaxReset", "MaxReset", "Unused"]
+    [reset, _] = T.files(ctx, tid, statuses=["MaxReset"])
+    assert reset.failures == ["job 7 Failed: exit 1", "again"]  # every failure, oldest first
     third = make_task()  # the one Unused file left
     end(third, TaskStatus.DONE)
     assert sorted(f.status for f in T.files(ctx, tid)) == ["MaxReset", "MaxReset", "Processed"]

@@ -230,14 +230,14 @@ def files(
             out.append(f)
             if len(out) >= limit:
                 break
-    tbl = table("LFN", "Status", "Task", "Errors", "Last error", "Last update")
+    tbl = table("LFN", "Status", "Task", "Errors", "Why (MaxReset: every failure)", "Last update")
     for f in out:
         tbl.add_row(
             f.lfn or f"<file {f.file_id} removed>",
             status_text(f.status),
             fmt(f.task_id),
             str(f.error_count),
-            f.last_error,
+            " | ".join(f.failures) if f.failures else f.last_error,
             fmt_time(f.last_update),
         )
     emit(out, tbl)

@@ -40,6 +40,9 @@ class TransFileView(BaseModel):
     task_id: int | None = None
     error_count: int = 0
     last_error: str = ""
+    failures: list[str] = Field(
+        default_factory=list, description="The errors of its failed tasks (MaxReset files)"
+    )
     last_update: datetime
 
 

@@ -396,6 +396,24 @@ class TransformationDB:
         stmt = select(K.job_id).where(K.trans_id == trans_id, K.job_id.is_not(None))
         return [int(r[0]) for r in conn.execute(stmt)]
 
+    def failures_of_files(
+        self, conn: Connection, trans_id: int, file_ids: Sequence[int]
+    ) -> dict[int, list[str]]:
+        """Per file: the errors of the failed tasks of this transformation that held it, oldest
+        first (why a MaxReset file stopped being retried)."""
+        ttf = trans_task_files.c
+        out: dict[int, list[str]] = {}
+        for chunk in _chunks(sorted(set(file_ids))):
+            stmt = (
+                select(ttf.file_id, K.error)
+                .join(trans_tasks, K.task_id == ttf.task_id)
+                .where(ttf.file_id.in_(chunk), K.trans_id == trans_id, K.status == "Failed")
+                .order_by(ttf.file_id, K.task_id)
+            )
+            for file_id, error in conn.execute(stmt):
+                out.setdefault(int(file_id), []).append(str(error))
+        return out
+
     def task_inputs(self, conn: Connection, task_ids: Sequence[int]) -> dict[int, list[int]]:
         """The input file ids of each task."""
         out: dict[int, list[int]] = {t: [] for t in task_ids}

@@ -146,10 +146,18 @@ def task_door(ctx: Context) -> Door[TaskStatus, RowMapping]:
         write=_writer(_TASKS),
         before={
             "submit_time": lambda t, now: {"submitted": now},
-            "end_time": lambda t, now: {"ended": now},
+            "end_time": _ended,
         },
         after={"release_files": release_files},
     )
+
+
+def _ended(t: Transition[TaskStatus], now: datetime) -> Mapping[str, Any]:
+    """A task that ends keeps when, and why it did not succeed (what MaxReset files show)."""
+    values: dict[str, Any] = {"ended": now}
+    if t.new in (TK.FAILED, TK.KILLED) and t.reason:
+        values["error"] = t.reason[:MAX_REASON]
+    return values
 
 
 def _plain_rows(ctx: Context, conn: Connection, ids: Sequence[int]) -> dict[int, RowMapping]:

@@ -272,6 +272,8 @@ def files(
         tid = int(_find(ctx, conn, ref)["trans_id"])
         rows = ctx.trans.files(conn, tid, statuses=statuses, after=after, limit=limit)
         lfns = ctx.catalog.lfns(conn, [int(r["file_id"]) for r in rows])
+        stuck = [int(r["file_id"]) for r in rows if r["status"] == TF.MAX_RESET.value]
+        failures = ctx.trans.failures_of_files(conn, tid, stuck) if stuck else {}
     return [
         TransFileView(
             id=r["id"],
@@ -281,6 +283,7 @@ def files(
             task_id=r["task_id"],
             error_count=r["error_count"],
             last_error=r["last_error"],
+            failures=failures.get(int(r["file_id"]), []),
             last_update=r["last_update"],
         )
         for r in rows
