@@ -108,7 +108,15 @@ def test_bad_input_creates_nothing(ctx: Any, tree: Tree) -> None:
 
 def test_dry_run_writes_nothing(ctx: Any, tree: Tree) -> None:
     run = T.dry_run(ctx, PM, definition(query="MCCampaign=Prod6"))
-    assert (run.matching_files, run.tasks, run.leftover_files) == (6, 3, 0)
+    assert (run.matching_files, run.grouped_files, run.tasks, run.leftover_files) == (6, 6, 3, 0)
+    import ctaprod.logic.transformations as module
+
+    module.DRY_RUN_FILES, keep = 3, module.DRY_RUN_FILES
+    try:  # a huge match is counted whole but grouped in part
+        part = T.dry_run(ctx, PM, definition(query="MCCampaign=Prod6"))
+    finally:
+        module.DRY_RUN_FILES = keep
+    assert (part.matching_files, part.grouped_files, part.tasks) == (6, 3, 1)
     assert run.task_sizes == [2, 2, 2]
     assert len(run.sample_lfns) == 6
     assert count(ctx, transformations) == 0

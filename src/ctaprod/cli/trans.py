@@ -80,6 +80,7 @@ def create(
                         ("Type", run.definition.get("type")),
                         ("Input query", run.definition.get("input_query")),
                         ("Files matching today", run.matching_files),
+                        ("Files grouped below", run.grouped_files),
                         ("Tasks it would make now", run.tasks),
                         ("Files waiting for a fuller group", run.leftover_files),
                         ("Files of the first tasks", ", ".join(map(str, run.task_sizes))),

@@ -73,6 +73,9 @@ class DryRun(BaseModel):
 
     definition: dict[str, Any]
     matching_files: int = Field(description="Files the input query matches today")
+    grouped_files: int = Field(
+        0, description="Files grouped into the tasks below (the first 100,000 at most)"
+    )
     sample_lfns: list[str] = Field(default_factory=list)
     tasks: int = Field(description="Tasks it would make now from them")
     leftover_files: int = Field(0, description="Files waiting for a fuller group (or a flush)")

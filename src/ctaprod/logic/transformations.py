@@ -46,6 +46,7 @@ from ctaprod.logic.trans_trigger import ensure_consumer, lock_for_attach
 TS, TF = TransformationStatus, TransFileStatus
 DRIVERS = (Property.PRODUCTION_MANAGEMENT, Property.ADMIN)
 MAX_PAGE = 10_000
+DRY_RUN_FILES = 100_000  # a dry run groups at most this many of the matching files
 
 
 def _drive(ident: Identity) -> None:
@@ -145,10 +146,14 @@ def dry_run(ctx: Context, ident: Identity, raw: Mapping[str, Any]) -> DryRun:
         tasks = spec.max_tasks or 0
         return DryRun(definition=spec.model_dump(mode="json"), matching_files=0, tasks=tasks)
     files: list[GroupFile] = []
+    matching = M.count_files(ctx, spec.input_query).count
     with ctx.db.read() as conn:
         plan = M.plan_query(ctx, conn, spec.input_query)
         for rows in M.pages_in(ctx, conn, plan):
             files += [GroupFile(f, lfn, size) for f, lfn, size in rows]
+            if len(files) >= DRY_RUN_FILES:  # the tasks of the first ones tell enough
+                files = files[:DRY_RUN_FILES]
+                break
         if spec.group_by:
             values = ctx.meta.effective_file_values(
                 conn, [f.file_id for f in files], ctx.meta.field_types(conn)
@@ -157,7 +162,8 @@ def dry_run(ctx: Context, ident: Identity, raw: Mapping[str, Any]) -> DryRun:
     grouping = _group(spec, files, flush=False)
     return DryRun(
         definition=spec.model_dump(mode="json"),
-        matching_files=len(files),
+        matching_files=matching,
+        grouped_files=len(files),
         sample_lfns=sorted(f.lfn for f in files)[:sample],
         tasks=len(grouping.groups),
         leftover_files=len(grouping.leftovers),
