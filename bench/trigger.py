@@ -77,11 +77,6 @@ def random_query(rng: random.Random) -> str:
     return " ".join(parts)
 
 
-def dir_of(rng: random.Random) -> tuple[str, dict[str, Any]]:
-    meta = {k: rng.choice(FIELDS[k][1]) for k in DIR_KEYS}
-    return f"{BASE}/{meta['campaign']}/{meta['site']}/{meta['particle']}", meta
-
-
 def main() -> None:
     p = C.parser(__doc__ or "")
     p.add_argument("--quick", action="store_true", help="100,000 files, 20,000 in the dir")

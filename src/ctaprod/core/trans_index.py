@@ -22,14 +22,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ctaprod.core.metaquery import Condition, MetaQuery, Op, Scalar, matches
+from ctaprod.core.metaquery import Condition, MetaQuery, Op, matches
 
 Bucket = tuple[str, Any]
-
-
-def _bucket_value(value: Scalar) -> Any:
-    # 5 and 5.0 compare and hash alike in Python; strings and datetimes are exact.
-    return value
 
 
 def _options(query: MetaQuery) -> list[Condition]:
@@ -42,7 +37,8 @@ def _options(query: MetaQuery) -> list[Condition]:
 
 def _buckets(cond: Condition) -> list[Bucket]:
     values = cond.value if isinstance(cond.value, tuple) else (cond.value,)
-    return [(cond.field, _bucket_value(v)) for v in values]
+    # 5 and 5.0 compare and hash alike in Python: an int field's bucket takes either.
+    return [(cond.field, v) for v in values]
 
 
 class QueryIndex:
@@ -93,7 +89,7 @@ class QueryIndex:
             if value is None:
                 continue
             try:
-                hit = self._by_bucket.get((field, _bucket_value(value)))
+                hit = self._by_bucket.get((field, value))
             except TypeError:  # an unhashable value: it cannot be in an equality bucket
                 continue
             if hit:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Connection, RowMapping
@@ -61,12 +61,6 @@ Mine = Callable[[int], bool]
 
 def _everyone(_: int) -> bool:
     return True
-
-
-@dataclass
-class TurnResult:
-    tasks: int = 0
-    transformations: list[int] = field(default_factory=list)
 
 
 # --- task creation ---------------------------------------------------------------------------

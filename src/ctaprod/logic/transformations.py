@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping
@@ -241,8 +242,7 @@ def search(
     limit: int = 100,
     counts: bool = True,
 ) -> list[TransformationView]:
-    for s in statuses:
-        _status(s)
+    _check_statuses(TS, "transformation", statuses)
     limit = max(1, min(limit, MAX_PAGE))
     with ctx.db.read() as conn:
         rows = ctx.trans.search(
@@ -251,12 +251,14 @@ def search(
         return [_view(ctx, conn, r, counts) for r in rows]
 
 
-def _status(name: str) -> TransformationStatus:
-    try:
-        return TS(name)
-    except ValueError:
-        known = ", ".join(s.value for s in TS)
-        raise InvalidInput(f"unknown transformation status {name!r} (known: {known})") from None
+def _check_statuses(kind: type[StrEnum], what: str, names: Sequence[str]) -> None:
+    """InvalidInput naming the first of ``names`` that is not a ``kind``."""
+    for name in names:
+        try:
+            kind(name)
+        except ValueError:
+            known = ", ".join(k.value for k in kind)
+            raise InvalidInput(f"unknown {what} status {name!r} (known: {known})") from None
 
 
 def files(
@@ -267,12 +269,7 @@ def files(
     after: int = 0,
     limit: int = 1000,
 ) -> list[TransFileView]:
-    for s in statuses:
-        try:
-            TF(s)
-        except ValueError:
-            known = ", ".join(f.value for f in TF)
-            raise InvalidInput(f"unknown file status {s!r} (known: {known})") from None
+    _check_statuses(TF, "file", statuses)
     limit = max(1, min(limit, MAX_PAGE))
     with ctx.db.read() as conn:
         tid = int(_find(ctx, conn, ref)["trans_id"])
@@ -305,12 +302,7 @@ def tasks(
     limit: int = 1000,
     with_inputs: bool = False,
 ) -> list[TaskView]:
-    for s in statuses:
-        try:
-            TaskStatus(s)
-        except ValueError:
-            known = ", ".join(k.value for k in TaskStatus)
-            raise InvalidInput(f"unknown task status {s!r} (known: {known})") from None
+    _check_statuses(TaskStatus, "task", statuses)
     limit = max(1, min(limit, MAX_PAGE))
     with ctx.db.read() as conn:
         tid = int(_find(ctx, conn, ref)["trans_id"])
