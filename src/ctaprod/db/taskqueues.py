@@ -190,6 +190,11 @@ class TaskQueueDB:
         update per queue, whatever the number of jobs."""
         if not entries:
             return
+        if self.skip_locked:
+            # The queue rows first, exclusively (a no-op after ensure_queues): the foreign-key
+            # checks of the inserts take share locks on them, and upgrading a share lock to
+            # the counter update's exclusive one deadlocks with a claimer already waiting.
+            self._lock(conn, sorted({e["tq_id"] for e in entries}))
         conn.execute(insert(tq_jobs), list(entries))
         per_queue: dict[int, tuple[int, int]] = {}
         for e in entries:
