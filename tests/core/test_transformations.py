@@ -570,3 +570,80 @@ def test_the_example_of_the_docs_is_valid() -> None:
         spec, transformation_id=7, task_id=1, input_lfns=["/ctao/in/r1.zst"], limits=LIMITS
     )
     assert job.output_data == ["LFN:/ctao/MC/Prod6/7/Data/r1_1.DL2.h5"]
+
+
+# --- per-output metadata ---------------------------------------------------------------------
+
+
+def test_output_file_metadata_is_rendered_per_output() -> None:
+    spec = check(
+        with_(
+            MC,
+            output_file_metadata=[{"nsb": 1, "outputType": "Data"}, {"outputType": "Log"}],
+        )
+    )
+    job = render_task_job(
+        spec, transformation_id=5, task_id=9, run_number=2002, input_lfns=[], limits=LIMITS
+    )
+    data, log = (o.removeprefix("LFN:") for o in job.output_data)
+    assert job.output_file_metadata == {
+        data: {"nsb": 1, "outputType": "Data"},
+        log: {"outputType": "Log"},
+    }
+    assert job.metadata_of(data) == {
+        "runNumber": 2002, "MCCampaign": "Prod6", "data_level": -3, "nsb": 1, "outputType": "Data"
+    }  # fmt: skip
+    # Placeholders render per task; an empty mapping adds nothing.
+    spec = check(with_(MC, output_file_metadata=[{"runNumber": "{{run_number}}"}, {}]))
+    job = render_task_job(
+        spec, transformation_id=5, task_id=9, run_number=2003, input_lfns=[], limits=LIMITS
+    )
+    assert list(job.output_file_metadata.values()) == [{"runNumber": 2003}]
+
+
+def test_output_file_metadata_per_input_template() -> None:
+    spec = check(with_(PROCESSING, output_file_metadata=[{"split": "train"}]))
+    job = render_task_job(
+        spec,
+        transformation_id=12,
+        task_id=3,
+        input_lfns=["/ctao/MC/in/a.simtel.zst", "/ctao/MC/in/b.simtel.zst"],
+        limits=LIMITS,
+    )
+    assert job.output_file_metadata == {
+        "/ctao/MC/Prod6/12/Data/a.simtel_3.DL2.h5": {"split": "train"},
+        "/ctao/MC/Prod6/12/Data/b.simtel_3.DL2.h5": {"split": "train"},
+    }
+
+
+def test_output_file_metadata_is_checked_like_output_metadata() -> None:
+    refused(
+        with_(MC, output_file_metadata=[{"nsb": 1}]),
+        "2 output LFN templates",
+        "output_file_metadata",
+    )
+    refused(
+        with_(MC, output_file_metadata=[{"nsbb": 1}, {}]),
+        "not declared",
+        "output_file_metadata[0].nsbb",
+    )
+    refused(
+        with_(MC, output_file_metadata=[{}, {"nsb": "dark"}]),
+        "not a valid int",
+        "output_file_metadata[1].nsb",
+    )
+    refused(
+        with_(MC, output_file_metadata=[{"runNumber": "{{input_name}}"}, {}]),
+        "cannot be used here",
+        "output_file_metadata[0].runNumber",
+    )
+    refused(
+        with_(REPLICATION, output_file_metadata=[{"nsb": 1}]),
+        "requests, not jobs",
+        "output_file_metadata",
+    )
+    refused(
+        with_(MC, job_template={"Executable": "x", "OutputFileMetadata": "{}"}),
+        "set by the transformation",
+        "job_template.OutputFileMetadata",
+    )

@@ -148,7 +148,7 @@ def test_job_downloads_inputs_and_registers_outputs(
     declare_fields(ctx)
     put(ctx, tmp_path, "/d/in/in.dat", b"input\n", ["SE-B", "SE-A"])
     storage.ban(ctx, ADMIN, "SE-A", "write", "full")  # the first OutputSE refuses
-    match = matched(**data_job())
+    match = matched(**data_job(OutputFileMetadata={"/d/logs/run_%j.log": {"kind": "log"}}))
     job_id = match.job_id
     outcome = run_job(factory_for(live_server.url), match, tmp_path, OPTS)
     assert (outcome.status, outcome.minor_status, outcome.delivered) == (
@@ -168,6 +168,8 @@ def test_job_downloads_inputs_and_registers_outputs(
     assert [r.lfn for r in catalog.ancestors(ctx, ADMIN, out_lfn)] == ["/d/in/in.dat"]
     own = metadata.get_metadata(ctx, out_lfn).own
     assert own == {"run": 7, "kind": "dl1"}
+    # The log's own entry of OutputFileMetadata goes over OutputMetadata.
+    assert metadata.get_metadata(ctx, log_lfn).own == {"run": 7, "kind": "log"}
     assert admin.requests(job_id=job_id).requests == []
     assert admin.job(job_id).status is J.DONE
 
@@ -304,5 +306,20 @@ def test_output_lfns_and_metadata_in_jdl() -> None:
     assert again == desc
     with pytest.raises(ValueError, match="OutputMetadata"):
         JobDescription.model_validate({"Executable": "x", "OutputMetadata": "[1]"})
+    # Per-output metadata: a JSON string in JDL too, keyed by the outputs' LFNs.
+    per_file = desc.model_copy(
+        update={"output_file_metadata": {"/ctao/logs/b.log": {"kind": "log"}}}
+    )
+    assert '"{\\"/ctao/logs/b.log\\": {\\"kind\\": \\"log\\"}}"' in jdl_of(per_file)
+    again = JobDescription.model_validate(dict(parse_jdl(jdl_of(per_file))))
+    assert again == per_file
+    assert again.metadata_of("/ctao/logs/b.log") == {"run": 3, "kind": "log"}
+    assert again.metadata_of("/ctao/out/a.dat") == {"run": 3}
+    with pytest.raises(ValueError, match="not an OutputData LFN"):
+        JobDescription.model_validate(
+            {**desc.to_jdl_dict(), "OutputFileMetadata": {"LFN:/ctao/other": {"run": 4}}}
+        )
+    with pytest.raises(ValueError, match="OutputFileMetadata must map"):
+        JobDescription.model_validate({"Executable": "x", "OutputFileMetadata": '{"/a": 1}'})
     with pytest.raises(ValueError, match="OutputPath"):
         JobDescription.model_validate({"Executable": "x", "OutputPath": "rel/dir"})

@@ -278,7 +278,12 @@ def _replace_job_id(value: Any, job_id: str) -> Any:
 
 def substitute_job_id(desc: JobDescription, job_id: int) -> JobDescription:
     """The description with ``%j`` replaced by the job ID in every string value, at any
-    depth (lists, Environment, OutputMetadata and custom attribute values; never in names).
+    depth (lists, Environment, OutputMetadata and custom attribute values; never in names,
+    except the LFNs that key OutputFileMetadata).
     The one rule for ``%j``: the matcher and the submission's job parameters use it."""
     data = _replace_job_id(desc.model_dump(), str(job_id))
+    # OutputFileMetadata's keys are OutputData LFNs, which hold %j as the LFNs do.
+    data["output_file_metadata"] = {
+        fill_job_id(lfn, str(job_id)): meta for lfn, meta in data["output_file_metadata"].items()
+    }
     return JobDescription.model_validate(data)

@@ -98,6 +98,12 @@ class JobDescription(BaseModel):
     output_path: str = Field("", alias="OutputPath", max_length=1024)
     # Metadata set on every OutputData file when it is registered (JDL: a JSON string).
     output_metadata: dict[str, Any] = Field(default_factory=dict, alias="OutputMetadata")
+    # Metadata of single OutputData files (LFN -> fields), over OutputMetadata for that file:
+    # what differs between the outputs of one job, e.g. the NSB of each sim_telarray output of
+    # one MC run. JDL: a JSON string, as OutputMetadata.
+    output_file_metadata: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, alias="OutputFileMetadata"
+    )
     std_output: str = Field("std.out", alias="StdOutput", max_length=255)
     std_error: str = Field("std.err", alias="StdError", max_length=255)
     environment: dict[str, str] = Field(default_factory=dict, alias="Environment")
@@ -193,16 +199,31 @@ class JobDescription(BaseModel):
     @field_validator("output_metadata", mode="before")
     @classmethod
     def _metadata(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value) if value.strip() else {}
-            except ValueError as exc:
-                raise ValueError(f"OutputMetadata is not a JSON object: {exc}") from None
-        if value is None:
-            return {}
+        value = _json_object(value, "OutputMetadata")
         if not isinstance(value, dict):
             raise ValueError("OutputMetadata must map metadata field names to values")
         return value
+
+    @field_validator("output_file_metadata", mode="before")
+    @classmethod
+    def _file_metadata(cls, value: Any) -> Any:
+        value = _json_object(value, "OutputFileMetadata")
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise ValueError(
+                "OutputFileMetadata must map output LFNs to mappings of metadata field values"
+            )
+        return {_strip_lfn(str(k)): v for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _file_metadata_of_outputs(self) -> JobDescription:
+        relative = any(not e.upper().startswith(LFN_PREFIX) for e in self.output_data)
+        if not self.output_file_metadata or (relative and not self.output_path):
+            return self  # the LFNs of relative entries are known on the worker only
+        outputs = set(self.output_lfns(self.output_path).values())
+        stray = sorted(set(self.output_file_metadata) - outputs)
+        if stray:
+            raise ValueError(f"OutputFileMetadata names {stray[0]!r}, not an OutputData LFN")
+        return self
 
     @field_validator("output_path", mode="after")
     @classmethod
@@ -322,9 +343,15 @@ class JobDescription(BaseModel):
             data["ExecutionEnvironment"] = [
                 f"{k}={quote(v)}" for k, v in data["ExecutionEnvironment"].items()
             ]
-        if "OutputMetadata" in data:  # JDL has no mappings: a JSON string
-            data["OutputMetadata"] = json.dumps(data["OutputMetadata"], sort_keys=True)
+        for key in ("OutputMetadata", "OutputFileMetadata"):  # JDL has no mappings: JSON
+            if key in data:
+                data[key] = json.dumps(data[key], sort_keys=True)
         return data
+
+    def metadata_of(self, lfn: str) -> dict[str, Any]:
+        """The metadata to register output ``lfn`` with: OutputMetadata, then its own
+        entry of OutputFileMetadata over it."""
+        return {**self.output_metadata, **self.output_file_metadata.get(lfn, {})}
 
     def output_lfns(self, default_dir: str) -> dict[str, str]:
         """Each OutputData entry -> its LFN: ``LFN:`` entries as they are, others by file
@@ -337,6 +364,20 @@ class JobDescription(BaseModel):
                 base = (self.output_path or default_dir).rstrip("/")
                 out[entry] = f"{base}/{entry.rsplit('/', 1)[-1]}"
         return out
+
+
+def _json_object(value: Any, what: str) -> Any:
+    """A JDL value that stands for a mapping (a JSON text) as the mapping; None as {}."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value) if value.strip() else {}
+        except ValueError as exc:
+            raise ValueError(f"{what} is not a JSON object: {exc}") from None
+    return {} if value is None else value
+
+
+def _strip_lfn(entry: str) -> str:
+    return entry[len(LFN_PREFIX) :] if entry.upper().startswith(LFN_PREFIX) else entry
 
 
 class JobSummary(BaseModel):

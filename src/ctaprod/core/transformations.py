@@ -11,7 +11,9 @@ here touches the database: a definition that passes can be created in one transa
 :func:`render_task_job` makes one task's job description from the spec: the job template with
 its placeholders filled (see :mod:`ctaprod.core.trans_templates`), InputData = the task's
 files, OutputData = the LFNs of the output templates, OutputMetadata = the output metadata,
-JobGroup = the transformation ID (8 digits, as DIRAC), validated as ``job submit`` validates.
+OutputFileMetadata = each output's own metadata (``output_file_metadata``, one mapping per
+output template, e.g. the NSB of each sim_telarray output of one MC run), JobGroup = the
+transformation ID (8 digits, as DIRAC), validated as ``job submit`` validates.
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ MAX_TASKS = 10_000_000
 MAX_RUN_NUMBER = 2**31 - 1
 MAX_PARAMETERS = 100
 # Set by the transformation for each task: a template may not write them.
-RESERVED_JOB_KEYS = ("InputData", "OutputData", "OutputPath", "OutputMetadata", "JobGroup")
+RESERVED_JOB_KEYS = (
+    "InputData", "OutputData", "OutputPath", "OutputMetadata", "OutputFileMetadata", "JobGroup",
+)  # fmt: skip
 # Production-level keys a CTADIRAC input_meta_query carries; not metadata fields.
 PRODUCTION_KEYS = {"dataset": "a dataset's name", "parentID": "a parent step"}
 SAMPLE_INPUT = "/sample/input/file_000001.dat"
@@ -97,6 +101,11 @@ class TransformationSpec(BaseModel):
     job_template: dict[str, Any] | None = Field(None, description="A job description")
     output_metadata: dict[str, Any] = Field(default_factory=dict)
     output_lfn_template: list[str] = Field(default_factory=list, max_length=16)
+    output_file_metadata: list[dict[str, Any]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Per output template (same order): metadata over output_metadata",
+    )
     max_tasks: int | None = Field(None, ge=1, le=MAX_TASKS)
     max_errors: int = Field(5, ge=1, le=100, description="Failures of a file before MaxReset")
     run_number_start: int | None = Field(None, ge=0, le=MAX_RUN_NUMBER)
@@ -182,6 +191,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "job_template": ("job", "job_description"),
     "output_metadata": ("output_meta", "OutputMetaData"),
     "output_lfn_template": ("output_lfns", "output_lfn", "output_template"),
+    "output_file_metadata": ("OutputFileMetadata", "output_file_meta"),
     "max_tasks": ("MaxNumberOfTasks", "max_number_of_tasks"),
     "max_errors": ("max_errors_per_file", "MaxResetCounter"),
     "run_number_start": ("start_run_number", "first_run_number"),
@@ -267,7 +277,12 @@ def check_definition(
     update |= _check_input(spec, ttype, plugins, schema)
     _check_counts(spec, ttype, update, limits or SubmissionLimits())
     if ttype.tasks is TaskKind.REQUEST:
-        for key in ("job_template", "output_lfn_template", "output_metadata"):
+        for key in (
+            "job_template",
+            "output_lfn_template",
+            "output_metadata",
+            "output_file_metadata",
+        ):
             if getattr(spec, key):
                 raise InvalidInput(
                     f"{key}: {ttype.name} tasks are requests, not jobs: no {key}", key=key
@@ -394,9 +409,27 @@ def _check_outputs(
             where=where,
         )  # fmt: skip
     _check_distinct_suffixes(spec.output_lfn_template)
+    if spec.output_file_metadata and len(spec.output_file_metadata) != len(
+        spec.output_lfn_template
+    ):
+        raise InvalidInput(
+            f"output_file_metadata: {len(spec.output_file_metadata)} mappings for "
+            f"{len(spec.output_lfn_template)} output LFN templates (one per template, in order)",
+            key="output_file_metadata",
+        )
+    _check_metadata(spec, spec.output_metadata, "output_metadata", schema)
+    for index, extra in enumerate(spec.output_file_metadata):
+        _check_metadata(spec, extra, f"output_file_metadata[{index}]", schema)
+
+
+def _check_metadata(
+    spec: TransformationSpec, metadata: Mapping[str, Any], where_: str, schema: MetaSchema
+) -> None:
+    """Declared fields, one value of the field's type each (placeholders rendered for a
+    sample task)."""
     sample = _sample(spec)
-    for key, value in spec.output_metadata.items():
-        where = f"output_metadata.{key}"
+    for key, value in metadata.items():
+        where = f"{where_}.{key}"
         try:
             ftype = schema.field_type(str(key))
         except InvalidInput as exc:
@@ -507,7 +540,11 @@ def render_task_job(
             f"{spec.type} tasks {'need' if run_number is None else 'have no'} run numbers"
         )
     values = TaskValues(transformation_id, spec.name, task_id, run_number, tuple(input_lfns))
-    outputs = render_lfns(spec.output_lfn_template, values, spec.per_input_outputs())
+    per_template = [
+        render_lfns([template], values, [each])
+        for template, each in zip(spec.output_lfn_template, spec.per_input_outputs(), strict=True)
+    ]
+    outputs = [lfn for lfns in per_template for lfn in lfns]
     if len(set(outputs)) != len(outputs):
         twice = next(o for o in outputs if outputs.count(o) > 1)
         raise InvalidInput(
@@ -539,6 +576,17 @@ def render_task_job(
         body["OutputMetadata"] = substitute(
             spec.output_metadata, _allowed(IN_METADATA, spec), values, "output_metadata"
         )
+    if spec.output_file_metadata:
+        own: dict[str, Any] = {}
+        for index, (lfns, extra) in enumerate(
+            zip(per_template, spec.output_file_metadata, strict=True)
+        ):
+            rendered = substitute(
+                extra, _allowed(IN_METADATA, spec), values, f"output_file_metadata[{index}]"
+            )
+            own |= {lfn: rendered for lfn in lfns if rendered}
+        if own:
+            body["OutputFileMetadata"] = own
     try:
         jobs = expand(body, limits)
     except InvalidInput as exc:

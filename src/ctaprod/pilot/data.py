@@ -3,8 +3,9 @@
 Inputs: the catalog gives each LFN's replicas; they are tried at the pilot's site first, each
 copy checked (size and ADLER32) before it is kept. Outputs: each declared file goes to the
 first OutputSE that takes it, at a path unique to the job attempt (the checksum read back
-from the SE must match), then all are registered in one call with the job's metadata and its
-inputs as parents, and renamed to their LFN's path once the catalog accepted them. When every target
+from the SE must match), then all are registered in one call with the job's metadata
+(OutputMetadata, with the file's own OutputFileMetadata entry over it) and its inputs as
+parents, and renamed to their LFN's path once the catalog accepted them. When every target
 SE fails a file goes to a failover SE instead, and when the catalog cannot be reached the
 registration is postponed: both become operations of one request (see :func:`request_for`)
 that the server's request executor carries out; the job then ends Completed.
@@ -288,7 +289,7 @@ def store_outputs(
                 size=size,
                 checksum=checksum,
                 guid=old.guid if old is not None and same else str(uuid.uuid4()),
-                metadata=desc.output_metadata,
+                metadata=desc.metadata_of(lfn),
                 parents=desc.input_data,
             )
             path = attempt_upload_path(lfn, job_id, attempt)
