@@ -276,3 +276,12 @@ def test_a_production_needs_a_name() -> None:
     with pytest.raises(InvalidInput, match="has no name"):
         workflow.convert(load(FULL), None)
     assert not workflow.detect({"name": "x", "steps": []})
+
+
+def test_a_child_of_a_training_asks_for_models() -> None:
+    raw = load(FULL)
+    raw["ProdSteps"][2]["job_config"] = {"type": "CtapipeTrainEnergy", "version": "v0.19.2"}
+    raw["ProdSteps"][3]["job_config"] = {"type": "CtapipeApplyModels", "version": "v0.19.2"}
+    steps = convert(raw)["steps"]
+    assert steps[3]["input_query"] == "outputType=Model"
+    checked(convert(raw))

@@ -14,9 +14,10 @@ Rules, as CTADIRAC applies them:
 - ``input_meta_query``: ``parentID`` (empty: none) links to a step of the file, ``dataset``
   (empty: none) names a catalog dataset, every other key is a metadata constraint, the
   shorthands rewritten (``pointing_dir`` -> ``phiP``, ``zenith_angle`` -> ``thetaP``, ``moon``
-  -> ``nsb``, level names -> ``data_level``). A step with a parent also asks for
-  ``outputType=Data``: a parent's log files carry its step too (CTADIRAC's parent query holds
-  the parent's whole output metadata, ``outputType`` included).
+  -> ``nsb``, level names -> ``data_level``). A step with a parent also asks for the
+  ``outputType`` of the parent's main outputs (``Data``; ``Model`` after a training): a
+  parent's log files carry its step too (CTADIRAC's parent query holds the parent's whole
+  output metadata, ``outputType`` included).
 - ``job_config``: ``type`` names a job type (:mod:`ctaprod.cta.jobtypes`, any letter case),
   the keys each type accepts are CTADIRAC's; ``input_limit`` becomes the step's test-mode
   limit.
@@ -34,10 +35,11 @@ from typing import Any
 
 from ctaprod.core.errors import InvalidInput
 from ctaprod.core.metaquery import Op, parse, to_text
-from ctaprod.cta.jobtypes import COMMON_KEYS, Common, StepContext, job_type
+from ctaprod.cta.jobtypes import COMMON_KEYS, job_type
 from ctaprod.cta.metadata import MOON_NSB, POINTING_PHI, data_level, moon_list, number
 from ctaprod.cta.metadata import pointing_dir as pointing_name
 from ctaprod.cta.settings import CtaSettings
+from ctaprod.cta.steps import Common, StepContext
 
 __all__ = ["DEFAULT_BASE_PATH", "DEFAULT_MC_TASKS", "convert", "detect"]
 
@@ -230,7 +232,7 @@ class _Converter:
                     key="input_meta_query",
                 )
             if parent and "outputType" not in constraints:
-                constraints["outputType"] = "Data"
+                constraints["outputType"] = inherited.get("outputType", "Data")
         elif parent or dataset or constraints:
             raise InvalidInput(
                 f"step {sid}: input_meta_query: a {jtype.name} step makes its data, it "
