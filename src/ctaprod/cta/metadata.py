@@ -66,8 +66,9 @@ MC_MOONS = (["dark"], ["dark", "half"], ["dark", "half", "full"])
 
 
 def _bad(where: str, message: str) -> InvalidInput:
-    step, _, key = where.partition(":")
-    return InvalidInput(f"step {step}: {key}: {message}", step=step, key=key)
+    """``where`` is ``<step>:<section>.<key>``: the message names both, the detail the key."""
+    step, _, path = where.partition(":")
+    return InvalidInput(f"step {step}: {path}: {message}", step=step, key=path.rsplit(".")[-1])
 
 
 def number(value: Any, where: str) -> float:
