@@ -251,3 +251,36 @@ def test_flush_completes_a_data_driven_production(ctx: Any) -> None:
     W.complete(ctx)
     P.advance(ctx)
     assert P.get(ctx, "data").status == "Completed"
+
+
+def test_validation_outcome_is_recorded(ctx: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report comes from logic.prod_validation (another module); its outcome is kept on
+    the production: status, summary, when and by whom."""
+    from pydantic import BaseModel
+
+    class Report(BaseModel):
+        valid: bool
+        summary: dict[str, Any]
+        steps: list[dict[str, Any]] = []
+
+    seen: dict[str, Any] = {}
+
+    def fake(ctx: Any, trans_ids: Any, **options: Any) -> Report:
+        seen.update(trans_ids=list(trans_ids), **options)
+        return Report(valid=False, summary={"missing_outputs": 2})
+
+    view = P.submit(ctx, PM, production())
+    monkeypatch.setattr(P, "_validate_steps", fake)
+    outcome = P.validate(ctx, PM, "pp", checksum="full", sample=5)
+    assert (outcome.validation_status, outcome.summary) == ("Invalid", {"missing_outputs": 2})
+    assert seen == {
+        "trans_ids": [s.trans_id for s in view.steps],
+        "paths": [BASE],
+        "checksum": "full",
+        "sample": 5,
+    }
+    shown = P.get(ctx, "pp")
+    assert (shown.validation_status, shown.validated_by) == ("Invalid", "pm/ctao_prod")
+    assert shown.validation_summary == {"missing_outputs": 2}
+    with pytest.raises(InvalidInput, match="checksum"):
+        P.validate(ctx, PM, "pp", checksum="most")
