@@ -215,6 +215,26 @@ def test_completion_cascades_from_parents_to_children(ctx: Any) -> None:
     status = P.status(ctx, "pp")
     assert status.steps[2].jobs == {"Done": 1}
     assert any(e.action == "cascade" for e in P.log(ctx, "pp"))
+    # One more MC run: the production and its children are open again, then complete again.
+    extended = P.extend(ctx, PM, "pp", 1)
+    assert extended.status == "Active"
+    assert T.get(ctx, t1).max_tasks == 3
+    assert [(s.trans_status, s.input_complete) for s in extended.steps[1:]] == [
+        ("Active", False),
+        ("Active", False),
+    ]
+    _finish_tasks(ctx, t1)
+    for _ in range(3):
+        _turn(ctx, trigger, marks)
+    _finish_tasks(ctx, t2)
+    for _ in range(3):
+        _turn(ctx, trigger, marks)
+    _finish_tasks(ctx, t3)
+    for _ in range(2):
+        _turn(ctx, trigger, marks)
+    again = P.get(ctx, "pp")
+    assert again.status == "Completed"
+    assert [s.files for s in again.steps[1:]] == [{"Processed": 3}, {"Processed": 3}]
     # Clean: every step is cleaned by the transformation agent, then the production.
     P.clean(ctx, PM, "pp")
     W.clean(ctx)

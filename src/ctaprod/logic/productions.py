@@ -302,7 +302,6 @@ def _create_step(
 ) -> int:
     """Create one step's transformation with its parents' real ids; its own id goes into its
     output metadata once known (the definition is rewritten with it)."""
-    checked = plan.specs[step.id]
     raw = step_definition(
         plan.definition,
         step,
@@ -311,9 +310,7 @@ def _create_step(
         dataset=plan.datasets[step.id],
     )
     bases = _bases_of(plan, ctx, ident)
-    spec = _check_step(ctx, step, raw, fields, bases)
-    if spec.type != checked.type:  # cannot happen: same input, same registries
-        raise RuntimeError(f"step {step.id}: checked twice with different results")
+    spec = _check_step(ctx, step, raw, fields, bases)  # now with the parents' real ids
     trans_id = T.insert_checked(ctx, conn, spec, ident, now)
     final = spec.model_copy(
         update={"output_metadata": {**spec.output_metadata, STEP_FIELD: trans_id}}
@@ -552,12 +549,19 @@ def extend(ctx: Context, ident: Identity, ref: int | str, tasks: int) -> Product
             change_productions(
                 ctx, conn, [pid], lambda r: [Change(PS.ACTIVE, "extended")], source=source
             )
-            # Children completed with their input: more is coming.
-            ids = [int(s["trans_id"]) for s in _step_rows(ctx, conn, pid)]
-            for tid in ids:
-                if tid not in dict(mc):
-                    ctx.trans.set_fields(conn, tid, ctx.clock(), input_complete=False)
-            _drive_steps(ctx, conn, ids, {TS.COMPLETED: TS.ACTIVE}, "extended", source)
+        # The children's input is open again: more is coming from the MC steps (the agent
+        # declares it complete again when their parents complete again).
+        children = [
+            int(s["trans_id"])
+            for s in _step_rows(ctx, conn, pid)
+            if json.loads(s["parents"] or "[]")
+        ]
+        for tid in children:
+            ctx.trans.set_fields(conn, tid, ctx.clock(), input_complete=False)
+        moves = {TS.COMPLETED: TS.ACTIVE, TS.COMPLETING: TS.ACTIVE}
+        if PS(row["status"]) in (PS.NEW, PS.STOPPED):
+            moves = {}  # they are started with the production
+        _drive_steps(ctx, conn, children, moves, "extended", source)
     return get(ctx, pid)
 
 
@@ -611,6 +615,8 @@ def _advance_one(ctx: Context, pid: int, marks: MutableMapping[int, int]) -> int
         for tid, st in state.items():
             if st is TS.COMPLETED:
                 marks.setdefault(tid, last_event)
+            else:  # reopened (extended): its next completion gets a new mark
+                marks.pop(tid, None)
         now = ctx.clock()
         for s in steps:
             parents = json.loads(s["parents"] or "[]")
