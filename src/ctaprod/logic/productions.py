@@ -12,6 +12,7 @@ their own door, in the same transaction as the production's change.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -587,7 +588,8 @@ def advance(ctx: Context, marks: MutableMapping[int, int] | None = None) -> int:
     with ctx.db.read() as conn:
         ids = ctx.prods.ids_in(conn, [s.value for s in (*DRIVEN, PS.CLEANING)])
     for pid in ids:
-        changes += _advance_one(ctx, pid, marks)
+        # A deadlock victim (MariaDB, PostgreSQL) rolled its pass back whole: again.
+        changes += retrying(functools.partial(_advance_one, ctx, pid, marks))
     return changes
 
 
