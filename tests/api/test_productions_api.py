@@ -4,7 +4,10 @@ without ProductionManagement, everybody reads."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
+
+import pytest
 
 from tests.api.conftest import Api
 
@@ -47,7 +50,7 @@ def _setup(api: Api) -> tuple[dict[str, str], dict[str, str]]:
     return pm, alice
 
 
-def test_submit_show_drive(rest: Api) -> None:
+def test_submit_show_drive(rest: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     pm, alice = _setup(rest)
     c = rest.client
     dry = c.post("/api/productions/dry-run", headers=pm, json={"definition": production()})
@@ -77,6 +80,13 @@ def test_submit_show_drive(rest: Api) -> None:
     assert [e["action"] for e in log] == ["submit", "create", "status", "extend"]
     missing = c.get("/api/productions/nope", headers=alice)
     assert missing.status_code == 404
+    bad = c.post("/api/productions/renamed/validate", headers=pm, json={"checksum": "most"})
+    assert bad.status_code == 422
+    # Without the validation module (another part of the code): a clear 503.
+    monkeypatch.setitem(sys.modules, "ctaprod.logic.prod_validation", None)
+    absent = c.post("/api/productions/renamed/validate", headers=pm, json={})
+    assert absent.status_code == 503
+    assert "not available" in absent.json()["message"]
 
 
 def test_bad_input_is_a_4xx_naming_step_and_key(rest: Api) -> None:

@@ -3,7 +3,10 @@ status, log, drive; bad definitions are a clear message naming the step and the 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+import pytest
 
 from ctaprod.core.identity import Identity
 from ctaprod.core.metadata import FieldDeclaration
@@ -35,7 +38,7 @@ steps:
 """
 
 
-def test_prod_commands(cli: Cli, tmp_path: Path) -> None:
+def test_prod_commands(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     M.add_field(cli.services.ctx, ADMIN, FieldDeclaration(name="data_level", type="int"))
     path = tmp_path / "prod.yaml"
     path.write_text(YAML)
@@ -58,6 +61,7 @@ def test_prod_commands(cli: Cli, tmp_path: Path) -> None:
     assert "submit" in log
     assert "Active -> Stopped" in log
     assert '"name": "cli_prod"' in cli("prod", "show", "cli_prod", "--json").stdout
+    monkeypatch.setitem(sys.modules, "ctaprod.logic.prod_validation", None)  # not installed
     assert "not available" in cli("prod", "validate", "cli_prod", code=1).stderr
 
 

@@ -4,6 +4,7 @@ with the real agents' bodies, input_limit, clean."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -133,7 +134,7 @@ def test_dry_run_writes_nothing(ctx: Any) -> None:
     assert (count(ctx, productions), count(ctx, transformations)) == (0, 0)
 
 
-def test_driving_checks_the_state(ctx: Any) -> None:
+def test_driving_checks_the_state(ctx: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     view = P.submit(ctx, PM, production())
     with pytest.raises(Conflict, match="New"):
         P.stop(ctx, PM, view.prod_id)
@@ -147,6 +148,7 @@ def test_driving_checks_the_state(ctx: Any) -> None:
         P.start(ctx, ALICE, "pp")
     actions = [(e.action, e.message) for e in P.log(ctx, "pp")]
     assert ("status", "New -> Active: started") in actions
+    monkeypatch.setitem(sys.modules, "ctaprod.logic.prod_validation", None)  # not installed
     with pytest.raises(Unavailable, match="not available"):
         P.validate(ctx, PM, "pp")
 
