@@ -32,6 +32,7 @@ def test_build_agents_from_settings(services: Any) -> None:
         ("task_creation", 5),
         ("task_submission", 5),
         ("transformation_recovery", 30),
+        ("production", 10),
     ]
     named = build_agents(services, services.tokens, names=["job_cleaning", "stalled_jobs"])
     assert [s.name for s in named] == ["stalled_jobs", "job_cleaning"]  # disabled, but named

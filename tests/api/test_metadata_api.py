@@ -44,7 +44,8 @@ def set_meta(
 
 def test_fields_and_values(rest: Api, tree: Tree, alice: Headers, bob: Headers) -> None:
     r = rest.client.get("/api/metadata/fields", headers=alice)
-    assert [f["name"] for f in r.json()] == ["particle", "runNumber", "site"]
+    # prod_step_id: declared by the server for productions (server.extensions).
+    assert [f["name"] for f in r.json()] == ["particle", "prod_step_id", "runNumber", "site"]
     r = rest.client.post("/api/metadata/fields", headers=alice, json={"name": "x", "type": "int"})
     assert r.status_code == 403
     r = rest.client.post(

@@ -97,7 +97,8 @@ def test_json_is_the_api_models(cli: Cli, tmp_path: Path) -> None:
     assert _json(cli, "dm", "find", "particle=gamma", "--count", "--json")["count"] == 1  # type: ignore[index]
     meta = _json(cli, "dm", "meta", "get", lfn, "--json")
     assert [(v["field"], v["value"]) for v in meta["effective"]] == [("particle", "gamma")]  # type: ignore[index]
-    assert [f["name"] for f in _json(cli, "dm", "meta", "fields", "--json")] == ["particle"]  # type: ignore[index]
+    fields = _json(cli, "dm", "meta", "fields", "--json")
+    assert [f["name"] for f in fields] == ["particle", "prod_step_id"]  # type: ignore[index]
     assert _json(cli, "dm", "ancestors", lfn, "--json") == []
     cli("dm", "dataset", "create", "gammas", "particle=gamma", "--frozen")
     assert _json(cli, "dm", "dataset", "show", "gammas", "--json")["file_count"] == 1  # type: ignore[index]

@@ -17,6 +17,7 @@ from ctaprod.agents.pilot_factory import (
     PilotFactory,
     PilotStatusAgent,
 )
+from ctaprod.agents.productions import ProductionAgent
 from ctaprod.agents.request_executor import RequestExecutorAgent
 from ctaprod.agents.runner import AgentSpec, RunOnce
 from ctaprod.agents.stalled import StalledJobsAgent
@@ -41,6 +42,7 @@ AGENT_NAMES = (
     "task_creation",
     "task_submission",
     "transformation_recovery",
+    "production",
 )
 
 
@@ -86,6 +88,7 @@ def build_agents(
         "task_creation": lambda: TaskCreationAgent(ctx, wakes["task_submission"]).run_once,
         "task_submission": lambda: TaskSubmissionAgent(ctx).run_once,
         "transformation_recovery": lambda: TransformationRecoveryAgent(ctx).run_once,
+        "production": lambda: ProductionAgent(ctx).run_once,
     }
     specs = []
     for name in AGENT_NAMES:

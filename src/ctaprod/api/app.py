@@ -22,6 +22,7 @@ from ctaprod.api.routers import (
     data,
     jobs,
     metadata,
+    productions,
     requests,
     runtime,
     sandboxes,
@@ -96,6 +97,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(data.router)
     app.include_router(requests.router)
     app.include_router(transformations.router)
+    app.include_router(productions.router)
 
     @app.get("/api/health", tags=["health"], operation_id="health_check")
     def health() -> dict[str, str]:

@@ -22,6 +22,7 @@ from ctaprod.cli import (
     job_files,
     jobs,
     pilots,
+    prod,
     requests,
     se,
     server,
@@ -125,6 +126,7 @@ app.add_typer(dm.app, name="dm")
 app.add_typer(se.app, name="se")
 app.add_typer(requests.app, name="request")
 app.add_typer(trans.app, name="trans")
+app.add_typer(prod.app, name="prod")
 server.register(app)
 
 

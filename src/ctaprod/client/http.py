@@ -13,6 +13,7 @@ from ctaprod.client.base import ClientBase, api_error
 from ctaprod.client.catalog import CatalogAPI
 from ctaprod.client.errors import ApiError, ServerUnreachable
 from ctaprod.client.metadata import MetadataAPI
+from ctaprod.client.productions import ProductionsAPI
 from ctaprod.client.requests import RequestsAPI
 from ctaprod.client.storage import StorageAPI
 from ctaprod.client.transformations import TransformationsAPI
@@ -37,7 +38,15 @@ from ctaprod.core.schemas import (
 )
 
 
-class Client(CatalogAPI, MetadataAPI, StorageAPI, RequestsAPI, TransformationsAPI, ClientBase):
+class Client(
+    CatalogAPI,
+    MetadataAPI,
+    StorageAPI,
+    RequestsAPI,
+    TransformationsAPI,
+    ProductionsAPI,
+    ClientBase,
+):
     """The typed client of the whole API. Use as a context manager."""
 
     # --- identity ---------------------------------------------------------------------

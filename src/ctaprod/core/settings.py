@@ -137,6 +137,7 @@ def _agents() -> dict[str, AgentSettings]:
         "task_creation": AgentSettings(interval=5),
         "task_submission": AgentSettings(interval=5),
         "transformation_recovery": AgentSettings(interval=30),
+        "production": AgentSettings(interval=10),
     }
 
 

@@ -110,6 +110,9 @@ class TransformationSpec(BaseModel):
     max_errors: int = Field(5, ge=1, le=100, description="Failures of a file before MaxReset")
     run_number_start: int | None = Field(None, ge=0, le=MAX_RUN_NUMBER)
     parameters: dict[str, Any] = Field(default_factory=dict)
+    input_limit: int | None = Field(
+        None, ge=1, description="Test mode: at most this many input files are attached"
+    )
 
     @field_validator("name")
     @classmethod
@@ -129,7 +132,9 @@ class TransformationSpec(BaseModel):
     def _size(cls, value: Any) -> Any:
         return _bytes(value) if isinstance(value, str) else value
 
-    @field_validator("group_size", "max_tasks", "max_errors", "run_number_start", mode="before")
+    @field_validator(
+        "group_size", "max_tasks", "max_errors", "run_number_start", "input_limit", mode="before"
+    )
     @classmethod
     def _not_bool(cls, value: Any) -> Any:
         # YAML reads yes/no/true as booleans, which pydantic would take as 1 and 0.
@@ -196,6 +201,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "max_errors": ("max_errors_per_file", "MaxResetCounter"),
     "run_number_start": ("start_run_number", "first_run_number"),
     "parameters": ("params",),
+    "input_limit": (),
 }
 _SPELLINGS = {_squash(k): k for k in ALIASES} | {
     _squash(a): k for k, aliases in ALIASES.items() for a in aliases
@@ -323,7 +329,7 @@ def _check_input(
     schema: MetaSchema,
 ) -> dict[str, Any]:
     if not ttype.needs_input:
-        for key in ("input_query", "plugin", "group_size"):
+        for key in ("input_query", "plugin", "group_size", "input_limit"):
             if getattr(spec, key) is not None:
                 raise InvalidInput(
                     f"{key}: {ttype.name} tasks have no input files: no {key}", key=key

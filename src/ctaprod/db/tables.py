@@ -566,6 +566,8 @@ transformations = Table(
     Column("input_complete", Boolean, nullable=False, server_default="0"),
     Column("created", UTCDateTime, nullable=False),
     Column("last_update", UTCDateTime, nullable=False),
+    # Test mode: at most this many input files are ever attached (NULL: no limit).
+    Column("input_limit", Integer, nullable=True),
     Index(None, "status"),
 )
 # The files of a transformation and where each stands. One row per (transformation, file):
@@ -658,4 +660,53 @@ trans_dir_scans = Table(
     Column("fields", String(2048), nullable=False, server_default=""),
     Column("after_file", BigInteger, nullable=False, server_default="0"),
     Column("created", UTCDateTime, nullable=False),
+)
+
+# --- productions ----------------------------------------------------------------------------
+# A production: a DAG of steps, each one transformation, created together. ``definition``
+# keeps the generic definition as submitted (JSON); the validation columns keep the outcome of
+# the last production validation (status, its report's summary as JSON, when and by whom).
+productions = Table(
+    "productions",
+    metadata,
+    Column("prod_id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(TRANS_NAME), nullable=False, unique=True),
+    Column("description", String(1024), nullable=False, server_default=""),
+    Column("owner", String(NAME), nullable=False),
+    Column("owner_group", String(NAME), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("definition", LongText, nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("last_update", UTCDateTime, nullable=False),
+    Column("validation_status", String(16), nullable=False, server_default="NotValidated"),
+    Column("validation_summary", LongText, nullable=True),
+    Column("validated", UTCDateTime, nullable=True),
+    Column("validated_by", String(128), nullable=True),
+    Index(None, "status"),
+)
+# The steps of a production, each one transformation; ``position``: the creation order (a
+# topological order of the DAG); ``parents``: the parents' step ids (JSON list).
+production_steps = Table(
+    "production_steps",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("prod_id", BigId, ForeignKey("productions.prod_id", ondelete="CASCADE"), nullable=False),
+    Column("step_id", String(64), nullable=False),
+    Column("step_name", String(128), nullable=False, server_default=""),
+    Column("position", Integer, nullable=False),
+    Column("trans_id", BigId, ForeignKey("transformations.trans_id"), nullable=False),
+    Column("parents", String(2048), nullable=False, server_default="[]"),
+    UniqueConstraint("prod_id", "step_id"),
+    Index(None, "trans_id"),
+)
+production_log = Table(
+    "production_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("prod_id", BigId, ForeignKey("productions.prod_id", ondelete="CASCADE"), nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("message", String(2048), nullable=False, server_default=""),
+    Index(None, "prod_id", "id"),
 )

@@ -160,8 +160,11 @@ class TransformationDB:
         """Attach files (as ``status``, i.e. Unused); those already attached are left as
         they are, also when a concurrent transaction attaches them (INSERT ... that ignores
         the duplicate key). Returns how many rows were added."""
+        ids = sorted(set(file_ids))
+        if ids and self._limits(conn, [trans_id]):
+            ids = sorted(f for _, f in self._within_limits(conn, {(trans_id, f) for f in ids}))
         added = 0
-        for chunk in _chunks(sorted(set(file_ids))):
+        for chunk in _chunks(ids):
             rows = [
                 {"trans_id": trans_id, "file_id": f, "status": status, "last_update": now}
                 for f in chunk
@@ -173,14 +176,49 @@ class TransformationDB:
         self, conn: Connection, pairs: Iterable[tuple[int, int]], status: str, now: datetime
     ) -> int:
         """Attach ``(trans_id, file_id)`` pairs (see :meth:`attach`)."""
+        wanted = set(pairs)
+        if wanted and self._limits(conn, sorted({t for t, _ in wanted})):
+            wanted = self._within_limits(conn, wanted)
         rows = [
             {"trans_id": t, "file_id": f, "status": status, "last_update": now}
-            for t, f in sorted(set(pairs))
+            for t, f in sorted(wanted)
         ]
         added = 0
         for i in range(0, len(rows), IN_CHUNK):
             added += self._insert_rows(conn, rows[i : i + IN_CHUNK])
         return added
+
+    @staticmethod
+    def _limits(conn: Connection, trans_ids: Sequence[int]) -> dict[int, int]:
+        """The input limits (test mode) of those of ``trans_ids`` that have one."""
+        out: dict[int, int] = {}
+        for chunk in _chunks(sorted(set(trans_ids))):
+            stmt = select(T.trans_id, T.input_limit).where(
+                T.trans_id.in_(chunk), T.input_limit.is_not(None)
+            )
+            out.update({int(t): int(n) for t, n in conn.execute(stmt)})
+        return out
+
+    def _within_limits(self, conn: Connection, pairs: set[tuple[int, int]]) -> set[tuple[int, int]]:
+        """The pairs left once each limited transformation (``input_limit``, test mode) takes
+        new files only up to its limit, lowest file ids first. Exact under the attach lock
+        (``logic.trans_trigger.lock_for_attach``) that creations and the trigger take."""
+        limits = self._limits(conn, sorted({t for t, _ in pairs}))
+        kept = {p for p in pairs if p[0] not in limits}
+        for tid, limit in limits.items():
+            have = conn.execute(
+                select(func.count()).select_from(trans_files).where(F.trans_id == tid)
+            ).scalar_one()
+            room = limit - int(have)
+            if room <= 0:
+                continue
+            wanted = sorted(f for t, f in pairs if t == tid)
+            there: set[int] = set()
+            for chunk in _chunks(wanted):
+                stmt = select(F.file_id).where(F.trans_id == tid, F.file_id.in_(chunk))
+                there.update(int(r[0]) for r in conn.execute(stmt))
+            kept.update((tid, f) for f in [f for f in wanted if f not in there][:room])
+        return kept
 
     @staticmethod
     def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> int:

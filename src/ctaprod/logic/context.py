@@ -17,6 +17,7 @@ from ctaprod.db.events import EventDB
 from ctaprod.db.jobs import JobDB
 from ctaprod.db.metadata import MetadataDB
 from ctaprod.db.pilots import PilotDB
+from ctaprod.db.productions import ProductionDB
 from ctaprod.db.requests import RequestDB
 from ctaprod.db.sandboxes import SandboxDB
 from ctaprod.db.sites import SiteDB
@@ -46,6 +47,7 @@ class Context:
     se_status: StorageDB = field(init=False)
     requests: RequestDB = field(init=False)
     trans: TransformationDB = field(init=False)
+    prods: ProductionDB = field(init=False)
     events: EventDB = field(init=False)
     _storage: dict[str, StorageElement] = field(init=False, default_factory=dict)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
@@ -64,6 +66,7 @@ class Context:
         self.se_status = StorageDB()
         self.requests = RequestDB()
         self.trans = TransformationDB(for_update=locking)
+        self.prods = ProductionDB(for_update=locking)
         self.events = EventDB(for_update=locking)
 
     @property

@@ -76,6 +76,7 @@ def _row_values(spec: TransformationSpec, ident: Identity, now: Any) -> dict[str
         "group_size": spec.group_size,
         "max_tasks": spec.max_tasks,
         "max_errors": spec.max_errors,
+        "input_limit": spec.input_limit,
         "definition": spec.model_dump_json(),
         "created": now,
         "last_update": now,
@@ -89,41 +90,53 @@ def create(
     _drive(ident)
     spec = check(ctx, ident, raw)
     now = ctx.clock()
-    source = f"{ident.user}/{ident.group}"
     ensure_consumer(ctx)
 
     def attempt() -> int:
         with ctx.db.write() as conn:
             lock_for_attach(ctx, conn)  # ordered with the event consumer's batches
-            if ctx.trans.by_name(conn, spec.name) is not None:
-                raise Conflict(
-                    f"a transformation called {spec.name!r} exists already", name=spec.name
-                )
-            try:
-                with conn.begin_nested():
-                    trans_id = ctx.trans.insert(conn, _row_values(spec, ident, now))
-            except IntegrityError:  # created concurrently under the same name
-                raise Conflict(
-                    f"a transformation called {spec.name!r} exists already", name=spec.name
-                ) from None
-            ctx.trans.add_log(conn, [(trans_id, source, "create", f"{spec.type} {spec.name}")], now)
-            if spec.input_query is not None:
-                _, added = _attach_query(ctx, conn, trans_id, spec.input_query)
-                ctx.trans.add_log(
-                    conn,
-                    [(trans_id, source, "attach", f"{added} existing files match the input query")],
-                    now,
-                )
-            if start:
-                change_transformations(
-                    ctx, conn, [trans_id], lambda r: [Change(TS.ACTIVE, "created and started")],
-                    source=source,
-                )  # fmt: skip
-            return trans_id
+            return insert_checked(ctx, conn, spec, ident, now, start=start)
 
     # A deadlock with concurrent registrations (MariaDB, PostgreSQL) rolls it all back: again.
     trans_id = retrying(attempt)
     return get(ctx, trans_id)
+
+
+def insert_checked(
+    ctx: Context,
+    conn: Connection,
+    spec: TransformationSpec,
+    ident: Identity,
+    now: Any,
+    *,
+    start: bool = False,
+) -> int:
+    """Write a checked transformation, its log and its existing input (Unused) in the
+    caller's transaction, which holds the attach lock (``lock_for_attach``); its id."""
+    source = f"{ident.user}/{ident.group}"
+    if ctx.trans.by_name(conn, spec.name) is not None:
+        raise Conflict(f"a transformation called {spec.name!r} exists already", name=spec.name)
+    try:
+        with conn.begin_nested():
+            trans_id = ctx.trans.insert(conn, _row_values(spec, ident, now))
+    except IntegrityError:  # created concurrently under the same name
+        raise Conflict(
+            f"a transformation called {spec.name!r} exists already", name=spec.name
+        ) from None
+    ctx.trans.add_log(conn, [(trans_id, source, "create", f"{spec.type} {spec.name}")], now)
+    if spec.input_query is not None:
+        _, added = _attach_query(ctx, conn, trans_id, spec.input_query)
+        ctx.trans.add_log(
+            conn,
+            [(trans_id, source, "attach", f"{added} existing files match the input query")],
+            now,
+        )
+    if start:
+        change_transformations(
+            ctx, conn, [trans_id], lambda r: [Change(TS.ACTIVE, "created and started")],
+            source=source,
+        )  # fmt: skip
+    return trans_id
 
 
 def _attach_query(ctx: Context, conn: Connection, trans_id: int, query: str) -> tuple[int, int]:
@@ -141,7 +154,11 @@ def dry_run(ctx: Context, ident: Identity, raw: Mapping[str, Any]) -> DryRun:
     """What ``create`` would do with this definition today: the files its query matches,
     the tasks the plugin would make of them. Nothing is written."""
     _drive(ident)
-    spec = check(ctx, ident, raw)
+    return dry_run_spec(ctx, check(ctx, ident, raw))
+
+
+def dry_run_spec(ctx: Context, spec: TransformationSpec) -> DryRun:
+    """The dry run of a checked spec (see :func:`dry_run`)."""
     sample = ctx.settings.transformations.dry_run_files
     if spec.input_query is None:
         tasks = spec.max_tasks or 0

@@ -20,6 +20,7 @@ from ctaprod.logic.auth import TokenService, bootstrap
 from ctaprod.logic.context import Context
 from ctaprod.logic.homes import ensure_all_homes
 from ctaprod.logic.matcher import Matcher
+from ctaprod.server.extensions import install as install_extensions
 
 log = logging.getLogger("ctaprod.server")
 
@@ -44,6 +45,7 @@ def build_services(settings: Settings, *, migrate_db: bool = True) -> Services:
     if migrate_db:
         migrate.upgrade(db)
     ctx = Context(db=db, settings=settings)
+    install_extensions(ctx)  # job types, formats, metadata fields of the extensions
     tokens = TokenService(ctx, _secret(settings))
     return Services(ctx=ctx, tokens=tokens, matcher=Matcher(ctx, tokens))
 
