@@ -20,14 +20,14 @@ def production(**kw: Any) -> dict[str, Any]:
         "max_tasks": 2,
         "job_template": {"Executable": "sim.sh", "Arguments": "{{run_number}}"},
         "output_lfn_template": f"{BASE}/sim/{{{{run_number}}}}.simtel",
-        "output_metadata": {"data_level": 0},
+        "output_metadata": {"stage": 0},
     }
     proc = {
         "type": "Processing",
         "group_size": 1,
         "job_template": {"Executable": "proc.sh", "Arguments": "{{input_lfns}}"},
         "output_lfn_template": f"{BASE}/dl1/{{{{task_id}}}}.h5",
-        "output_metadata": {"data_level": 1},
+        "output_metadata": {"stage": 1},
     }
     return {
         "name": "api_prod",
@@ -44,7 +44,7 @@ def _setup(api: Api) -> tuple[dict[str, str], dict[str, str]]:
     pm = api.user("pm", "ctao_prod", ["ProductionManagement"])
     alice = api.user("alice", "ctao_user")
     r = api.client.post(
-        "/api/metadata/fields", headers=api.admin, json={"name": "data_level", "type": "int"}
+        "/api/metadata/fields", headers=api.admin, json={"name": "stage", "type": "int"}
     )
     assert r.status_code in (200, 201), r.text
     return pm, alice

@@ -26,7 +26,7 @@ steps:
       max_tasks: 2
       job_template: {Executable: sim.sh, Arguments: "{{run_number}}"}
       output_lfn_template: /ctao/MC/CLI/sim/{{run_number}}.simtel
-      output_metadata: {data_level: 0}
+      output_metadata: {stage: 0}
   - id: "2"
     parents: ["1"]
     transformation:
@@ -34,12 +34,12 @@ steps:
       group_size: 1
       job_template: {Executable: proc.sh, Arguments: "{{input_lfns}}"}
       output_lfn_template: /ctao/MC/CLI/dl1/{{task_id}}.h5
-      output_metadata: {data_level: 1}
+      output_metadata: {stage: 1}
 """
 
 
 def test_prod_commands(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    M.add_field(cli.services.ctx, ADMIN, FieldDeclaration(name="data_level", type="int"))
+    M.add_field(cli.services.ctx, ADMIN, FieldDeclaration(name="stage", type="int"))
     path = tmp_path / "prod.yaml"
     path.write_text(YAML)
     dry = cli("prod", "dry-run", str(path)).stdout
@@ -66,7 +66,7 @@ def test_prod_commands(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_bad_definitions_name_the_step_and_key(cli: Cli, tmp_path: Path) -> None:
-    M.add_field(cli.services.ctx, ADMIN, FieldDeclaration(name="data_level", type="int"))
+    M.add_field(cli.services.ctx, ADMIN, FieldDeclaration(name="stage", type="int"))
     bad = tmp_path / "bad.yaml"
     bad.write_text(YAML.replace("group_size: 1", "grup_size: 1"))
     err = cli("prod", "submit", str(bad), code=1).stderr

@@ -3,14 +3,10 @@ where the productions module offers a registry."""
 
 from __future__ import annotations
 
-import sys
-import types
 from importlib.metadata import entry_points
-from typing import Any
-
-import pytest
 
 from ctaprod.core.metadata import FieldDeclaration
+from ctaprod.core.productions import FORMATS
 from ctaprod.core.trans_types import TYPES, TypeRegistry
 from ctaprod.cta import plugin, workflow
 
@@ -38,19 +34,10 @@ def test_entry_point_is_declared() -> None:
     assert entry.load() is plugin.install
 
 
-def test_format_registered_where_productions_has_formats(monkeypatch: pytest.MonkeyPatch) -> None:
-    registered: dict[str, Any] = {}
-
-    class Formats:
-        def register(self, name: str, detect: Any, convert: Any) -> None:
-            registered[name] = (detect, convert)
-
-        def names(self) -> list[str]:
-            return list(registered)
-
-    fake = types.ModuleType("ctaprod.core.productions")
-    fake.FORMATS = Formats()  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ctaprod.core.productions", fake)
+def test_install_registers_the_ctadirac_format_once() -> None:
     plugin.install()
     plugin.install()
-    assert registered == {"ctadirac": (workflow.detect, workflow.convert)}
+    fmt = FORMATS.formats["ctadirac"]
+    assert (fmt.detect, fmt.convert) == (workflow.detect, workflow.convert)
+    assert FORMATS.detect({"ProdSteps": [], "Common": {}}) is fmt
+    assert FORMATS.detect({"name": "p", "steps": []}).name == "generic"

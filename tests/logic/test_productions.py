@@ -38,7 +38,7 @@ def mc(n: int = 2) -> dict[str, Any]:
         "max_tasks": n,
         "job_template": {"Executable": "sim.sh", "Arguments": "{{run_number}}"},
         "output_lfn_template": f"{BASE}/sim/run{{{{run_number}}}}.simtel",
-        "output_metadata": {"data_level": 0},
+        "output_metadata": {"stage": 0},
     }
 
 
@@ -48,7 +48,7 @@ def proc(level: int = 1, size: int = 1) -> dict[str, Any]:
         "group_size": size,
         "job_template": {"Executable": "proc.sh", "Arguments": "{{input_lfns}}"},
         "output_lfn_template": f"{BASE}/dl{level}/{{{{task_id}}}}.h5",
-        "output_metadata": {"data_level": level},
+        "output_metadata": {"stage": level},
     }
 
 
@@ -59,7 +59,7 @@ def production(name: str = "pp", **kw: Any) -> dict[str, Any]:
         "steps": [
             {"id": "1", "name": "sim", "transformation": mc()},
             {"id": "2", "parents": ["1"], "transformation": proc(1)},
-            {"id": "3", "parents": ["2"], "input_query": "data_level=1",
+            {"id": "3", "parents": ["2"], "input_query": "stage=1",
              "transformation": proc(2, size=2)},
         ],
         **kw,
@@ -68,7 +68,7 @@ def production(name: str = "pp", **kw: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def ctx(services: Any) -> Any:
-    M.add_field(services.ctx, ADMIN, FieldDeclaration(name="data_level", type="int"))
+    M.add_field(services.ctx, ADMIN, FieldDeclaration(name="stage", type="int"))
     return services.ctx
 
 
@@ -84,8 +84,8 @@ def test_submit_creates_every_step_linked_to_its_parents(ctx: Any) -> None:
     assert [s.trans_name for s in view.steps] == ["pp.1.sim", "pp.2", "pp.3"]
     t1, t2, t3 = (steps[i].trans_id for i in "123")
     assert T.get(ctx, t2).input_query == f"prod_step_id in ({t1})"
-    assert T.get(ctx, t3).input_query == f"data_level=1 prod_step_id in ({t2})"
-    assert T.get(ctx, t1).definition["output_metadata"] == {"data_level": 0, "prod_step_id": t1}
+    assert T.get(ctx, t3).input_query == f"prod_step_id in ({t2}) stage=1"
+    assert T.get(ctx, t1).definition["output_metadata"] == {"stage": 0, "prod_step_id": t1}
     assert [e.action for e in P.log(ctx, "pp")] == ["submit", "create"]
     with pytest.raises(Conflict, match="exists already"):
         P.submit(ctx, PM, production())
@@ -101,8 +101,8 @@ def test_bad_input_creates_nothing(ctx: Any) -> None:
         "transformation.grup_size",
     )
     incompatible = production()
-    incompatible["steps"][2]["input_query"] = "data_level=0"
-    with pytest.raises(InvalidInput, match="data_level") as info:
+    incompatible["steps"][2]["input_query"] = "stage=0"
+    with pytest.raises(InvalidInput, match="stage") as info:
         P.submit(ctx, PM, incompatible)
     assert info.value.detail["step"] == "3"
     unknown = production()
@@ -119,7 +119,7 @@ def test_bad_input_creates_nothing(ctx: Any) -> None:
 def test_a_failure_at_step_three_leaves_nothing(ctx: Any) -> None:
     """The third transformation's name is taken: the production and its first two
     transformations, written in the same transaction, are rolled back."""
-    T.create(ctx, PM, {**proc(5), "name": "pp.3", "input_query": "data_level=7"})
+    T.create(ctx, PM, {**proc(5), "name": "pp.3", "input_query": "stage=7"})
     with pytest.raises(Conflict, match=r"pp\.3"):
         P.submit(ctx, PM, production())
     assert (count(ctx, productions), count(ctx, transformations)) == (0, 1)
@@ -244,7 +244,7 @@ def test_completion_cascades_from_parents_to_children(ctx: Any) -> None:
     cleaned = P.get(ctx, "pp")
     assert cleaned.status == "Cleaned"
     assert [s.trans_status for s in cleaned.steps] == ["Cleaned"] * 3
-    assert M.count_files(ctx, "data_level>=0").count == 0
+    assert M.count_files(ctx, "stage>=0").count == 0
 
 
 def test_flush_completes_a_data_driven_production(ctx: Any) -> None:
@@ -252,12 +252,12 @@ def test_flush_completes_a_data_driven_production(ctx: Any) -> None:
     tree = Tree(owner="pm", group="ctao_prod")
     with ctx.db.write() as conn:
         tree.add_files(conn, [f"{BASE}/raw/f{i}" for i in range(3)])
-    M.set_metadata(ctx, ADMIN, f"{BASE}/raw", {"data_level": 0})
+    M.set_metadata(ctx, ADMIN, f"{BASE}/raw", {"stage": 0})
     definition = {
         "name": "data",
         "base_path": BASE,
         "steps": [
-            {"id": "1", "input_query": "data_level=0", "input_limit": 2,
+            {"id": "1", "input_query": "stage=0", "input_limit": 2,
              "transformation": proc(1, size=5)},
         ],
     }  # fmt: skip

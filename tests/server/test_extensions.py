@@ -34,17 +34,20 @@ def test_extensions_are_loaded_once_and_their_fields_declared(
 ) -> None:
     calls: list[str] = []
     eps = [
-        FakeEntryPoint("b", {"site": "string", "Prod_Step_Id": "int"}, calls),
-        FakeEntryPoint("a", {"nsb": "float"}, calls),
+        FakeEntryPoint("b", {"colour": "string", "Prod_Step_Id": "int"}, calls),
+        FakeEntryPoint("a", {"weight": "float"}, calls),
     ]
     monkeypatch.setattr(X, "entry_points", lambda group: eps if group == X.GROUP else [])
     X.load_extensions.cache_clear()
     try:
-        assert X.install(services.ctx) == ["nsb", "site"]  # prod_step_id is there already
+        assert X.install(services.ctx) == [
+            "weight",
+            "colour",
+        ]  # in extension order; prod_step_id is there already
         assert X.install(services.ctx) == []
         assert calls == ["a", "b"]  # once per process, in name order
     finally:
         X.load_extensions.cache_clear()
     with services.ctx.db.read() as conn:
         types = services.ctx.meta.field_types(conn)
-    assert (types["site"], types["nsb"]) == (FieldType.STRING, FieldType.FLOAT)
+    assert (types["colour"], types["weight"]) == (FieldType.STRING, FieldType.FLOAT)

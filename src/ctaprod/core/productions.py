@@ -157,10 +157,14 @@ class ProductionDefinition(BaseModel):
 @dataclass(frozen=True)
 class ConvertOptions:
     """What a format may need besides the file: the production's name (for formats that do
-    not carry one; overrides the file's), the default number of MC tasks."""
+    not carry one; overrides the file's), the default number of MC tasks, the datasets."""
 
     name: str | None = None
     mc_tasks: int | None = None
+    # A named catalog dataset's query as a mapping (None if no such dataset): formats that
+    # inherit metadata from a dataset (CTADIRAC: site, particle, ... of a processing step)
+    # read it through this.
+    datasets: Callable[[str], Mapping[str, Any] | None] | None = None
 
 
 @dataclass(frozen=True)

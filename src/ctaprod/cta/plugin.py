@@ -8,8 +8,7 @@ startup; calling it again changes nothing.
 
 from __future__ import annotations
 
-import importlib
-
+from ctaprod.core.productions import FORMATS, ProductionFormat
 from ctaprod.core.trans_types import TYPES, TaskKind, TransformationType, TypeRegistry
 from ctaprod.cta import workflow
 from ctaprod.cta.metadata import FIELDS
@@ -34,20 +33,8 @@ def register_types(types: TypeRegistry = TYPES) -> None:
 
 
 def _register_format() -> None:
-    # TODO(lead): the generic productions module (part B of issue 9) brings FORMATS; until
-    # it is on this branch the format is registered only where it exists.
-    try:
-        productions = importlib.import_module("ctaprod.core.productions")
-    except ModuleNotFoundError:
-        return
-    formats = getattr(productions, "FORMATS", None)
-    if formats is None:
-        return
-    register = getattr(formats, "register", None)
-    names = getattr(formats, "names", None)
-    if register is None or (callable(names) and FORMAT_NAME in names()):
-        return
-    register(FORMAT_NAME, workflow.detect, workflow.convert)
+    if FORMAT_NAME not in FORMATS.formats:
+        FORMATS.register(ProductionFormat(FORMAT_NAME, workflow.detect, workflow.convert))
 
 
 def install() -> dict[str, str]:

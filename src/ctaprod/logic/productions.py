@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ctaprod.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from ctaprod.core.identity import Identity
-from ctaprod.core.metaquery import MetaQuery, MetaSchema, parse
+from ctaprod.core.metaquery import MetaQuery, MetaSchema, parse, to_dict
 from ctaprod.core.prod_states import DRIVEN, ProductionStatus, ValidationStatus
 from ctaprod.core.prod_views import (
     ProdLogEntry,
@@ -107,7 +107,9 @@ def check(
     if not isinstance(raw, Mapping):
         raise InvalidInput("a production definition is a mapping of keys to values")
     fmt = FORMATS.detect(raw).name
-    definition = to_definition(raw, ConvertOptions(name=name, mc_tasks=mc_tasks))
+    definition = to_definition(
+        raw, ConvertOptions(name=name, mc_tasks=mc_tasks, datasets=_dataset_lookup(ctx))
+    )
     order = topological_order(definition)
     with ctx.db.read() as conn:
         fields = ctx.meta.field_types(conn)
@@ -160,6 +162,15 @@ def check(
                 schema=schema,
             )
     return Plan(definition, fmt, order, datasets, specs)
+
+
+def _dataset_lookup(ctx: Context) -> Callable[[str], Mapping[str, Any] | None]:
+    def lookup(name: str) -> Mapping[str, Any] | None:
+        with ctx.db.read() as conn:
+            row = ctx.datasets.get(conn, name)
+        return None if row is None else to_dict(parse(row.query))
+
+    return lookup
 
 
 def _check_step(
