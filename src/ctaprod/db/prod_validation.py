@@ -80,7 +80,8 @@ class ValidationDB:
     ) -> list[int]:
         """A few jobs (lowest ids) of one failure group."""
         stmt = (
-            select(distinct(H.job_id))
+            select(H.job_id)
+            .distinct()
             .join(trans_tasks, K.job_id == H.job_id)
             .where(
                 and_(
