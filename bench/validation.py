@@ -9,8 +9,10 @@ file) on the local POSIX SE and in the catalog, validated with ``--checksum samp
    through ``logic.registration`` (``runNumber`` per file, the rest on the directory).
 2. Measured: ``logic.prod_validation.validate`` in a fresh child process (so that its peak
    RSS is the validation's, not the setup's): wall time, outputs per second, RSS before and
-   peak RSS (``resource.getrusage``), for each size given (default 10,000 and 100,000) to
-   show that memory stays flat.
+   peak RSS (``resource.getrusage``), then a second run under ``tracemalloc`` for the peak
+   of the Python heap (on SQLite the RSS also holds the page cache, ``cache_size`` 64 MiB
+   per connection, which any large read fills), for each size given (default 10,000 and
+   100,000) to show that memory stays flat.
 3. Checks: the report is valid, every output expected and produced, the sample read.
 
     .venv/bin/python bench/validation.py [--db sqlite|mysql|postgresql|URL]
@@ -115,6 +117,7 @@ def populate(prep: C.Prepared, runs: int) -> int:
 def child(args: Any) -> None:
     """Validate in this fresh process; print one JSON line with the figures."""
     import resource
+    import tracemalloc
 
     from ctaprod.core.settings import Settings
     from ctaprod.logic.prod_validation import validate
@@ -138,6 +141,13 @@ def child(args: Any) -> None:
     )  # fmt: skip
     secs = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Again under tracemalloc: the Python heap's peak (RSS also holds SQLite's page cache,
+    # up to 64 MiB per connection, filled by any large read whatever the validation keeps).
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    validate(services.ctx, [args.trans_id], checksum=args.checksum, sample=args.sample)
+    heap = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
     step = report.steps[0]
     print(
         json.dumps(
@@ -145,6 +155,7 @@ def child(args: Any) -> None:
                 "seconds": secs,
                 "rss_before_kib": before,
                 "peak_kib": peak,
+                "heap_peak_kib": heap // 1024,
                 "valid": report.valid,
                 "expected": step.expected_outputs,
                 "produced": step.produced_outputs,
@@ -198,7 +209,8 @@ def main() -> None:
                 f"[{env.kind}] {size:,} outputs: validated in {res['seconds']:.1f} s = "
                 f"{size / res['seconds']:,.0f} outputs/s; RSS {res['rss_before_kib'] / 1024:.0f} "
                 f"MiB before, peak {res['peak_kib'] / 1024:.0f} MiB (+"
-                f"{(res['peak_kib'] - res['rss_before_kib']) / 1024:.0f} MiB); "
+                f"{(res['peak_kib'] - res['rss_before_kib']) / 1024:.0f} MiB), Python heap peak "
+                f"{res['heap_peak_kib'] / 1024:.1f} MiB (tracemalloc, second run); "
                 f"{res['checked']} files read, {res['listed']:,} listed on the SE; "
                 f"phases ended at {_phases(res['phases'])}; "
                 f"{'valid' if good else 'CHECK FAILED: ' + ' | '.join(res['summary'])}"
