@@ -434,3 +434,32 @@ def test_default_paths() -> None:
             2: spec("/a/{{task_id}}.h5"),
         }
     ) == ["/a"]
+
+
+def test_unexpected_output_and_output_without_replica(ctx: Any) -> None:
+    from ctaprod.core.catalog import ReplicaRef
+    from ctaprod.logic.catalog import remove_replica_entries
+
+    mc_id = T.create(ctx, PM, mc(2), start=True).trans_id
+    W.make_tasks(ctx)
+    W.submit_tasks(ctx)
+    jobs = [t.job_id for t in tasks(ctx, mc_id)]
+    drive(ctx, jobs, J.MATCHED, J.RUNNING)
+    [first] = write_outputs(ctx, jobs[0])
+    extra = f"{BASE}/mc/{mc_id}/extra.log"
+    write_outputs(ctx, jobs[0], lfns=[extra])  # a file no template promised
+    [second] = write_outputs(ctx, jobs[1])
+    drive(ctx, jobs, J.DONE)
+    remove_replica_entries(ctx, ADMIN, [ReplicaRef(lfn=second, se=SE)])
+    report = V.validate(ctx, [mc_id], checksum="full")
+    step = report.steps[0]
+    assert [i.lfn for i in step.unexpected_outputs.examples] == [extra]
+    assert [i.lfn for i in step.no_replica.examples] == [second]
+    # On storage, the file whose entry lost its replica is now an orphan.
+    assert kinds(report) == {
+        "unexpected_outputs": 1,
+        "no_replica": 1,
+        "storage_orphans_on_storage": 1,
+    }
+    assert step.checked_replicas == 1
+    assert first != second
