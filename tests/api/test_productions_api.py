@@ -4,7 +4,6 @@ without ProductionManagement, everybody reads."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytest
@@ -82,11 +81,13 @@ def test_submit_show_drive(rest: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     assert missing.status_code == 404
     bad = c.post("/api/productions/renamed/validate", headers=pm, json={"checksum": "most"})
     assert bad.status_code == 422
-    # Without the validation module (another part of the code): a clear 503.
-    monkeypatch.setitem(sys.modules, "ctaprod.logic.prod_validation", None)
-    absent = c.post("/api/productions/renamed/validate", headers=pm, json={})
-    assert absent.status_code == 503
-    assert "not available" in absent.json()["message"]
+    denied = c.post("/api/productions/renamed/validate", headers=alice, json={})
+    assert denied.status_code == 403
+    done = c.post("/api/productions/renamed/validate", headers=pm, json={"checksum": "none"})
+    assert done.status_code == 200, done.text
+    assert done.json()["validation_status"] == "Invalid"  # nothing ran: outputs missing
+    shown = c.get("/api/productions/renamed", headers=alice).json()
+    assert shown["validation_status"] == "Invalid"
 
 
 def test_bad_input_is_a_4xx_naming_step_and_key(rest: Api) -> None:

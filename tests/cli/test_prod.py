@@ -3,7 +3,7 @@ status, log, drive; bad definitions are a clear message naming the step and the 
 
 from __future__ import annotations
 
-import sys
+import json
 from pathlib import Path
 
 import pytest
@@ -61,8 +61,11 @@ def test_prod_commands(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "submit" in log
     assert "Active -> Stopped" in log
     assert '"name": "cli_prod"' in cli("prod", "show", "cli_prod", "--json").stdout
-    monkeypatch.setitem(sys.modules, "ctaprod.logic.prod_validation", None)  # not installed
-    assert "not available" in cli("prod", "validate", "cli_prod", code=1).stderr
+    report = tmp_path / "report.json"
+    invalid = cli("prod", "validate", "cli_prod", "--report", str(report), code=1).stdout
+    assert "NOT VALID" in invalid  # its MC step never ran: outputs missing
+    assert json.loads(report.read_text())["valid"] is False
+    assert "Invalid" in cli("prod", "show", "cli_prod").stdout
 
 
 def test_bad_definitions_name_the_step_and_key(cli: Cli, tmp_path: Path) -> None:

@@ -40,8 +40,10 @@ PROC_LFN = f"{BASE}/dl2/{{{{transformation_id}}}}/{{{{input_stem}}}}_{{{{task_id
 
 @pytest.fixture
 def ctx(services: Any) -> Any:
+    declared = {f.name for f in M.list_fields(services.ctx)}  # the CTA extension's
     for name, ftype in FIELDS.items():
-        M.add_field(services.ctx, ADMIN, FieldDeclaration(name=name, type=ftype))
+        if name not in declared:
+            M.add_field(services.ctx, ADMIN, FieldDeclaration(name=name, type=ftype))
     services.ctx.settings.jobs.max_reschedules = 0
     return services.ctx
 

@@ -4,14 +4,13 @@ with the real agents' bodies, input_limit, clean."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from ctaprod.core.catalog import FileRegistration
-from ctaprod.core.errors import Conflict, Forbidden, InvalidInput, Unavailable
+from ctaprod.core.errors import Conflict, Forbidden, InvalidInput
 from ctaprod.core.identity import Identity
 from ctaprod.core.job_states import JobStatus as J
 from ctaprod.core.metadata import FieldDeclaration
@@ -148,9 +147,6 @@ def test_driving_checks_the_state(ctx: Any, monkeypatch: pytest.MonkeyPatch) -> 
         P.start(ctx, ALICE, "pp")
     actions = [(e.action, e.message) for e in P.log(ctx, "pp")]
     assert ("status", "New -> Active: started") in actions
-    monkeypatch.setitem(sys.modules, "ctaprod.logic.prod_validation", None)  # not installed
-    with pytest.raises(Unavailable, match="not available"):
-        P.validate(ctx, PM, "pp")
 
 
 def _finish_tasks(ctx: Any, trans_id: int, outputs: bool = True) -> None:
@@ -275,34 +271,21 @@ def test_flush_completes_a_data_driven_production(ctx: Any) -> None:
     assert P.get(ctx, "data").status == "Completed"
 
 
-def test_validation_outcome_is_recorded(ctx: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The report comes from logic.prod_validation (another module); its outcome is kept on
-    the production: status, summary, when and by whom."""
-    from pydantic import BaseModel
-
-    class Report(BaseModel):
-        valid: bool
-        summary: dict[str, Any]
-        steps: list[dict[str, Any]] = []
-
-    seen: dict[str, Any] = {}
-
-    def fake(ctx: Any, trans_ids: Any, **options: Any) -> Report:
-        seen.update(trans_ids=list(trans_ids), **options)
-        return Report(valid=False, summary={"missing_outputs": 2})
-
+def test_validation_outcome_is_recorded(ctx: Any) -> None:
+    """logic.prod_validation's verdict is kept on the production: status, summary, when and
+    by whom. Here the MC step's outputs are registered without any replica: not valid."""
     view = P.submit(ctx, PM, production())
-    monkeypatch.setattr(P, "_validate_steps", fake)
+    P.start(ctx, PM, "pp")
+    _finish_tasks(ctx, view.steps[0].trans_id)
     outcome = P.validate(ctx, PM, "pp", checksum="full", sample=5)
-    assert (outcome.validation_status, outcome.summary) == ("Invalid", {"missing_outputs": 2})
-    assert seen == {
-        "trans_ids": [s.trans_id for s in view.steps],
-        "paths": [BASE],
-        "checksum": "full",
-        "sample": 5,
-    }
+    assert outcome.validation_status == "Invalid"
+    assert outcome.summary["valid"] is False
+    assert outcome.summary["produced_outputs"] == 2
+    assert outcome.summary["totals"]["no_replica"] == 2
+    assert outcome.summary["lines"][0].startswith("Production validation: NOT VALID")
+    assert [s["trans_id"] for s in outcome.report["steps"]] == [s.trans_id for s in view.steps]
     shown = P.get(ctx, "pp")
     assert (shown.validation_status, shown.validated_by) == ("Invalid", "pm/ctao_prod")
-    assert shown.validation_summary == {"missing_outputs": 2}
+    assert shown.validation_summary == outcome.summary
     with pytest.raises(InvalidInput, match="checksum"):
         P.validate(ctx, PM, "pp", checksum="most")

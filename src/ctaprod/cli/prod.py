@@ -14,6 +14,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from ctaprod.cli.common import client
 from ctaprod.cli.output import (
@@ -296,19 +297,17 @@ def validate(
         str, typer.Option(help="Verify checksums: full, sample or none.")
     ] = "sample",
     sample: Annotated[int, typer.Option(min=0, help="Files checked (sample).")] = 100,
-    json_file: Annotated[
-        Path | None, typer.Option("--json", help="Write the full report (JSON) there.")
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the full report (JSON) there.")
     ] = None,
 ) -> None:
     """Validate a production; the outcome is recorded on it. Exit status 1 when invalid."""
     with client(ctx) as cli:
         outcome = cli.validate_production(ref, checksum=checksum, sample=sample)
-    if json_file is not None:
-        json_file.write_text(json.dumps(outcome.report, indent=2, default=str))
-    rows = [("Validation", outcome.validation_status)]
-    rows += [
-        (k, json.dumps(v) if isinstance(v, dict | list) else v) for k, v in outcome.summary.items()
-    ]
-    emit(outcome, key_value_table(rows, title=f"Production {outcome.prod_id}"))
+    if report is not None:
+        report.write_text(json.dumps(outcome.report, indent=2, default=str))
+    lines = outcome.summary.get("lines") or []
+    text = "\n".join(str(line) for line in lines) or outcome.validation_status
+    emit(outcome, Text(f"{text}\nProduction {outcome.prod_id}: {outcome.validation_status}"))
     if outcome.validation_status != "Valid":
         raise typer.Exit(1)

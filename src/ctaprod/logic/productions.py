@@ -16,7 +16,7 @@ import functools
 import json
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +25,7 @@ from ctaprod.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Una
 from ctaprod.core.identity import Identity
 from ctaprod.core.metaquery import MetaQuery, MetaSchema, parse, to_dict
 from ctaprod.core.prod_states import DRIVEN, ProductionStatus, ValidationStatus
+from ctaprod.core.prod_validation import ChecksumMode
 from ctaprod.core.prod_views import (
     ProdLogEntry,
     ProductionDryRun,
@@ -51,11 +52,13 @@ from ctaprod.core.trans_states import CLEANABLE, TransformationStatus
 from ctaprod.core.trans_types import TYPES
 from ctaprod.core.transformations import TransformationSpec, check_definition
 from ctaprod.db.productions import NewStep
+from ctaprod.logic import prod_validation
 from ctaprod.logic import transformations as T
 from ctaprod.logic.catalog_access import check_dirs_writable, retrying
 from ctaprod.logic.context import Context
 from ctaprod.logic.homes import home_dir
 from ctaprod.logic.prod_states import change_productions
+from ctaprod.logic.prod_validation import Progress
 from ctaprod.logic.trans_states import change_transformations
 from ctaprod.logic.trans_trigger import CONSUMER, ensure_consumer, lock_for_attach
 
@@ -659,19 +662,6 @@ def _advance_one(ctx: Context, pid: int, marks: MutableMapping[int, int]) -> int
 
 
 # --- validation ----------------------------------------------------------------------------
-def _validate_steps(ctx: Context, trans_ids: Sequence[int], **options: Any) -> Any:
-    """Part of the production validation lives in ``logic.prod_validation``; imported lazily
-    so that productions work without it."""
-    try:
-        from ctaprod.logic import prod_validation  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise Unavailable(
-            "production validation is not available in this installation "
-            "(ctaprod.logic.prod_validation is missing)"
-        ) from None
-    return prod_validation.validate(ctx, list(trans_ids), **options)
-
-
 def validate(
     ctx: Context,
     ident: Identity,
@@ -679,6 +669,7 @@ def validate(
     *,
     checksum: str = "sample",
     sample: int = 100,
+    progress: Progress | None = None,
 ) -> ValidationOutcome:
     """Validate every step (``logic.prod_validation``) and store the outcome on the
     production (Valid or Invalid, the report's summary, when and by whom)."""
@@ -690,26 +681,35 @@ def validate(
         row = _find(ctx, conn, ref)
         pid = int(row["prod_id"])
         steps = _step_rows(ctx, conn, pid)
-        definition = ProductionDefinition.model_validate_json(row["definition"])
         ctx.prods.set_fields(conn, pid, ctx.clock(), validation_status=VS.VALIDATING.value)
         ctx.prods.add_log(conn, [(pid, source, "validate", "validation started")], ctx.clock())
-    paths = [definition.base_path] if definition.base_path else []
     try:
-        report = _validate_steps(
+        # The orphans are looked for under the steps' own directories (their output
+        # templates with the transformation filled in), not the whole base path, which other
+        # productions of the campaign share.
+        report = prod_validation.validate(
             ctx,
             [int(s["trans_id"]) for s in steps],
-            paths=paths,
-            checksum=checksum,
+            checksum=cast(ChecksumMode, checksum),
             sample=sample,
+            progress=progress,
         )
     except Exception:
         with ctx.db.write() as conn:
             ctx.prods.set_fields(conn, pid, ctx.clock(), validation_status=row["validation_status"])
             ctx.prods.add_log(conn, [(pid, source, "validate", "validation failed")], ctx.clock())
         raise
-    full = report.model_dump(mode="json") if hasattr(report, "model_dump") else dict(report)
-    valid = bool(full.get("valid", getattr(report, "valid", False)))
-    summary = full.get("summary") or {k: v for k, v in full.items() if not isinstance(v, list)}
+    full = report.model_dump(mode="json", exclude_none=True)
+    valid = report.valid
+    summary = {
+        "valid": valid,
+        "expected_outputs": report.expected_outputs,
+        "produced_outputs": report.produced_outputs,
+        "totals": report.totals,
+        "checksum": report.checksum,
+        "seconds": round(report.seconds, 3),
+        "lines": report.summary(),
+    }
     outcome = VS.VALID if valid else VS.INVALID
     now = ctx.clock()
     with ctx.db.write() as conn:
