@@ -35,7 +35,9 @@ class JobSettings(BaseModel):
     min_cpu_time: int = Field(1, ge=1)
     max_cpu_time: int = Field(7 * 86400, ge=1)
     max_parametric_jobs: int = Field(10_000, ge=1)
-    max_input_data: int = Field(500, ge=0)
+    # CTADIRAC merges up to 10,000 files in one job ("merge everything" steps of production
+    # files), so the default allows that many.
+    max_input_data: int = Field(10_000, ge=0)
     max_jobs_per_call: int = Field(10_000, ge=1)
     heartbeat_interval: float = Field(60.0, gt=0, description="Seconds between heartbeats")
     stalled_after: float = Field(1800.0, gt=0, description="No heartbeat this long: Stalled")

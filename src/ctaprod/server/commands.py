@@ -96,6 +96,11 @@ def embedded_settings(settings: Settings, slots: int) -> Settings:
         ("pilot_status", 5.0),
         ("stalled_jobs", 15.0),
         ("job_cleaning", 3600.0),
+        # One machine, small productions: steps follow each other within seconds.
+        ("task_creation", 1.0),
+        ("task_submission", 1.0),
+        ("transformation_recovery", 5.0),
+        ("production", 2.0),
     ):
         if "agents" in settings.model_fields_set and name in settings.agents:
             continue  # configured explicitly
