@@ -30,7 +30,7 @@ def test_demo_runs_jobs_with_data_to_done(tmp_path: Path) -> None:
             sys.executable,
             "-m",
             "ctaprod.cli.main",
-            "demo",
+            "demo-jobs",
             "--jobs",
             "6",
             "--port",
