@@ -208,6 +208,11 @@ class Settings(BaseSettings):
     agents: dict[str, AgentSettings] = Field(default_factory=_agents)
     liveness: LivenessSettings = Field(default_factory=LivenessSettings)
     transformations: TransformationSettings = Field(default_factory=TransformationSettings)
+    extensions: list[str] | None = Field(
+        None,
+        description="Extensions to load (entry point names of ctaprod.extensions, e.g. cta); "
+        "default: every one installed",
+    )
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'ctaprod.db'}"
