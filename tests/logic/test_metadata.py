@@ -68,6 +68,16 @@ def test_fields_declare_list_remove(ctx: Any) -> None:
         M.add_field(ctx, ALICE, FieldDeclaration(name="x", type="int"))
     with pytest.raises(Conflict, match="'site' is already declared"):
         M.add_field(ctx, ADMIN, FieldDeclaration(name="SITE", type="int"))
+    with pytest.raises(Conflict, match="'site' is already declared"):
+        M.add_field(ctx, ADMIN, FieldDeclaration(name="SITE", type="string"))  # letter case
+    with pytest.raises(Conflict, match=r"'site' is already declared \(type string\)"):
+        M.add_field(ctx, ADMIN, FieldDeclaration(name="site", type="int"))
+    # The same name and type again: nothing changes (an extension declared it, a script ran
+    # twice), the field as it is comes back.
+    before = {f.name: f for f in M.list_fields(ctx)}
+    again = M.add_field(ctx, ADMIN, FieldDeclaration(name="site", type="string"))
+    assert again == before["site"]
+    assert {f.name: f for f in M.list_fields(ctx)} == before
     with pytest.raises(InvalidInput, match="invalid metadata field name"):
         FieldDeclaration(name="1bad", type="int")
     with pytest.raises(InvalidInput, match="unknown metadata type"):

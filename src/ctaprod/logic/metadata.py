@@ -84,16 +84,22 @@ def list_fields(ctx: Context) -> list[FieldInfo]:
 
 
 def add_field(ctx: Context, ident: Identity, decl: FieldDeclaration) -> FieldInfo:
-    """Declare a field (ProductionManagement or Admin); ``Conflict`` if the name is taken."""
+    """Declare a field (ProductionManagement or Admin). Declaring again a field that exists
+    with that name and type changes nothing and returns it (an extension, e.g. the CTA one,
+    may have declared it at start; scripts that declare their fields can run twice);
+    ``Conflict`` if the name is taken with another type or letter case."""
     ident.require(*WRITERS)
     now = ctx.clock()
     try:
         with ctx.db.write() as conn:
-            known = {n.lower(): (n, t) for n, t in ctx.meta.field_types(conn).items()}
-            if decl.name.lower() in known:
-                name, ftype = known[decl.name.lower()]
+            known = {r["name"].lower(): r for r in ctx.meta.fields(conn)}
+            row = known.get(decl.name.lower())
+            if row is not None:
+                if row["name"] == decl.name and FieldType(row["type"]) is decl.type:
+                    return FieldInfo.model_validate(dict(row))
                 raise Conflict(
-                    f"metadata field {name!r} is already declared (type {ftype})", field=name
+                    f"metadata field {row['name']!r} is already declared (type {row['type']})",
+                    field=row["name"],
                 )
             ctx.meta.declare_field(conn, decl.name, decl.type, now, decl.description)
     except IntegrityError:
