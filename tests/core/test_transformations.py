@@ -682,7 +682,7 @@ def test_inherited_metadata_per_input_output() -> None:
 
 
 def test_inherited_metadata_of_a_task_output_is_what_all_inputs_share() -> None:
-    spec = check(with_(MERGE, inherit_metadata="runNumber split MCCampaign".split()))
+    spec = check(with_(MERGE, inherit_metadata=["runNumber", "split", "MCCampaign"]))
     job = render_task_job(
         spec,
         transformation_id=4,
