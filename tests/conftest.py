@@ -83,8 +83,13 @@ def db_url(_migrated: str) -> str:
 def settings(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     from ctaprod.core.settings import Settings
 
+    # No extension: the tests declare the metadata fields they use (those of the CTA
+    # extension would collide); tests of an extension ask for it (settings.extensions).
     return Settings(
-        state_dir=tmp_path / "state", database_url=db_url, secret_key="test-secret-" + "x" * 40
+        state_dir=tmp_path / "state",
+        database_url=db_url,
+        secret_key="test-secret-" + "x" * 40,
+        extensions=[],
     )
 
 

@@ -14,6 +14,7 @@ SECRET = "test-secret-" + "x" * 40
 def make_settings(db_url: str, tmp_path: Path, **fields: Any) -> Settings:
     """Settings on the test database with the state in ``tmp_path``; ``fields`` add to them
     (``storage_elements``, ``data``...)."""
+    fields.setdefault("extensions", [])  # as tests/conftest.py's settings: none by default
     return Settings(state_dir=tmp_path / "state", database_url=db_url, secret_key=SECRET, **fields)
 
 

@@ -191,7 +191,6 @@ def test_unknown_type_and_plugin() -> None:
     [
         ("Standard", 0, "greater than or equal to 1"),
         ("Standard", 10_001, "out of range"),
-        ("Standard", 501, "at most 500 InputData"),  # the submission limit
         ("ByMetadata", 20_000, "out of range"),
         ("BySize", 2**51, "out of range"),
         ("BySize", "lots", "is not a size"),

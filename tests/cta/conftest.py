@@ -25,7 +25,7 @@ DATASETS = {
 # The production system declares prod_step_id (the link of a child to its parents).
 SCHEMA = MetaSchema({**plugin.install(), "prod_step_id": "int"})
 # prod5_paranal_alpha_az000_merge.yml merges up to 10,000 files in one job (CTADIRAC's
-# "merge everything"): the server must allow that many InputData files (default 500).
+# "merge everything"): the server allows that many InputData files (its default, 10,000).
 LIMITS = SubmissionLimits(max_input_data=10_000)
 SETTINGS = CtaSettings(software="standin", python="/usr/bin/python3")
 

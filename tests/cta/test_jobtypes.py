@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ctaprod.core.errors import InvalidInput
 from ctaprod.core.jobs import JobDescription
 from ctaprod.core.transformations import render_task_job
 from ctaprod.cta import workflow
@@ -113,6 +114,17 @@ def test_simpipe(tmp_path: Path) -> None:
     assert "/LaPalma/gamma/simpipe/42/Data/000xxx/run000007_" in lfns(job)[0]
     outputs = run_job(job, tmp_path, {"prod.yml": b"site: North\n"})
     assert len(outputs) == 2
+
+
+def test_simpipe_takes_the_pointing_as_mc_simulation_steps_write_it() -> None:
+    step = {
+        "type": "SimPipe", "version": "v0.9", "simpipe_config": "prod.yml", "site": "Paranal",
+        "particle": "proton", "zenith_angle": 40, "pointing_dir": "South",
+    }  # fmt: skip
+    job = render(production({"ID": 1, "job_config": step}), "1", [])
+    assert (job.output_metadata["phiP"], job.output_metadata["thetaP"]) == (0.0, 40.0)
+    with pytest.raises(InvalidInput, match="pointing_dir or azimuth_angle, not both"):
+        render(production({"ID": 1, "job_config": {**step, "azimuth_angle": 0}}), "1", [])
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ MC = {
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    return data_settings(db_url, tmp_path)
+    return data_settings(db_url, tmp_path).model_copy(update={"extensions": ["cta"]})
 
 
 def test_mc_task_outputs_registered_with_their_own_metadata(

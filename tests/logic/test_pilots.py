@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from ctaprod.core.errors import Unavailable
 from ctaprod.core.settings import QueueConfig
@@ -221,6 +222,20 @@ def test_pilot_environment(world: World) -> None:
         "CTAPROD_PILOT_WORK_DIR": "/scratch/abc",
     }
     assert "CTAPROD_PILOT_WORK_DIR" not in P.pilot_environment(world.ctx, "q", queue, "a", "t")
+
+
+def test_a_queue_environment_reaches_its_pilots_not_over_their_own(world: World) -> None:
+    queue = QueueConfig(environment={"CTAPROD_CTA_SOFTWARE": "cvmfs", "SITE_SCRATCH": "/s"})
+    env = P.pilot_environment(world.ctx, "q", queue, "abc", "tok")
+    assert (env["CTAPROD_CTA_SOFTWARE"], env["SITE_SCRATCH"]) == ("cvmfs", "/s")
+    assert env["CTAPROD_PILOT_TOKEN"] == "tok"
+    for bad, why in (
+        ({"CTAPROD_PILOT_TOKEN": "x"}, "the pilot's own"),
+        ({"CTAPROD_TOKEN": "x"}, "the pilot's own"),
+        ({"A B": "x"}, "not a variable name"),
+    ):
+        with pytest.raises(ValidationError, match=why):
+            QueueConfig(environment=bad)
 
 
 def test_poll_follows_pilots_in_the_local_ce(world: World, tmp_path: Path) -> None:

@@ -131,6 +131,14 @@ def test_dry_run_writes_nothing(ctx: Any) -> None:
     assert dry.steps[0].dry_run.tasks == 2
     assert dry.steps[1].input_query == "prod_step_id in (1)"
     assert (count(ctx, productions), count(ctx, transformations)) == (0, 0)
+    # A child reads what its parents will write, nothing today, even where the stand-in ID
+    # of its query is a real transformation whose outputs are in the catalog.
+    first = P.submit(ctx, PM, production(name="first"))
+    P.start(ctx, PM, "first")
+    _finish_tasks(ctx, first.steps[0].trans_id)
+    assert first.steps[0].trans_id == 1
+    again = P.dry_run(ctx, PM, production())
+    assert (again.steps[1].dry_run.matching_files, again.steps[1].dry_run.tasks) == (0, 0)
 
 
 def test_driving_checks_the_state(ctx: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,6 +38,7 @@ def test_extensions_are_loaded_once_and_their_fields_declared(
         FakeEntryPoint("a", {"weight": "float"}, calls),
     ]
     monkeypatch.setattr(X, "entry_points", lambda group: eps if group == X.GROUP else [])
+    monkeypatch.setattr(services.ctx.settings, "extensions", None)  # every one installed
     X.load_extensions.cache_clear()
     try:
         assert X.install(services.ctx) == [
@@ -51,3 +52,21 @@ def test_extensions_are_loaded_once_and_their_fields_declared(
     with services.ctx.db.read() as conn:
         types = services.ctx.meta.field_types(conn)
     assert (types["colour"], types["weight"]) == (FieldType.STRING, FieldType.FLOAT)
+
+
+def test_only_the_extensions_asked_for_are_loaded(
+    services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    eps = [FakeEntryPoint("a", {"colour": "string"}, calls), FakeEntryPoint("b", {}, calls)]
+    monkeypatch.setattr(X, "entry_points", lambda group: eps if group == X.GROUP else [])
+    X.load_extensions.cache_clear()
+    try:
+        monkeypatch.setattr(services.ctx.settings, "extensions", ["b"])
+        assert X.install(services.ctx) == []
+        assert calls == ["b"]
+        monkeypatch.setattr(services.ctx.settings, "extensions", ["c"])
+        with pytest.raises(ValueError, match="c not installed"):
+            X.install(services.ctx)
+    finally:
+        X.load_extensions.cache_clear()

@@ -182,7 +182,7 @@ def show(ctx: typer.Context, ref: RefArg) -> None:
     emit(view, Group(*parts))
 
 
-def _live(view: ProductionStatusView) -> Group:
+def live_view(view: ProductionStatusView) -> Group:
     tbl = table(
         "Step", "Transformation", "Status", "Files", "", "Tasks", "Jobs", "Failures (by reason)",
         title=f"Production {view.prod_id} {view.name}: {view.status} "
@@ -222,14 +222,14 @@ def status(
             emit(view)
             return
         if not watch:
-            stdout().print(_live(view))
+            stdout().print(live_view(view))
             return
         try:
-            with Live(_live(view), console=stdout(), auto_refresh=False) as live:
+            with Live(live_view(view), console=stdout(), auto_refresh=False) as live:
                 while view.status not in ENDED:
                     time.sleep(interval)
                     view = cli.production_status(ref)
-                    live.update(_live(view), refresh=True)
+                    live.update(live_view(view), refresh=True)
         except KeyboardInterrupt:
             pass
 

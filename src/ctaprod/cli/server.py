@@ -166,13 +166,51 @@ def upgrade(config: ConfigOpt = None) -> None:
 
 def demo(
     state_dir: StateDirOpt = None,
+    mc_tasks: Annotated[int, typer.Option(min=1, help="MC runs of the simulation step.")] = 20,
+    chaos: Annotated[
+        bool,
+        typer.Option(
+            help="Payload failures, a pilot SIGKILLed, the SE banned for a while, the server "
+            "and agents SIGKILLed and restarted: the production must still end valid."
+        ),
+    ] = False,
+    payload_seconds: Annotated[
+        float, typer.Option(min=0, help="Time each stand-in payload takes.")
+    ] = 0.5,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the demo server.")] = 8723,
+    slots: Annotated[int, typer.Option(min=1, help="Jobs run at once.")] = 4,
+    timeout: Annotated[float, typer.Option(min=1, help="Give up after this many seconds.")] = 600,
+    keep: Annotated[bool, typer.Option(help="Leave the server running afterwards.")] = False,
+) -> None:
+    """Start `ctaprod up`, run a 3-step CTA production (MC simulation, ctapipe processing,
+    merging) from a CTADIRAC YAML to the end, and validate it."""
+    directory = state_dir or Path(tempfile.mkdtemp(prefix="ctaprod-demo-"))
+    with server_install():
+        from ctaprod.server.prod_demo import run_production_demo
+
+        raise typer.Exit(
+            run_production_demo(
+                directory,
+                mc_tasks=mc_tasks,
+                port=port,
+                slots=slots,
+                timeout=timeout,
+                keep=keep,
+                chaos=chaos,
+                payload_seconds=payload_seconds,
+            )
+        )
+
+
+def demo_jobs(
+    state_dir: StateDirOpt = None,
     jobs: Annotated[int, typer.Option(min=1, help="Parametric jobs to submit.")] = 200,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the demo server.")] = 8723,
     slots: Annotated[int, typer.Option(min=1, help="Jobs run at once.")] = 4,
     timeout: Annotated[float, typer.Option(min=1, help="Give up after this many seconds.")] = 600,
     keep: Annotated[bool, typer.Option(help="Leave the server running afterwards.")] = False,
 ) -> None:
-    """Start `ctaprod up`, run a parametric job end to end and fetch its output."""
+    """Start `ctaprod up`, run a parametric DIRAC JDL job end to end and fetch its output."""
     directory = state_dir or Path(tempfile.mkdtemp(prefix="ctaprod-demo-"))
     with server_install():
         from ctaprod.server.demo import run_demo
@@ -185,4 +223,5 @@ def register(app: typer.Typer) -> None:
     panel = "Server side (server install)"
     for command in (server, agents, up, demo):
         app.command(rich_help_panel=panel)(command)
+    app.command("demo-jobs", rich_help_panel=panel)(demo_jobs)
     app.add_typer(db_app, name="db", rich_help_panel=panel)

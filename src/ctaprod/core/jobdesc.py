@@ -69,7 +69,7 @@ class SubmissionLimits:
     min_cpu_time: int = 1
     max_cpu_time: int = 7 * 86400
     max_parametric_jobs: int = 10_000
-    max_input_data: int = 500
+    max_input_data: int = 10_000
     max_jobs_per_call: int = 10_000
 
 

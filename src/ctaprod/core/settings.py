@@ -8,10 +8,11 @@ Environment variables win over the file (nested fields with ``__``, e.g.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,7 +36,9 @@ class JobSettings(BaseModel):
     min_cpu_time: int = Field(1, ge=1)
     max_cpu_time: int = Field(7 * 86400, ge=1)
     max_parametric_jobs: int = Field(10_000, ge=1)
-    max_input_data: int = Field(500, ge=0)
+    # CTADIRAC merges up to 10,000 files in one job ("merge everything" steps of production
+    # files), so the default allows that many.
+    max_input_data: int = Field(10_000, ge=0)
     max_jobs_per_call: int = Field(10_000, ge=1)
     heartbeat_interval: float = Field(60.0, gt=0, description="Seconds between heartbeats")
     stalled_after: float = Field(1800.0, gt=0, description="No heartbeat this long: Stalled")
@@ -103,6 +106,9 @@ class DataSettings(BaseModel):
     max_lfns_per_call: int = Field(10_000, ge=1)
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 class QueueConfig(BaseModel):
     """A batch queue the pilot factory fills with pilots."""
 
@@ -119,6 +125,19 @@ class QueueConfig(BaseModel):
     max_empty_matches: int = Field(3, ge=1, description="Pilot stops after N empty matches")
     pilot_lifetime: int = Field(3600, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
+    # What this site's payloads see besides their job's own Environment, e.g. how the site
+    # provides the CTA software (CTAPROD_CTA_SOFTWARE=cvmfs|apptainer, CTAPROD_CTA_IMAGE).
+    environment: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _ENV_NAME.fullmatch(key):
+                raise ValueError(f"environment: {key!r} is not a variable name")
+            if key.startswith(("CTAPROD_PILOT_", "CTAPROD_TOKEN")):
+                raise ValueError(f"environment: {key!r} is the pilot's own (not settable)")
+        return value
 
 
 class AgentSettings(BaseModel):
@@ -189,6 +208,11 @@ class Settings(BaseSettings):
     agents: dict[str, AgentSettings] = Field(default_factory=_agents)
     liveness: LivenessSettings = Field(default_factory=LivenessSettings)
     transformations: TransformationSettings = Field(default_factory=TransformationSettings)
+    extensions: list[str] | None = Field(
+        None,
+        description="Extensions to load (entry point names of ctaprod.extensions, e.g. cta); "
+        "default: every one installed",
+    )
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'ctaprod.db'}"

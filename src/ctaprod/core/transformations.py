@@ -250,10 +250,21 @@ def _pydantic_error(exc: ValidationError) -> InvalidInput:
     return InvalidInput("; ".join(texts), key=first, errors=texts)
 
 
+class _TextDates(yaml.SafeLoader):
+    """YAML without implicit timestamps: ``version: 2024-02-05`` (a CTA software version)
+    stays the text written, not a date that JSON cannot carry."""
+
+
+_TextDates.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_definition(text: str) -> dict[str, Any]:
-    """The mapping written in a YAML or JSON file (JSON is YAML)."""
+    """The mapping written in a YAML or JSON file (JSON is YAML); dates stay text."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_TextDates)
     except yaml.YAMLError as exc:
         raise InvalidInput(f"cannot read the transformation definition: {exc}") from None
     if not isinstance(data, dict):

@@ -73,8 +73,8 @@ MC_KEYS = frozenset(
 )  # fmt: skip
 SIMPIPE_KEYS = frozenset(
     {
-        "simpipe_config", "site", "particle", "zenith_angle", "azimuth_angle", "n_shower",
-        "array_layout", "start_run_number",
+        "simpipe_config", "site", "particle", "zenith_angle", "azimuth_angle", "pointing_dir",
+        "n_shower", "array_layout", "start_run_number",
     }
 )  # fmt: skip
 SIMTEL_KEYS = INPUT_KEYS | {

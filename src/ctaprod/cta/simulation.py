@@ -156,10 +156,15 @@ def simpipe(ctx: StepContext) -> Built:
     site = ctx.choice("site", SITES)
     particle = ctx.choice("particle", PARTICLES)
     zenith = number(ctx.config.get("zenith_angle", 20), ctx.where("zenith_angle"))
-    azimuth = number(ctx.config.get("azimuth_angle", 0), ctx.where("azimuth_angle"))
     showers = ctx.integer("n_shower", low=1)
     layout = ctx.text("array_layout", "") or ""
-    phi = round((azimuth + 180) % 360, 2)  # simtools' azimuth -> sim_telarray's phiP
+    if ctx.config.get("pointing_dir") is not None:  # as MCSimulation steps write it
+        if ctx.config.get("azimuth_angle") is not None:
+            raise ctx.bad("pointing_dir", "give pointing_dir or azimuth_angle, not both")
+        phi = POINTING_PHI[pointing_dir(ctx.config["pointing_dir"], ctx.where("pointing_dir"))]
+    else:
+        azimuth = number(ctx.config.get("azimuth_angle", 0), ctx.where("azimuth_angle"))
+        phi = round((azimuth + 180) % 360, 2)  # simtools' azimuth -> sim_telarray's phiP
     meta = base_metadata(ctx, "tel_sim", "simpipe", version)
     meta |= {
         "site": site,

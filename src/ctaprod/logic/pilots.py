@@ -89,6 +89,7 @@ def pilot_environment(
 ) -> dict[str, str]:
     """The ``CTAPROD_PILOT_*`` variables a pilot of this queue starts with."""
     env = {
+        **queue.environment,  # checked: never a CTAPROD_PILOT_ name (settings)
         "CTAPROD_PILOT_URL": ctx.settings.server_url(),
         "CTAPROD_PILOT_TOKEN": token,
         "CTAPROD_PILOT_STAMP": stamp,

@@ -50,6 +50,7 @@ from ctaprod.core.productions import (
 from ctaprod.core.statemachine import Change
 from ctaprod.core.trans_states import CLEANABLE, TransformationStatus
 from ctaprod.core.trans_types import TYPES
+from ctaprod.core.trans_views import DryRun
 from ctaprod.core.transformations import TransformationSpec, check_definition
 from ctaprod.db.productions import NewStep
 from ctaprod.logic import prod_validation
@@ -215,7 +216,7 @@ def dry_run(
             parents=list(step.parents),
             trans_name=plan.specs[step.id].name,
             input_query=plan.specs[step.id].input_query,
-            dry_run=T.dry_run_spec(ctx, plan.specs[step.id]),
+            dry_run=_step_dry_run(ctx, plan.specs[step.id], has_parents=bool(step.parents)),
         )
         for step in plan.order
     ]
@@ -225,6 +226,15 @@ def dry_run(
         definition=plan.definition.model_dump(mode="json"),
         steps=steps,
     )
+
+
+def _step_dry_run(ctx: Context, spec: TransformationSpec, *, has_parents: bool) -> DryRun:
+    """A root step: what its query matches today. A child reads only what its parents will
+    write (their transformations do not exist yet): nothing today, whatever the stand-in IDs
+    of its query would match in the catalog."""
+    if not has_parents:
+        return T.dry_run_spec(ctx, spec)
+    return DryRun(definition=spec.model_dump(mode="json"), matching_files=0, tasks=0)
 
 
 # --- submission ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from ctaprod.core.settings import Settings
@@ -88,6 +89,13 @@ def embedded_settings(settings: Settings, slots: int) -> Settings:
                 max_total=slots,
                 max_empty_matches=2,
                 options={"slots": slots},
+                # This machine is the site: how it runs the CTA software (or the stand-ins,
+                # and how they behave) comes from the environment ctaprod up was started in.
+                environment={
+                    k: v
+                    for k, v in os.environ.items()
+                    if k.startswith(("CTAPROD_CTA_", "CTAPROD_STANDIN_"))
+                },
             )
         }
     agents = dict(settings.agents)
@@ -96,6 +104,11 @@ def embedded_settings(settings: Settings, slots: int) -> Settings:
         ("pilot_status", 5.0),
         ("stalled_jobs", 15.0),
         ("job_cleaning", 3600.0),
+        # One machine, small productions: steps follow each other within seconds.
+        ("task_creation", 1.0),
+        ("task_submission", 1.0),
+        ("transformation_recovery", 5.0),
+        ("production", 2.0),
     ):
         if "agents" in settings.model_fields_set and name in settings.agents:
             continue  # configured explicitly

@@ -29,14 +29,24 @@ BUILTIN_FIELDS: Mapping[str, FieldType] = {STEP_FIELD: FieldType.INT}
 
 
 @functools.cache
-def load_extensions() -> tuple[tuple[str, FieldType], ...]:
-    """Call every entry point of the group once per process; the fields they return."""
+def load_extensions(
+    names: tuple[str, ...] | None = None,
+) -> tuple[tuple[str, FieldType], ...]:
+    """Call the entry points of the group (``names``: those only; None: every one) once per
+    process; the fields they return. An unknown name is an error, not silence."""
+    found = {ep.name: ep for ep in entry_points(group=GROUP)}
+    unknown = sorted(set(names or ()) - set(found))
+    if unknown:
+        raise ValueError(
+            f"extensions: {', '.join(unknown)} not installed (installed: "
+            f"{', '.join(sorted(found)) or 'none'})"
+        )
     fields: dict[str, FieldType] = {}
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
-        returned = ep.load()()
-        for name, ftype in dict(returned or {}).items():
-            fields[str(name)] = FieldType.parse(str(ftype))
-        log.info("extension %s loaded (%d metadata fields)", ep.name, len(returned or {}))
+    for name in sorted(found if names is None else names):
+        returned = found[name].load()()
+        for field, ftype in dict(returned or {}).items():
+            fields[str(field)] = FieldType.parse(str(ftype))
+        log.info("extension %s loaded (%d metadata fields)", name, len(returned or {}))
     return tuple(fields.items())
 
 
@@ -66,5 +76,7 @@ def declare_missing(ctx: Context, fields: Mapping[str, FieldType]) -> list[str]:
 
 def install(ctx: Context) -> list[str]:
     """Load the extensions (once) and declare the metadata fields missing."""
-    fields = {**BUILTIN_FIELDS, **dict(load_extensions())}
+    names = ctx.settings.extensions
+    loaded = load_extensions(None if names is None else tuple(sorted(set(names))))
+    fields = {**BUILTIN_FIELDS, **dict(loaded)}
     return declare_missing(ctx, fields)
