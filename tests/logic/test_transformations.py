@@ -46,11 +46,8 @@ def definition(name: str = "proc", query: str = "particle=gamma", **kw: Any) -> 
 
 @pytest.fixture
 def ctx(services: Any) -> Any:
-    with services.ctx.db.read() as conn:  # the installed extensions declared theirs
-        declared = services.ctx.meta.field_types(conn)
     for name, ftype in FIELDS.items():
-        if name not in declared:
-            M.add_field(services.ctx, ADMIN, FieldDeclaration(name=name, type=ftype))
+        M.add_field(services.ctx, ADMIN, FieldDeclaration(name=name, type=ftype))
     return services.ctx
 
 
