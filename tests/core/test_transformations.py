@@ -646,3 +646,68 @@ def test_output_file_metadata_is_checked_like_output_metadata() -> None:
         "set by the transformation",
         "job_template.OutputFileMetadata",
     )
+
+
+# --- metadata inherited from the inputs ------------------------------------------------------
+
+
+MERGE: dict[str, Any] = {
+    **PROCESSING,
+    "name": "merge_per_night",
+    "type": "Merging",
+    "output_lfn_template": "/ctao/MC/merged/{{transformation_id}}/night_{{task_id}}.DL2.h5",
+}
+
+
+def test_inherited_metadata_per_input_output() -> None:
+    spec = check(with_(PROCESSING, inherit_metadata=["runNumber", "split"]))
+    assert spec.inherit_metadata == ["runNumber", "split"]
+    inputs = ["/ctao/MC/in/a.simtel.zst", "/ctao/MC/in/b.simtel.zst"]
+    job = render_task_job(
+        spec,
+        transformation_id=12,
+        task_id=3,
+        input_lfns=inputs,
+        limits=LIMITS,
+        input_metadata=[{"runNumber": 7, "split": "test"}, {"runNumber": 8}],
+    )
+    assert job.output_file_metadata == {
+        "/ctao/MC/Prod6/12/Data/a.simtel_3.DL2.h5": {"runNumber": 7, "split": "test"},
+        "/ctao/MC/Prod6/12/Data/b.simtel_3.DL2.h5": {"runNumber": 8},
+    }
+    # Without the inputs' metadata (a dry run), nothing is inherited.
+    job = render_task_job(spec, transformation_id=12, task_id=3, input_lfns=inputs, limits=LIMITS)
+    assert job.output_file_metadata == {}
+
+
+def test_inherited_metadata_of_a_task_output_is_what_all_inputs_share() -> None:
+    spec = check(with_(MERGE, inherit_metadata=["runNumber", "split", "MCCampaign"]))
+    job = render_task_job(
+        spec,
+        transformation_id=4,
+        task_id=9,
+        input_lfns=["/ctao/MC/in/a.h5", "/ctao/MC/in/b.h5", "/ctao/MC/in/c.h5"],
+        limits=LIMITS,
+        input_metadata=[
+            {"runNumber": 1, "split": "test", "MCCampaign": "Prod6"},
+            {"runNumber": 2, "split": "test", "MCCampaign": "Prod6"},
+            {"runNumber": 3, "split": "test"},
+        ],
+    )
+    assert job.output_file_metadata == {"/ctao/MC/merged/4/night_9.DL2.h5": {"split": "test"}}
+
+
+def test_inherited_metadata_is_checked() -> None:
+    refused(with_(PROCESSING, inherit_metadata=["nigth"]), "not declared", "inherit_metadata")
+    refused(
+        with_(PROCESSING, inherit_metadata=["data_level"]),
+        "also set by output_metadata",
+        "inherit_metadata",
+    )
+    refused(with_(MC, inherit_metadata=["runNumber"]), "no input", "inherit_metadata")
+    refused(
+        with_(REPLICATION, inherit_metadata=["runNumber"]),
+        "are requests",
+        "inherit_metadata",
+    )
+    assert check(with_(PROCESSING, InheritMetadata="split")).inherit_metadata == ["split"]

@@ -285,3 +285,52 @@ def test_a_child_of_a_training_asks_for_models() -> None:
     steps = convert(raw)["steps"]
     assert steps[3]["input_query"] == "outputType=Model"
     checked(convert(raw))
+
+
+# --- observation data ------------------------------------------------------------------------
+
+NIGHT = Path(__file__).resolve().parents[2] / "docs" / "examples" / "night_dl0_to_dl2.yml"
+
+
+def test_observation_data_production() -> None:
+    """No MCCampaign, a root step selecting by night: outputs inherit night, telescope and
+    observation; the merge groups by night; LFNs are <base>/<site>/<night>/<prog>/..."""
+    raw = load(NIGHT)
+    definition = convert(raw, name="night")
+    assert definition["base_path"] == "/ctao/data"
+    assert "observation data" in definition["description"]
+    dl1, dl2, merge = (s["transformation"] for s in definition["steps"])
+    assert definition["steps"][0]["input_query"] == (
+        "data_level=0 night in (20261201,20261202) outputType=Data site=LaPalma"
+    )
+    for spec in (dl1, dl2, merge):
+        assert spec["inherit_metadata"] == ["night", "tel_id", "obs_id"]
+        assert "MCCampaign" not in spec["output_metadata"]
+        assert spec["output_metadata"]["site"] == "LaPalma"
+        # Two nights: the path says "mixed", as for particles.
+        assert spec["output_lfn_template"][0].startswith("/ctao/data/LaPalma/mixed/")
+    assert (dl1["output_metadata"]["data_level"], dl2["output_metadata"]["data_level"]) == (1, 2)
+    assert (merge["plugin"], merge["group_by"]) == ("ByMetadata", ["night"])
+    assert merge["output_metadata"]["merged"] == 1
+    specs = checked(definition)  # the generic checks, with the CTA fields
+    assert specs["3"].inherit_metadata == ["night", "tel_id", "obs_id"]
+    # One night: it is in the path of every step.
+    raw["ProdSteps"][0]["input_meta_query"]["night"] = 20261201
+    for step in convert(raw, name="night")["steps"]:
+        template = step["transformation"]["output_lfn_template"][0]
+        assert template.startswith("/ctao/data/LaPalma/20261201/ctapipe-"), template
+
+
+def test_observation_data_needs_a_night_and_no_simulation() -> None:
+    raw = load(NIGHT)
+    del raw["ProdSteps"][0]["input_meta_query"]["night"]
+    refused(raw, "Common.MCCampaign: mandatory .*step 1 does not", None, "MCCampaign")
+    raw = load(NIGHT)
+    raw["ProdSteps"].append(
+        {"ID": 4, "job_config": {"type": "MCSimulation", "version": "2020-06-28"}}
+    )
+    refused(raw, "Common.MCCampaign: mandatory .*step 4 does not", None, "MCCampaign")
+    # A simulation production keeps CTADIRAC's layout and fields.
+    mc = convert(load(MC))["steps"][0]["transformation"]
+    assert "inherit_metadata" not in mc
+    assert mc["output_metadata"]["MCCampaign"]

@@ -24,7 +24,7 @@ base_path: {OUT}
 steps:
   - id: "1"
     name: proc
-    input_query: particle=gamma
+    input_query: e2e_kind=gamma
     transformation:
       type: Processing
       group_size: 1
@@ -60,13 +60,13 @@ def up(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Simpl
 
 def test_a_two_step_production_runs_to_the_end(up: SimpleNamespace, tmp_path: Path) -> None:
     ctaprod, client = cli(tmp_path), up.client
-    ctaprod("dm", "meta", "add-field", "particle", "string")
+    ctaprod("dm", "meta", "add-field", "e2e_kind", "string")
     ctaprod("dm", "meta", "add-field", "dl", "int")
     for i in range(3):
         local = tmp_path / f"in{i}.dat"
         local.write_bytes(f"events of file {i}\n".encode() * 100)
         ctaprod("dm", "put", str(local), f"{IN}/in{i}.dat")
-    ctaprod("dm", "meta", "set", IN, "particle=gamma")
+    ctaprod("dm", "meta", "set", IN, "e2e_kind=gamma")
     definition = tmp_path / "prod.yaml"
     definition.write_text(YAML)
     dry = ctaprod("prod", "dry-run", str(definition))

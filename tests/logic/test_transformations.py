@@ -429,3 +429,43 @@ def test_a_bysize_group_never_exceeds_the_input_files_of_a_job(ctx: Any, tree: T
     assert W.make_tasks(ctx) == 3  # 6 files, one group by size, cut in jobs of 2 files
     assert W.submit_tasks(ctx) == 3
     assert all(len(t.inputs) == 2 for t in T.tasks(ctx, view.trans_id, with_inputs=True))
+
+
+def test_submitted_jobs_carry_what_outputs_inherit(ctx: Any, tree: Tree) -> None:
+    """``inherit_metadata``: read from the catalog (directory values, then the file's own)
+    when the task's job is made; one output per input takes its input's values, a task-wide
+    output those all the task's inputs share."""
+    from ctaprod.logic import queries as Q
+    from ctaprod.logic import trans_work as W
+
+    M.set_metadata(ctx, ADMIN, f"{BASE}/gamma/f0", {"data_level": 0})
+    M.set_metadata(ctx, ADMIN, f"{BASE}/gamma/f1", {"data_level": 1})
+    each = f"{BASE}/out/{{{{transformation_id}}}}/{{{{input_stem}}}}_{{{{task_id}}}}.h5"
+    shared = f"{BASE}/out/{{{{transformation_id}}}}/m{{{{task_id}}}}.h5"
+    for name, template in (("each", each), ("shared", shared)):
+        T.create(
+            ctx,
+            PM,
+            definition(
+                name=name,
+                output_lfn_template=template,
+                inherit_metadata=["particle", "thetaP", "data_level"],
+            ),
+            start=True,
+        )
+    assert W.make_tasks(ctx) == 2  # 3 gamma files: one full group of 2 in each
+    assert W.submit_tasks(ctx) == 2
+    first = {}
+    for name in ("each", "shared"):
+        view = T.get(ctx, name)
+        task = T.tasks(ctx, view.trans_id, with_inputs=True)[0]
+        assert task.inputs == [f"{BASE}/gamma/f0", f"{BASE}/gamma/f1"]
+        assert task.job_id is not None
+        first[name] = Q.job_detail(ctx, PM, task.job_id).description.output_file_metadata
+    tid, task_id = T.get(ctx, "each").trans_id, T.tasks(ctx, T.get(ctx, "each").trans_id)[0].task_id
+    gamma = {"particle": "gamma", "thetaP": 20.0}
+    assert first["each"] == {
+        f"{BASE}/out/{tid}/f0_{task_id}.h5": {**gamma, "data_level": 0},
+        f"{BASE}/out/{tid}/f1_{task_id}.h5": {**gamma, "data_level": 1},
+    }
+    assert list(first["shared"].values()) == [gamma]  # the data levels differ

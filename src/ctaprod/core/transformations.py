@@ -12,7 +12,8 @@ here touches the database: a definition that passes can be created in one transa
 its placeholders filled (see :mod:`ctaprod.core.trans_templates`), InputData = the task's
 files, OutputData = the LFNs of the output templates, OutputMetadata = the output metadata,
 OutputFileMetadata = each output's own metadata (``output_file_metadata``, one mapping per
-output template, e.g. the NSB of each sim_telarray output of one MC run), JobGroup = the
+output template, e.g. the NSB of each sim_telarray output of one MC run; with
+``inherit_metadata``, the fields each output takes from its input files), JobGroup = the
 transformation ID (8 digits, as DIRAC), validated as ``job submit`` validates.
 """
 
@@ -113,6 +114,12 @@ class TransformationSpec(BaseModel):
     input_limit: int | None = Field(
         None, ge=1, description="Test mode: at most this many input files are attached"
     )
+    inherit_metadata: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Fields each output takes from its input file(s) (observation data: "
+        "night, telescope, run)",
+    )
 
     @field_validator("name")
     @classmethod
@@ -122,7 +129,7 @@ class TransformationSpec(BaseModel):
         except InvalidInput as exc:
             raise ValueError(exc.message.removeprefix("name: ")) from None
 
-    @field_validator("output_lfn_template", "group_by", mode="before")
+    @field_validator("output_lfn_template", "group_by", "inherit_metadata", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
@@ -202,6 +209,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "run_number_start": ("start_run_number", "first_run_number"),
     "parameters": ("params",),
     "input_limit": (),
+    "inherit_metadata": ("InheritMetadata", "inherited_metadata"),
 }
 _SPELLINGS = {_squash(k): k for k in ALIASES} | {
     _squash(a): k for k, aliases in ALIASES.items() for a in aliases
@@ -299,6 +307,7 @@ def check_definition(
             "output_lfn_template",
             "output_metadata",
             "output_file_metadata",
+            "inherit_metadata",
         ):
             if getattr(spec, key):
                 raise InvalidInput(
@@ -345,8 +354,9 @@ def _check_input(
                 raise InvalidInput(
                     f"{key}: {ttype.name} tasks have no input files: no {key}", key=key
                 )
-        if spec.group_by:
-            raise InvalidInput(f"group_by: {ttype.name} tasks have no input", key="group_by")
+        for key in ("group_by", "inherit_metadata"):
+            if getattr(spec, key):
+                raise InvalidInput(f"{key}: {ttype.name} tasks have no input", key=key)
         return {}
     try:
         query = validate(spec.input_query or "", schema)
@@ -437,6 +447,29 @@ def _check_outputs(
     _check_metadata(spec, spec.output_metadata, "output_metadata", schema)
     for index, extra in enumerate(spec.output_file_metadata):
         _check_metadata(spec, extra, f"output_file_metadata[{index}]", schema)
+    _check_inherited(spec, schema)
+
+
+def _check_inherited(spec: TransformationSpec, schema: MetaSchema) -> None:
+    """Inherited fields are declared, and set nowhere else: an output's value of a field
+    comes from one place."""
+    fixed = set(spec.output_metadata) | {k for m in spec.output_file_metadata for k in m}
+    for key in spec.inherit_metadata:
+        try:
+            schema.field_type(key)
+        except InvalidInput as exc:
+            raise InvalidInput(f"inherit_metadata: {exc.message}", key="inherit_metadata") from None
+        if key in fixed:
+            raise InvalidInput(
+                f"inherit_metadata: {key} is also set by output_metadata (or "
+                "output_file_metadata): an output takes it from one place",
+                key="inherit_metadata",
+            )
+    if spec.inherit_metadata and not spec.output_lfn_template:
+        raise InvalidInput(
+            "inherit_metadata: the transformation has no output LFN template",
+            key="inherit_metadata",
+        )
 
 
 def _check_metadata(
@@ -521,6 +554,40 @@ def _check_job_template(spec: TransformationSpec, limits: SubmissionLimits) -> N
     )
 
 
+def _inherited(
+    spec: TransformationSpec,
+    per_template: Sequence[Sequence[str]],
+    input_metadata: Sequence[Mapping[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """Output LFN -> the inherited fields it carries: an output made from one input file
+    (``{{input_name}}``/``{{input_stem}}`` templates) takes that file's values; an output made
+    from all the task's files takes the values they all share (a field whose values differ,
+    or that one of them lacks, is not set)."""
+    fields = spec.inherit_metadata
+    shared: dict[str, Any] = {}
+    if input_metadata:
+        first = input_metadata[0]
+        shared = {
+            k: first[k]
+            for k in fields
+            if k in first and all(k in m and m[k] == first[k] for m in input_metadata)
+        }
+    out: dict[str, dict[str, Any]] = {}
+    for lfns, each in zip(per_template, spec.per_input_outputs(), strict=True):
+        for index, lfn in enumerate(lfns):
+            if each and index < len(input_metadata):
+                own = input_metadata[index]
+                values = {k: own[k] for k in fields if k in own}
+            else:
+                values = dict(shared)
+            if values:
+                # A date field's value goes into the job as its ISO text (JSON).
+                out[lfn] = {
+                    k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in values.items()
+                }
+    return out
+
+
 def _allowed(where: frozenset[str], spec: TransformationSpec) -> frozenset[str]:
     """The placeholders of ``where`` that have a value for this transformation's tasks."""
     missing = set()
@@ -546,10 +613,13 @@ def render_task_job(
     input_lfns: Sequence[str],
     limits: SubmissionLimits,
     run_number: int | None = None,
+    input_metadata: Sequence[Mapping[str, Any]] | None = None,
 ) -> JobDescription:
     """The job description of one task (module docstring), or ``InvalidInput`` naming the
     template key that did not render to a valid job. ``run_number``: the task's, for types
-    with run numbers (``spec.run_number_of``), kept with the task when it was made."""
+    with run numbers (``spec.run_number_of``), kept with the task when it was made.
+    ``input_metadata``: each input file's values of ``spec.inherit_metadata`` (same order as
+    ``input_lfns``), for the outputs to inherit them."""
     if spec.job_template is None:
         raise InvalidInput(f"{spec.type} tasks are not jobs", key="job_template")
     if (run_number is None) != (spec.run_number_start is None):
@@ -604,6 +674,14 @@ def render_task_job(
             own |= {lfn: rendered for lfn in lfns if rendered}
         if own:
             body["OutputFileMetadata"] = own
+    if spec.inherit_metadata and input_metadata is not None:
+        inherited = _inherited(spec, per_template, input_metadata)
+        if inherited:
+            own = body.get("OutputFileMetadata", {})
+            body["OutputFileMetadata"] = {
+                lfn: {**own.get(lfn, {}), **inherited.get(lfn, {})}
+                for lfn in [*own, *(k for k in inherited if k not in own)]
+            }
     try:
         jobs = expand(body, limits)
     except InvalidInput as exc:

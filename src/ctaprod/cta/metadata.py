@@ -9,6 +9,12 @@ Pointing: the metadata keeps sim_telarray's convention, the azimuth the showers 
 towards, as CTADIRAC writes it (North 180, South 0). East and West follow the same convention
 (90 and 270); CTADIRAC itself writes 0 for both, which would make an East production
 indistinguishable from a South one, so ctaprod deliberately differs there.
+
+Observation data (files from a site, not simulations) carry ``night`` (the night's date as
+the integer YYYYMMDD, the date of the evening the night starts: 20261201 for the night of 1
+to 2 December; an integer, so ``night>=20261201`` and ranges work), ``tel_id`` (the telescope)
+and ``obs_id`` (the observation, CTAO's run id) instead of ``MCCampaign``, ``particle`` and
+``runNumber``: ``OBSERVATION_FIELDS``, which processing outputs inherit file by file.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ __all__ = [
     "MC_MOONS",
     "MOON_FILE_TAG",
     "MOON_NSB",
+    "OBSERVATION_FIELDS",
     "POINTING_PHI",
     "data_level",
     "moon_list",
@@ -52,7 +59,12 @@ FIELDS: dict[str, str] = {
     "airshower_sim_prog_version": "string",
     "analysis_prog": "string",
     "analysis_prog_version": "string",
+    "night": "int",
+    "tel_id": "int",
+    "obs_id": "int",
 }
+# What identifies a file of observation data; each output inherits them from its input(s).
+OBSERVATION_FIELDS = ("night", "tel_id", "obs_id")
 
 POINTING_PHI = {"North": 180.0, "South": 0.0, "East": 90.0, "West": 270.0}
 MOON_NSB = {"dark": 1, "half": 5, "full": 19}

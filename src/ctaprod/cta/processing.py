@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ctaprod.cta.metadata import MOON_NSB, data_level, moon_list
+from ctaprod.cta.metadata import MOON_NSB, OBSERVATION_FIELDS, data_level, moon_list
 from ctaprod.cta.steps import (
     INHERITED_SPLIT,
     TASK_DIR,
@@ -27,6 +27,22 @@ __all__ = [
 def _known(values: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     """The fields of ``names`` that have one value."""
     return {k: values[k] for k in names if values.get(k) is not None}
+
+
+def _built(ctx: StepContext, transformation: dict[str, Any], merge: bool = False) -> Built:
+    """The step built. Observation data: each output inherits the night, telescope and
+    observation of its input (a merge: those its inputs share), a merge never mixes nights
+    (ByMetadata on ``night``), and the children know the night(s) the step reads."""
+    output = dict(transformation["output_metadata"])
+    if not ctx.common.observation:
+        return Built(transformation, output)
+    transformation["inherit_metadata"] = list(OBSERVATION_FIELDS)
+    if merge:
+        transformation["plugin"] = "ByMetadata"
+        transformation["group_by"] = ["night"]
+    if ctx.inherited.get("night") is not None:
+        output["night"] = ctx.inherited["night"]
+    return Built(transformation, output)
 
 
 def _processing_metadata(
@@ -72,7 +88,7 @@ def _per_input(
         "output_lfn_template": [template],
         "output_metadata": meta,
     }
-    return Built(transformation, dict(meta))
+    return _built(ctx, transformation)
 
 
 def _per_task(
@@ -107,7 +123,7 @@ def _per_task(
         "output_lfn_template": [template],
         "output_metadata": meta,
     }
-    return Built(transformation, dict(meta))
+    return _built(ctx, transformation, merge=ttype == "Merging")
 
 
 def _extension(ctx: StepContext, default: str) -> str:

@@ -32,11 +32,16 @@ INHERITED_SPLIT = (*INHERITED, "split")
 
 @dataclass(frozen=True)
 class Common:
-    """The production-wide keys (``Common``)."""
+    """The production-wide keys (``Common``). No campaign: observation data."""
 
-    campaign: str
+    campaign: str | None
     configuration_id: int
     base_path: str
+
+    @property
+    def observation(self) -> bool:
+        """Whether the production processes observation data (it has no MC campaign)."""
+        return self.campaign is None
 
 
 @dataclass(frozen=True)
@@ -187,9 +192,16 @@ def _path_part(value: Any, several: str) -> str:
 
 
 def lfn_dir(ctx: StepContext, meta: Mapping[str, Any], prog: str, kind: str, run_dir: str) -> str:
+    """MC: ``<base>/<campaign>/<site>/<particle>/<prog>/<trans>/<kind>/<run_dir>/``;
+    observation data: ``<base>/<site>/<night>/<prog>/<trans>/<kind>/<run_dir>/`` (the night
+    the step's query selects; ``mixed`` when it takes several)."""
     site = _path_part(meta.get("site"), "unknown")
-    particle = _path_part(meta.get("particle"), "mixed")
-    parts = [ctx.common.base_path.rstrip("/"), ctx.common.campaign, site, particle, prog]
+    base = ctx.common.base_path.rstrip("/")
+    if ctx.common.campaign is None:
+        parts = [base, site, _path_part(ctx.inherited.get("night"), "mixed"), prog]
+    else:
+        particle = _path_part(meta.get("particle"), "mixed")
+        parts = [base, ctx.common.campaign, site, particle, prog]
     return "/".join([*parts, "{{transformation_id}}", kind, run_dir]) + "/"
 
 
@@ -198,8 +210,8 @@ def number_text(value: float) -> str:
 
 
 def base_metadata(ctx: StepContext, category: str, prog: str, version: str) -> dict[str, Any]:
-    return {
-        "MCCampaign": ctx.common.campaign,
+    meta: dict[str, Any] = {"MCCampaign": ctx.common.campaign} if ctx.common.campaign else {}
+    return meta | {
         "configuration_id": ctx.common.configuration_id,
         f"{category}_prog": prog,
         f"{category}_prog_version": version,

@@ -11,6 +11,11 @@ Rules, as CTADIRAC applies them:
 - ``Common``: ``MCCampaign`` and ``configuration_id`` are mandatory; ``base_path`` is where
   the outputs go (default ``/ctao/MC``); job-level keys there (``version``, ``catalogs``...)
   are defaults for every step.
+- Observation data (ctaprod's addition: CTADIRAC only knows simulations): a file without
+  ``MCCampaign`` whose every root step selects its input by ``night`` processes observation
+  data (``base_path`` default ``/ctao/data``; no MC step). Its outputs inherit ``night``,
+  ``tel_id`` and ``obs_id`` from their inputs and a Merging step groups by night
+  (:mod:`ctaprod.cta.processing`); LFNs are ``<base_path>/<site>/<night>/<prog>/...``.
 - ``input_meta_query``: ``parentID`` (empty: none) links to a step of the file, ``dataset``
   (empty: none) names a catalog dataset, every other key is a metadata constraint, the
   shorthands rewritten (``pointing_dir`` -> ``phiP``, ``zenith_angle`` -> ``thetaP``, ``moon``
@@ -41,10 +46,11 @@ from ctaprod.cta.metadata import pointing_dir as pointing_name
 from ctaprod.cta.settings import CtaSettings
 from ctaprod.cta.steps import Common, StepContext
 
-__all__ = ["DEFAULT_BASE_PATH", "DEFAULT_MC_TASKS", "convert", "detect"]
+__all__ = ["DEFAULT_BASE_PATH", "DEFAULT_DATA_PATH", "DEFAULT_MC_TASKS", "convert", "detect"]
 
 DEFAULT_MC_TASKS = 10
 DEFAULT_BASE_PATH = "/ctao/MC"
+DEFAULT_DATA_PATH = "/ctao/data"
 STEP_KEYS = ("ID", "name", "input_meta_query", "job_config")
 COMMON_FIELDS = ("MCCampaign", "configuration_id", "base_path")
 LINK_KEYS = ("parentID", "dataset")
@@ -73,16 +79,16 @@ def _common(raw: Mapping[str, Any]) -> tuple[Common, dict[str, Any]]:
     for key in common:
         if key not in known:
             raise _unknown("", "Common.", str(key), known)
-    for key in ("MCCampaign", "configuration_id"):
-        if common.get(key) in (None, ""):
-            raise InvalidInput(f"Common.{key}: mandatory", key=key)
-    campaign = str(common["MCCampaign"])
+    if common.get("configuration_id") in (None, ""):
+        raise InvalidInput("Common.configuration_id: mandatory", key="configuration_id")
+    # No campaign: observation data, if every root step selects by night (checked per step).
+    campaign = None if common.get("MCCampaign") in (None, "") else str(common["MCCampaign"])
     config_id = common["configuration_id"]
     if isinstance(config_id, bool) or not str(config_id).strip().isdigit():
         raise InvalidInput(
             f"Common.configuration_id: {config_id!r} is not a whole number", key="configuration_id"
         )
-    base = common.get("base_path") or DEFAULT_BASE_PATH
+    base = common.get("base_path") or (DEFAULT_BASE_PATH if campaign else DEFAULT_DATA_PATH)
     if not isinstance(base, str) or not base.startswith("/"):
         raise InvalidInput(f"Common.base_path: {base!r} is not an absolute path", key="base_path")
     defaults = {k: v for k, v in common.items() if k not in COMMON_FIELDS and v is not None}
@@ -241,6 +247,8 @@ class _Converter:
                 key="input_meta_query",
             )
         inherited |= _equalities(constraints)
+        if self.common.observation and not parent:
+            self.check_observation(sid, jtype.needs_input, inherited, constraints)
         ctx = StepContext(
             step_id=sid,
             config=config,
@@ -262,6 +270,19 @@ class _Converter:
             "transformation": built.transformation,
         }
         return built.output
+
+    def check_observation(
+        self, sid: str, needs_input: bool, inherited: Mapping[str, Any], own: Mapping[str, Any]
+    ) -> None:
+        """Without ``MCCampaign``, a root step must read observation data: it selects by
+        ``night`` (its query, or its dataset's). Otherwise the campaign was forgotten."""
+        if needs_input and ("night" in own or "night" in inherited):
+            return
+        raise InvalidInput(
+            "Common.MCCampaign: mandatory (a production of observation data has none, and "
+            f"selects its input by night: step {sid} does not)",
+            key="MCCampaign",
+        )
 
     def job_config(self, sid: str, raw: Mapping[str, Any]) -> dict[str, Any]:
         config = raw.get("job_config")
@@ -303,10 +324,10 @@ def convert(
     )
     steps = converter.convert()
     common = converter.common
+    what = f"campaign {common.campaign}" if common.campaign else "observation data"
     return {
         "name": name,
-        "description": f"CTADIRAC production, campaign {common.campaign}, configuration "
-        f"{common.configuration_id}",
+        "description": f"CTADIRAC production, {what}, configuration {common.configuration_id}",
         "base_path": common.base_path,
         "steps": steps,
     }

@@ -214,6 +214,11 @@ def _submit(
     task_ids = [int(t["task_id"]) for t in tasks]
     inputs = ctx.trans.task_inputs(conn, task_ids)
     lfns = ctx.catalog.lfns(conn, [f for fs in inputs.values() for f in fs])
+    inherited: Mapping[int, Mapping[str, Any]] = {}
+    if spec.inherit_metadata:  # what the outputs take from their inputs, in one read
+        inherited = ctx.meta.effective_file_values(
+            conn, list(lfns), ctx.meta.field_types(conn), only=spec.inherit_metadata
+        )
     good: list[tuple[int, JobDescription]] = []
     failed: dict[int, str] = {}
     for t in tasks:
@@ -230,6 +235,11 @@ def _submit(
                 input_lfns=[lfns[f] for f in inputs[task_id]],
                 limits=ctx.limits,
                 run_number=t["run_number"],
+                input_metadata=(
+                    [inherited.get(f, {}) for f in inputs[task_id]]
+                    if spec.inherit_metadata
+                    else None
+                ),
             )
         except (InvalidInput, ValueError) as exc:
             failed[task_id] = f"job not made: {exc}"
