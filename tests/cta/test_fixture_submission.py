@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from ctaprod.core.errors import InvalidInput
+from ctaprod.core.errors import Conflict, InvalidInput
 from ctaprod.core.identity import Identity
 from ctaprod.core.metadata import DatasetCreate
 from ctaprod.core.properties import TokenKind
@@ -28,6 +28,7 @@ from ctaprod.core.settings import JobSettings, Settings
 from ctaprod.db.tables import production_steps, productions, transformations
 from ctaprod.logic import datasets as D
 from ctaprod.logic import productions as P
+from ctaprod.logic import transformations as T
 from tests.cta.conftest import DATASETS, WORKFLOWS, load
 
 PM = Identity("pm", "ctao_prod", TokenKind.USER, frozenset({"ProductionManagement"}))
@@ -161,3 +162,18 @@ def test_a_missing_dataset_names_the_step_and_creates_nothing(services: Any, pat
         assert info.value.message == f"step {step_id}: dataset {first!r} does not exist"
         assert info.value.detail["step"] == step_id
     assert (count(services.ctx, productions), count(services.ctx, transformations)) == (0, 0)
+
+
+def test_a_failure_at_the_last_step_leaves_nothing(ctx: Any) -> None:
+    """The 16 steps of the merge file are written in one transaction: the last step's
+    transformation name taken makes the whole submission fail, nothing of it is left."""
+    path = next(p for p in WORKFLOWS if p.name == "prod5_paranal_alpha_az000_merge.yml")
+    raw = load(path)
+    plan = P.check(ctx, PM, raw, name="merge16")
+    last = plan.order[-1]
+    taken = {**plan.specs[last.id].model_dump(mode="json", exclude_none=True)}
+    T.create(ctx, PM, taken)
+    with pytest.raises(Conflict, match=taken["name"].replace(".", r"\.")):
+        P.submit(ctx, PM, raw, name="merge16")
+    assert (count(ctx, productions), count(ctx, transformations)) == (0, 1)
+    assert count(ctx, production_steps) == 0
