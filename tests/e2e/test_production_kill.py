@@ -3,11 +3,12 @@
 `ctaprod up` (API server and every agent, one process) runs CTADIRAC's full production file
 without its 4th step (MC simulation -> ctapipe processing -> merging) with the CTA stand-in
 payloads and real local pilots. It is SIGKILLed three times as the steps progress, each time
-at a random moment, and started again on the same state directory and database. The pilots
-it started are in sessions of their own: they keep running through the outage, fail to reach
-the server, retry, and finish or lose their jobs: that is part of the fault. The production
-must still end Completed, every input Processed once, every output registered once, no task
-with two Done jobs, and `ctaprod prod validate --checksum full` must say Valid.
+at a random moment, and started again on the same state directory and database after a
+random outage (once longer than a job may go without a heartbeat). The pilots it started are
+in sessions of their own: they keep running through the outage, fail to reach the server,
+retry, and finish or lose their jobs: that is part of the fault. The production must still
+end Completed, every input Processed once, every output registered once, no task with two
+Done jobs, and `ctaprod prod validate --checksum full` must say Valid.
 """
 
 from __future__ import annotations
@@ -137,7 +138,10 @@ def test_a_production_killed_three_times_completes_once(
             snapshot = _view(client)
             _kill(up.proc)
             kills.append(f"{[s.tasks for s in snapshot.steps] if snapshot else '?'}")
-            time.sleep(rng.uniform(0.5, 3.0))  # down for a while: the pilots retry
+            # Down for a while, the pilots retrying; once longer than a job may go without
+            # a heartbeat (CTAPROD_JOBS__STALLED_AFTER=4 s in the fixture): the restarted
+            # server finds jobs Stalled whose pilots are still alive.
+            time.sleep(rng.uniform(6.0, 10.0) if len(kills) == 2 else rng.uniform(0.5, 3.0))
             up.proc = _start(up.env, up.log)
         time.sleep(0.3)
     assert len(kills) == 3, f"the production ended before the third kill: {kills}"
