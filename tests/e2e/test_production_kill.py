@@ -139,8 +139,9 @@ def test_a_production_killed_three_times_completes_once(
             _kill(up.proc)
             kills.append(f"{[s.tasks for s in snapshot.steps] if snapshot else '?'}")
             # Down for a while, the pilots retrying; once longer than a job may go without
-            # a heartbeat (CTAPROD_JOBS__STALLED_AFTER=4 s in the fixture): the restarted
-            # server finds jobs Stalled whose pilots are still alive.
+            # a heartbeat (CTAPROD_JOBS__STALLED_AFTER=4 s in the fixture). The stand-ins
+            # take about 0.5 s, so the jobs running at the kill end during the outage and
+            # their pilots deliver the final status after it, backing off (1, 2, 4, 8 s).
             time.sleep(rng.uniform(6.0, 10.0) if len(kills) == 2 else rng.uniform(0.5, 3.0))
             up.proc = _start(up.env, up.log)
         time.sleep(0.3)
