@@ -1,4 +1,4 @@
-"""`ctaprod demo`: the main job on the embedded default, end to end on one machine.
+"""`ctaprod demo-jobs`: a parametric DIRAC JDL on the embedded default, end to end.
 
 Starts ``ctaprod up`` as a real process (server, agents, Local CE on SQLite) in a state
 directory, stores an input file on the local storage element and registers it in the file
@@ -9,9 +9,6 @@ and finds the jobs' outputs in the catalog by a metadata query.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -25,6 +22,7 @@ from ctaprod.client.http import Client
 from ctaprod.client.submit import submit_file
 from ctaprod.core.job_states import FINAL_STATES, JobStatus
 from ctaprod.core.schemas import JobFilter
+from ctaprod.server.prod_demo import Up
 
 SCRIPT = """#!/bin/sh
 # A stand-in payload: reads its input data, writes a small result file (its output data).
@@ -60,42 +58,14 @@ JDL = """[
 """
 
 
-def _wait_healthy(client: Client, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"ctaprod up exited with code {proc.returncode}")
-        try:
-            client.health()
-            return
-        except Exception:
-            time.sleep(0.3)
-    raise SystemExit("ctaprod up did not answer in time")
-
-
 def run_demo(state_dir: Path, jobs: int, port: int, slots: int, timeout: float, keep: bool) -> int:
     console = Console()
     state_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(
-        os.environ,
-        CTAPROD_STATE_DIR=str(state_dir),
-        CTAPROD_PORT=str(port),
-        CTAPROD_CONFIG_DIR=str(state_dir / "client"),
-    )
-    env.pop("CTAPROD_DATABASE_URL", None)
-    log = (state_dir / "up.log").open("ab")
-    console.print(f"[bold]Starting ctaprod up[/] (state in {state_dir}, log in {log.name})")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ctaprod.cli.main", "up", "--slots", str(slots)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    up = Up(state_dir, port, slots)
+    console.print(f"[bold]Starting ctaprod up[/] (state in {state_dir}, log in up.log)")
+    up.start()
     try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(Client(url, None), proc, 60)
-        token = (state_dir / "client" / "token").read_text().strip()
-        with Client(url, token) as client, tempfile.TemporaryDirectory() as tmp:
+        with Client(up.url, up.token()) as client, tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "demo.sh").write_text(SCRIPT)
             (Path(tmp) / "demo.jdl").write_text(
                 JDL.format(n=jobs, input_lfn=INPUT_LFN, output_dir=OUTPUT_DIR)
@@ -119,14 +89,10 @@ def run_demo(state_dir: Path, jobs: int, port: int, slots: int, timeout: float, 
             return 0 if ok and found == jobs else 1
     finally:
         if keep:
-            console.print(f"ctaprod up keeps running (pid {proc.pid}); stop it with kill")
+            pid = up.proc.pid if up.proc else "?"
+            console.print(f"ctaprod up keeps running (pid {pid}); stop it with kill")
         else:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
+            up.stop()
 
 
 def _prepare_data(client: Client, tmp: Path, console: Console) -> None:
