@@ -133,10 +133,11 @@ def test_dry_run_writes_nothing(ctx: Any) -> None:
     assert (count(ctx, productions), count(ctx, transformations)) == (0, 0)
     # A child reads what its parents will write, nothing today, even where the stand-in ID
     # of its query is a real transformation whose outputs are in the catalog.
-    first = P.submit(ctx, PM, production(name="first"))
-    P.start(ctx, PM, "first")
-    _finish_tasks(ctx, first.steps[0].trans_id)
-    assert first.steps[0].trans_id == 1
+    reg = FileRegistration(
+        lfn=f"{BASE}/other/out.dat", size=1, checksum="00000001", metadata={"prod_step_id": 1}
+    )
+    register_files(ctx, PM, [reg], verify=False)
+    assert M.count_files(ctx, "prod_step_id in (1)").count == 1
     again = P.dry_run(ctx, PM, production())
     assert (again.steps[1].dry_run.matching_files, again.steps[1].dry_run.tasks) == (0, 0)
 
