@@ -25,6 +25,8 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, Table, Update, bindparam, update
 
+from ctaprod.core.statemachine import Transition
+
 # Keys per IN list: any bulk call (up to 10,000 items) in one statement, within every engine's
 # bind-parameter limit (SQLite >= 3.32: 32,766).
 IN_CHUNK = 10_000
@@ -118,6 +120,16 @@ class ConditionalWriter:
         for keys, group in by_columns.items():
             missed |= self._apply_rows(conn, keys, group, now)
         return missed
+
+    def write_transitions(
+        self, conn: Connection, steps: Sequence[Transition[Any]], now: datetime
+    ) -> set[int]:
+        """:meth:`apply` to a door's checked transitions (a ``Door``'s ``write``)."""
+        return self.apply(
+            conn,
+            [StatusWrite(t.ident, t.old.value, t.new.value, t.reason, t.values) for t in steps],
+            now,
+        )
 
     def _params(self, w: StatusWrite, now: datetime) -> dict[str, Any]:
         return {

@@ -8,13 +8,12 @@ machine's ``log`` hook: every change is written to the production log (who, what
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 
 from sqlalchemy import Connection, RowMapping
 
 from ctaprod.core.prod_states import PRODUCTION_MACHINE, ProductionStatus
 from ctaprod.core.statemachine import Change, Transition, TransitionResult
-from ctaprod.db.statechange import ConditionalWriter, StatusWrite
+from ctaprod.db.statechange import ConditionalWriter
 from ctaprod.db.tables import productions
 from ctaprod.logic.context import Context
 from ctaprod.logic.door import Door, HookContext, change_states
@@ -43,20 +42,11 @@ def production_door(ctx: Context) -> Door[ProductionStatus, RowMapping]:
             h.now,
         )
 
-    def write(
-        conn: Connection, steps: Sequence[Transition[ProductionStatus]], now: datetime
-    ) -> set[int]:
-        return _PRODS.apply(
-            conn,
-            [StatusWrite(t.ident, t.old.value, t.new.value, t.reason, t.values) for t in steps],
-            now,
-        )
-
     return Door(
         PRODUCTION_MACHINE,
         read=ctx.prods.read_locked,
         status=lambda row: PS(row["status"]),
-        write=write,
+        write=_PRODS.write_transitions,
         after={"log": log},
     )
 

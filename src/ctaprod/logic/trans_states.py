@@ -35,7 +35,7 @@ from ctaprod.core.trans_states import (
     TransformationStatus,
     file_outcome,
 )
-from ctaprod.db.statechange import ConditionalWriter, StatusWrite
+from ctaprod.db.statechange import ConditionalWriter
 from ctaprod.db.tables import trans_files, trans_tasks, transformations
 from ctaprod.logic.context import Context
 from ctaprod.logic.door import Door, HookContext, change_states
@@ -47,19 +47,6 @@ MAX_REASON = 1024
 _TRANS = ConditionalWriter(transformations, "trans_id")
 _FILES = ConditionalWriter(trans_files, "id")
 _TASKS = ConditionalWriter(trans_tasks, "task_id")
-
-
-def _writer(
-    w: ConditionalWriter,
-) -> Callable[[Connection, Sequence[Transition[Any]], datetime], set[int]]:
-    def write(conn: Connection, steps: Sequence[Transition[Any]], now: datetime) -> set[int]:
-        return w.apply(
-            conn,
-            [StatusWrite(t.ident, t.old.value, t.new.value, t.reason, t.values) for t in steps],
-            now,
-        )
-
-    return write
 
 
 def transformation_door(ctx: Context) -> Door[TransformationStatus, RowMapping]:
@@ -86,7 +73,7 @@ def transformation_door(ctx: Context) -> Door[TransformationStatus, RowMapping]:
         TRANSFORMATION_MACHINE,
         read=ctx.trans.read_locked,
         status=lambda row: TS(row["status"]),
-        write=_writer(_TRANS),
+        write=_TRANS.write_transitions,
         after={"log": log},
     )
 
@@ -96,7 +83,7 @@ def file_door(ctx: Context) -> Door[TransFileStatus, RowMapping]:
         TRANSFORMATION_FILE_MACHINE,
         read=ctx.trans.file_rows,
         status=lambda row: TF(row["status"]),
-        write=_writer(_FILES),
+        write=_FILES.write_transitions,
         before={
             "clear_task": lambda t, now: {"task_id": None},
             "return_log": lambda t, now: {"last_error": t.reason[:MAX_REASON]},
@@ -143,7 +130,7 @@ def task_door(ctx: Context) -> Door[TaskStatus, RowMapping]:
         TASK_MACHINE,
         read=ctx.trans.task_rows,
         status=lambda row: TK(row["status"]),
-        write=_writer(_TASKS),
+        write=_TASKS.write_transitions,
         before={
             "submit_time": lambda t, now: {"submitted": now},
             "end_time": _ended,
