@@ -109,20 +109,13 @@ def test_submits_what_the_waiting_jobs_call_for(world: World, make: Any) -> None
             "local",
         )
         assert env["CTAPROD_PILOT_WORK_DIR"] == str((work / row["stamp"]).absolute())
-        ident = world.services.tokens.verify(env["CTAPROD_PILOT_TOKEN"])
+        # The credential reaches the pilot on a pipe: never in its spec file or environment.
+        assert spec["credential"] is True
+        assert not any(k.startswith(("CTAPROD_PILOT_TOKEN", "CTAPROD_TOKEN")) for k in env)
+        credential = setup.factory.spec_for("local", _queue(), row["stamp"]).credential
+        assert credential not in (work / row["stamp"] / "spec.json").read_text()
+        ident = world.services.tokens.verify(credential)
         assert (ident.user, ident.group, ident.kind) == ("pilot", "ctao_pilot", TokenKind.PILOT)
-    # One token for all the pilots of this factory.
-    assert (
-        len(
-            {
-                json.loads((work / r["stamp"] / "spec.json").read_text())["env"][
-                    "CTAPROD_PILOT_TOKEN"
-                ]
-                for r in rows
-            }
-        )
-        == 1
-    )
     _until(lambda: all("pilot up" in (work / r["stamp"] / "pilot.log").read_text() for r in rows))
 
     assert setup.factory.run_once(ONCE) == 0  # max_waiting reached

@@ -205,10 +205,9 @@ def test_pilot_environment(world: World) -> None:
         processors=4,
         max_empty_matches=2,
     )
-    env = P.pilot_environment(world.ctx, "long", queue, "abc", "tok", "/scratch/abc")
+    env = P.pilot_environment(world.ctx, "long", queue, "abc", "/scratch/abc")
     assert env == {
         "CTAPROD_PILOT_URL": world.ctx.settings.server_url(),
-        "CTAPROD_PILOT_TOKEN": "tok",
         "CTAPROD_PILOT_STAMP": "abc",
         "CTAPROD_PILOT_SITE": "LCG.X.org",
         "CTAPROD_PILOT_CE": "ce.example.org",
@@ -221,14 +220,20 @@ def test_pilot_environment(world: World) -> None:
         "CTAPROD_PILOT_MAX_EMPTY_MATCHES": "2",
         "CTAPROD_PILOT_WORK_DIR": "/scratch/abc",
     }
-    assert "CTAPROD_PILOT_WORK_DIR" not in P.pilot_environment(world.ctx, "q", queue, "a", "t")
+    assert "CTAPROD_PILOT_WORK_DIR" not in P.pilot_environment(world.ctx, "q", queue, "a")
+    sandboxed = queue.model_copy(update={"sandbox": "apptainer", "apptainer_image": "/cvmfs/i"})
+    env = P.pilot_environment(world.ctx, "q", sandboxed, "a")
+    assert (env["CTAPROD_PILOT_SANDBOX"], env["CTAPROD_PILOT_APPTAINER_IMAGE"]) == (
+        "apptainer",
+        "/cvmfs/i",
+    )
 
 
 def test_a_queue_environment_reaches_its_pilots_not_over_their_own(world: World) -> None:
     queue = QueueConfig(environment={"CTAPROD_CTA_SOFTWARE": "cvmfs", "SITE_SCRATCH": "/s"})
-    env = P.pilot_environment(world.ctx, "q", queue, "abc", "tok")
+    env = P.pilot_environment(world.ctx, "q", queue, "abc")
     assert (env["CTAPROD_CTA_SOFTWARE"], env["SITE_SCRATCH"]) == ("cvmfs", "/s")
-    assert env["CTAPROD_PILOT_TOKEN"] == "tok"
+    assert not any(k.startswith(("CTAPROD_PILOT_TOKEN", "CTAPROD_TOKEN")) for k in env)
     for bad, why in (
         ({"CTAPROD_PILOT_TOKEN": "x"}, "the pilot's own"),
         ({"CTAPROD_TOKEN": "x"}, "the pilot's own"),

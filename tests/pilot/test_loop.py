@@ -98,8 +98,27 @@ def submit(admin: Client, **doc: object) -> int:
 
 
 def payload_pid(work: Path, job_id: int) -> int:
+    """The host pid of the payload that wrote its ``$$`` to ``payload.pid`` (in a bwrap
+    sandbox ``$$`` is its pid in the sandbox's own PID namespace: the last of ``NSpid``)."""
     path = work / f"job_{job_id}" / "payload.pid"
-    return int(wait_for(lambda: path.is_file() and path.read_text().strip(), what="payload"))
+    inner = wait_for(lambda: path.is_file() and path.read_text().strip(), what="payload")
+
+    def find() -> int | None:
+        for p in psutil.process_iter():
+            try:
+                status = Path(f"/proc/{p.pid}/status").read_text()
+                if p.cwd() != str(path.parent):
+                    continue
+            except (OSError, psutil.Error):
+                continue
+            nspid = next(
+                (ln.split()[1:] for ln in status.splitlines() if ln.startswith("NSpid")), []
+            )
+            if nspid and nspid[-1] == inner:
+                return p.pid
+        return None
+
+    return int(wait_for(find, what="payload process"))
 
 
 def gone(pid: int) -> bool:
@@ -290,7 +309,7 @@ def test_cli_overrides_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("CTAPROD_PILOT_CPU_TIME", "1000")
     token = tmp_path / "token"
     token.write_text("secret\n")
-    config, level = parse_config(
+    config, level, _ = parse_config(
         ["--site", "CLI.site.org", "--token-file", str(token), "--once-job", "--log-level", "DEBUG"]
     )
     assert (config.site, config.tags, config.cpu_time, config.token) == (

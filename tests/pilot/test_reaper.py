@@ -77,7 +77,7 @@ def test_setsid_child_is_gone_when_the_job_ends(
     pid_file = tmp_path / "child.pid"
     job_id = submit(admin, Arguments=escaping(pid_file))
     with no_leftover(pid_file):
-        code, out = run_pilot(live_server, tmp_path / "w")
+        code, out = run_pilot(live_server, tmp_path / "w", sandbox="none")
         assert code == 0, out
         assert gone(int(pid_file.read_text())), "the setsid child outlived its job"
     job = admin.job(job_id)
@@ -91,7 +91,7 @@ def test_setsid_child_is_gone_when_the_job_is_killed(
     job_id = submit(admin, Arguments=escaping(pid_file, "exec sleep 1000"))
     work = tmp_path / "w"
     with no_leftover(pid_file):
-        proc = start_pilot(live_server, work)
+        proc = start_pilot(live_server, work, sandbox="none")
         try:
             pid = payload_pid(work, job_id)
             child = child_of(pid_file)
@@ -113,7 +113,7 @@ def test_setsid_child_is_gone_when_the_pilot_is_sigkilled(
     job_id = submit(admin, Arguments=escaping(pid_file, "exec sleep 1000"))
     work = tmp_path / "w"
     with no_leftover(pid_file):
-        proc = start_pilot(live_server, work)
+        proc = start_pilot(live_server, work, sandbox="none")
         try:
             pid = payload_pid(work, job_id)
             child = child_of(pid_file)

@@ -102,13 +102,24 @@ class PilotFactory:
         return token.token
 
     def spec_for(self, name: str, queue: QueueConfig, stamp: str) -> PilotSpec:
-        """What the computing element runs for one pilot of queue ``name``."""
+        """What the computing element runs for one pilot of queue ``name``; its credential
+        goes apart from its environment (the CE keeps it out of the payloads' reach)."""
+        root = str(queue.options.get("pilot_work_dir", ""))
         if queue.ce_type.lower() == "local":
-            work_dir = str(self.ces.work_dir(name).absolute() / stamp)
+            # The pilot's jobs go under pilot_work_dir when set (ctaprod up keeps them out
+            # of the state directory), else next to its CE files.
+            base = Path(root) if root else self.ces.work_dir(name)
+            work_dir = str(base.absolute() / stamp)
         else:
-            work_dir = str(queue.options.get("pilot_work_dir", ""))
-        env = pilot_environment(self.ctx, name, queue, stamp, self.pilot_token(), work_dir)
-        return PilotSpec(stamp=stamp, argv=list(self.command), env=env, workdir_hint=work_dir)
+            work_dir = root
+        env = pilot_environment(self.ctx, name, queue, stamp, work_dir)
+        return PilotSpec(
+            stamp=stamp,
+            argv=list(self.command),
+            env=env,
+            workdir_hint=work_dir,
+            credential=self.pilot_token(),
+        )
 
     def run_once(self, actx: AgentContext) -> int:
         submitted, errors = 0, []

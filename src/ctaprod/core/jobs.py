@@ -119,6 +119,8 @@ class JobDescription(BaseModel):
         default_factory=dict, alias="ExecutionEnvironment"
     )
     job_config_args: str = Field("", alias="JobConfigArgs", max_length=65536)
+    # The payload gets its own job token (a file named by CTAPROD_TOKEN_FILE) only if asked.
+    payload_token: bool = Field(False, alias="PayloadToken")
     # Attributes ctaprod does not interpret (DIRAC keeps them); shown as job parameters.
     custom_attributes: dict[str, Any] = Field(default_factory=dict)
 

@@ -128,6 +128,10 @@ class QueueConfig(BaseModel):
     # What this site's payloads see besides their job's own Environment, e.g. how the site
     # provides the CTA software (CTAPROD_CTA_SOFTWARE=cvmfs|apptainer, CTAPROD_CTA_IMAGE).
     environment: dict[str, str] = Field(default_factory=dict)
+    # How its pilots isolate payloads (CTAPROD_PILOT_SANDBOX): "" leaves the pilot's default
+    # (auto: bwrap when it works, else none with a warning); apptainer needs an image.
+    sandbox: Literal["", "auto", "none", "bwrap", "apptainer"] = ""
+    apptainer_image: str = Field("", description="Apptainer image of the payloads (CVMFS path)")
 
     @field_validator("environment")
     @classmethod

@@ -85,13 +85,13 @@ def queue_demand(ctx: Context, matcher: Matcher, name: str, queue: QueueConfig) 
 
 
 def pilot_environment(
-    ctx: Context, name: str, queue: QueueConfig, stamp: str, token: str, work_dir: str = ""
+    ctx: Context, name: str, queue: QueueConfig, stamp: str, work_dir: str = ""
 ) -> dict[str, str]:
-    """The ``CTAPROD_PILOT_*`` variables a pilot of this queue starts with."""
+    """The ``CTAPROD_PILOT_*`` variables a pilot of this queue starts with. Never its
+    credential: that goes apart (``PilotSpec.credential``), out of the payloads' reach."""
     env = {
         **queue.environment,  # checked: never a CTAPROD_PILOT_ name (settings)
         "CTAPROD_PILOT_URL": ctx.settings.server_url(),
-        "CTAPROD_PILOT_TOKEN": token,
         "CTAPROD_PILOT_STAMP": stamp,
         "CTAPROD_PILOT_SITE": queue.site,
         "CTAPROD_PILOT_CE": queue.ce,
@@ -105,6 +105,10 @@ def pilot_environment(
     }
     if work_dir:
         env["CTAPROD_PILOT_WORK_DIR"] = work_dir
+    if queue.sandbox:
+        env["CTAPROD_PILOT_SANDBOX"] = queue.sandbox
+    if queue.apptainer_image:
+        env["CTAPROD_PILOT_APPTAINER_IMAGE"] = queue.apptainer_image
     return env
 
 

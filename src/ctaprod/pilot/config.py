@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from ctaprod.client.errors import ApiError, ServerUnreachable
 from ctaprod.core.matching import Resource
 from ctaprod.pilot.capped_output import DEFAULT_MAX_BYTES
+from ctaprod.pilot.sandbox import Sandbox
 
 logger = logging.getLogger("ctaprod.pilot.retry")
 T = TypeVar("T")
@@ -93,6 +94,7 @@ class WrapperOptions:
     output_max_bytes: int = DEFAULT_MAX_BYTES  # per stream (stdout, stderr): head + tail
     sandbox_max_bytes: int = 10 * 1024 * 1024  # when the server does not say its limit
     keep_failed_jobs: bool = False  # keep the directories of failed jobs (debugging)
+    sandbox: Sandbox = field(default_factory=Sandbox)  # how payloads are isolated
 
 
 class PilotConfig(BaseSettings):
@@ -102,7 +104,9 @@ class PilotConfig(BaseSettings):
 
     # the server
     url: str = Field("http://127.0.0.1:8722", description="Server URL")
-    token: str = Field("", repr=False, description="Pilot token (kind 'pilot')")
+    # Set by the entry point from a descriptor, a file or (scrubbed at once) the environment;
+    # kept in this process's memory only (see ctaprod.pilot.__main__).
+    token: str = Field("", repr=False, exclude=True, description="Pilot credential")
     request_timeout: float = Field(60.0, gt=0, description="Seconds per HTTP request")
     # identity and resource
     stamp: str = Field(default_factory=_new_stamp, min_length=1, max_length=64)
@@ -133,6 +137,14 @@ class PilotConfig(BaseSettings):
     keep_failed_jobs: bool = Field(
         False, description="Keep the directories of jobs that did not end well (debugging)"
     )
+    # payload isolation (ctaprod.pilot.sandbox)
+    sandbox: Literal["auto", "none", "bwrap", "apptainer"] = Field(
+        "auto", description="auto: bwrap when it works here, else none (with a warning)"
+    )
+    apptainer_image: str = Field("", description="Image of the apptainer sandbox")
+    sandbox_binds: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Extra read-only binds of the sandbox (src[:dest])"
+    )
     # retries when the server is unreachable
     max_retry_seconds: float = Field(600.0, ge=0, description="Retry window per server call")
     retry_initial: float = Field(1.0, gt=0, description="First retry delay (doubling)")
@@ -140,7 +152,7 @@ class PilotConfig(BaseSettings):
     startup_retry_seconds: float = Field(300.0, ge=0, description="Retry window to register")
     log_tail_bytes: int = Field(1024 * 1024, ge=0, description="Pilot log sent at the end")
 
-    @field_validator("tags", mode="before")
+    @field_validator("tags", "sandbox_binds", mode="before")
     @classmethod
     def _split_tags(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -167,8 +179,8 @@ class PilotConfig(BaseSettings):
         window = self.max_retry_seconds if max_seconds is None else max_seconds
         return RetryPolicy(window, self.retry_initial, self.retry_max_delay)
 
-    def wrapper_options(self) -> WrapperOptions:
-        """The options of the job wrapper."""
+    def wrapper_options(self, sandbox: Sandbox | None = None) -> WrapperOptions:
+        """The options of the job wrapper (payloads run in ``sandbox``, default none)."""
         return WrapperOptions(
             self.heartbeat_interval,
             self.wall_factor,
@@ -179,6 +191,7 @@ class PilotConfig(BaseSettings):
             output_max_bytes=self.output_max_bytes,
             sandbox_max_bytes=self.sandbox_max_bytes,
             keep_failed_jobs=self.keep_failed_jobs,
+            sandbox=sandbox or Sandbox(),
         )
 
     def resource(self, cpu_time_left: int) -> Resource:

@@ -29,16 +29,21 @@ from ctaprod.client.http import Client
 from ctaprod.core.schemas import MatchResponse
 from ctaprod.pilot.cleanup import clean_work_dir, remove_if_empty
 from ctaprod.pilot.config import PilotConfig, RetryPolicy, capture_log
+from ctaprod.pilot.sandbox import Sandbox, SandboxError, make_sandbox
 from ctaprod.pilot.watchdog import tail
 from ctaprod.pilot.wrapper import (
     FINAL_FILE,
     ClientFactory,
+    JobOutcome,
     deliver_final,
+    fail_job,
     run_job,
+    wrapper_error,
 )
 
 logger = logging.getLogger("ctaprod.pilot.loop")
 EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 2
+MAX_WRAPPER_ERRORS = 3  # in a row: the worker node, not the jobs, is broken
 
 
 def deliver_pending(factory: ClientFactory, work_root: Path, retry: RetryPolicy) -> int:
@@ -83,6 +88,7 @@ class _Pilot:
         self.signals: list[str] = []
         self.jobs_done = 0
         self.log_delivered = False
+        self.sandbox = Sandbox()
 
     def client(self, token: str) -> Client:
         return Client(self.cfg.url, token, timeout=self.cfg.request_timeout)
@@ -99,6 +105,17 @@ class _Pilot:
             cfg.url,
         )
         start = time.monotonic()
+        try:
+            self.sandbox = make_sandbox(
+                cfg.sandbox,
+                work_dir=cfg.work_dir,
+                image=cfg.apptainer_image,
+                binds=cfg.sandbox_binds,
+            )
+        except SandboxError as exc:  # asked for, not available: run no payload unprotected
+            logger.error("%s; no job is run", exc)
+            return EXIT_FAILED
+        logger.info("payload sandbox: %s", self.sandbox.describe())
         try:
             with self.client(cfg.token) as client:
                 register = partial(client.register_pilot, cfg.stamp, cfg.site, cfg.ce, cfg.queue)
@@ -140,7 +157,7 @@ class _Pilot:
 
     def loop(self, client: Client, pilot_id: int, start: float) -> tuple[bool, str]:
         """Match and run jobs until a stop condition; returns (ok, reason)."""
-        cfg, empty = self.cfg, 0
+        cfg, empty, errors = self.cfg, 0, 0
         while True:
             if self.stop.is_set():
                 return True, f"stopped by {', '.join(self.signals) or 'request'}"
@@ -173,13 +190,15 @@ class _Pilot:
                 continue
             empty = 0
             logger.info("matched job %d (%s)", match.job_id, match.description.job_name or "-")
+            options = cfg.wrapper_options(self.sandbox)
             try:
-                outcome = run_job(
-                    self.client, match, cfg.work_dir, cfg.wrapper_options(), stop_event=self.stop
-                )
-            except Exception as exc:  # a broken worker node must not eat more jobs
+                outcome = run_job(self.client, match, cfg.work_dir, options, stop_event=self.stop)
+            except Exception as exc:  # run_job catches everything; this is the last resort
                 logger.exception("job wrapper error on job %d", match.job_id)
-                return False, f"job wrapper error: {exc}"
+                outcome = self.fail(match, wrapper_error(exc))
+            errors = errors + 1 if outcome.minor_status.startswith("Wrapper error") else 0
+            if errors >= MAX_WRAPPER_ERRORS:  # a broken worker node must not eat more jobs
+                return False, f"{errors} wrapper errors in a row, last: {outcome.minor_status}"
             self.jobs_done += 1
             logger.info(
                 "job %d: %s, %s%s",
@@ -190,6 +209,14 @@ class _Pilot:
             )
             if cfg.once_job:
                 return True, "one job done (--once-job)"
+
+    def fail(self, match: MatchResponse, minor: str) -> JobOutcome:
+        try:
+            with self.client(match.job_token) as client:
+                return fail_job(client, match.job_id, minor, self.cfg.wrapper_options())
+        except Exception:
+            logger.exception("job %d: could not report Failed", match.job_id)
+            return JobOutcome(match.job_id, None, minor)
 
 
 def run_pilot(config: PilotConfig, stop_event: threading.Event | None = None) -> int:

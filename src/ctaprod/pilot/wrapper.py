@@ -9,6 +9,13 @@ retried with exponential backoff; the final report (and that request) is kept in
 ``<job dir>/final_status.json`` until delivered (:mod:`ctaprod.pilot.final_status`; the
 pilot retries leftovers at its end). The output sandbox: :mod:`ctaprod.pilot.output_sandbox`.
 When the server says the job is no longer ours (403/404/409) the wrapper leaves it alone.
+
+The payload runs in the pilot's sandbox (:mod:`ctaprod.pilot.sandbox`) with an environment
+that holds no credential; it gets its own job token only when the job asks for it
+(``PayloadToken = True``): a file readable by its owner only, named by
+``CTAPROD_TOKEN_FILE`` and removed once the payload ends. A job the wrapper cannot run
+(an unusable command line, an unexpected error anywhere) ends Failed at once with the
+reason as its minor status; the pilot goes on.
 """
 
 from __future__ import annotations
@@ -72,6 +79,7 @@ ClientFactory = Callable[[str], Client]
 """Builds a client for the server with the given bearer token."""
 
 PENDING_REQUESTS = "Pending requests"
+TOKEN_FILE = ".ctaprod_job_token"  # the payload's job token, when the job asks for it
 J = JobStatus
 
 
@@ -203,9 +211,9 @@ class _Job:
                 return "Input sandbox download failed (server unreachable)"
             except ApiError as exc:
                 return f"Input sandbox download failed (HTTP {exc.status})"
-            except CtaprodError as exc:
+            except CtaprodError as exc:  # unsafe members, too large unpacked, not an archive
                 logger.error("job %d: %s", self.id, exc)
-                return "Input sandbox is invalid"
+                return f"Input sandbox is invalid: {exc}"
             finally:
                 archive.unlink(missing_ok=True)
         lfn_sandbox = [s[4:] for s in self.desc.input_sandbox if s.upper().startswith(LFN_PREFIX)]
@@ -220,6 +228,10 @@ class _Job:
                 return str(exc)
             except (ServerUnreachable, ApiError) as exc:
                 return f"Input data: storage element list unavailable ({exc})"
+        problem = _unusable_command(self.desc.executable, self.desc.command_arguments())
+        problem = problem or _unusable_environment(self.desc.payload_environment())
+        if problem is not None:
+            return problem
         try:
             # JobConfigArgs goes after the arguments as `--cfg ...`, as DIRAC's Job API puts it.
             self.argv = build_argv(self.desc.executable, self.desc.command_arguments(), self.dir)
@@ -235,6 +247,8 @@ class _Job:
         }
         env.update(self.desc.payload_environment())  # Environment and ExecutionEnvironment
         env.update(CTAPROD_JOB_ID=str(self.id), CTAPROD_JOB_DIR=str(self.dir))
+        for key in [k for k in env if k.startswith(("CTAPROD_PILOT_", "CTAPROD_TOKEN"))]:
+            del env[key]  # not even from the job's own Environment
         desc = self.desc
         limits = Limits(
             wall_seconds=desc.cpu_time * self.opts.wall_factor + self.opts.wall_margin,
@@ -243,21 +257,29 @@ class _Job:
         )
         for name in (desc.std_output, desc.std_error):
             (self.dir / name).parent.mkdir(parents=True, exist_ok=True)
+        token_file = self.dir / TOKEN_FILE
+        if desc.payload_token:
+            _write_owner_only(token_file, self.match.job_token + "\n")
+            env.update(CTAPROD_TOKEN_FILE=str(token_file), CTAPROD_URL=self.client.url)
+        argv, env = self.opts.sandbox.wrap(self.argv, self.dir, env)
         self.note("Application")
-        return run_payload(
-            self.argv,
-            cwd=self.dir,
-            env=env,
-            stdout_path=self.dir / desc.std_output,
-            stderr_path=self.dir / desc.std_error,
-            limits=limits,
-            heartbeat=self.heartbeat,
-            heartbeat_interval=self.opts.heartbeat_interval or self.match.heartbeat_interval,
-            poll_interval=self.opts.poll_interval,
-            stop_event=self.stop_event,
-            kill_grace=self.opts.kill_grace,
-            output_max_bytes=self.opts.output_max_bytes,
-        )
+        try:
+            return run_payload(
+                argv,
+                cwd=self.dir,
+                env=env,
+                stdout_path=self.dir / desc.std_output,
+                stderr_path=self.dir / desc.std_error,
+                limits=limits,
+                heartbeat=self.heartbeat,
+                heartbeat_interval=self.opts.heartbeat_interval or self.match.heartbeat_interval,
+                poll_interval=self.opts.poll_interval,
+                stop_event=self.stop_event,
+                kill_grace=self.opts.kill_grace,
+                output_max_bytes=self.opts.output_max_bytes,
+            )
+        finally:
+            token_file.unlink(missing_ok=True)
 
     def keepalive(self) -> KeepAlive:
         """Heartbeats while sandboxes and data move (the watchdog sends them for the payload)."""
@@ -318,6 +340,9 @@ class _Job:
         except DataFailure as exc:
             logger.error("job %d: %s", self.id, exc)
             return J.FAILED, str(exc)
+        except CtaprodError as exc:  # e.g. an OutputPath or OutputSE the catalog refuses
+            logger.error("job %d: output data: %s", self.id, exc)
+            return J.FAILED, f"Output data: {exc}"
         if result.request is not None:
             self.request = result.request
             return J.COMPLETED, PENDING_REQUESTS
@@ -368,6 +393,49 @@ class _Job:
         return JobOutcome(self.id, status, minor, report.exit_code, delivered)
 
 
+def wrapper_error(exc: BaseException) -> str:
+    """The minor status of a job the wrapper failed on: the error in one printable line."""
+    return printable_status(f"Wrapper error: {type(exc).__name__}: {exc}", 128)
+
+
+def fail_job(client: Client, job_id: int, minor: str, opts: WrapperOptions) -> JobOutcome:
+    """Report the job Failed with ``minor`` (retried while the server is unreachable);
+    nothing is kept on disk: the job's directory may be what failed."""
+    report = StatusReport(job_id=job_id, status=J.FAILED, minor_status=minor[:128])
+    try:
+        send_report(client, report, opts.retry)
+    except JobGone as exc:
+        logger.warning("%s; leaving it", exc)
+        return JobOutcome(job_id, None, str(exc))
+    except (ServerUnreachable, ApiError) as exc:
+        logger.error("job %d: Failed not reported: %s", job_id, exc)
+        return JobOutcome(job_id, J.FAILED, minor)
+    return JobOutcome(job_id, J.FAILED, minor, delivered=True)
+
+
+def _unusable_command(executable: str, arguments: str) -> str | None:
+    """Why the command line cannot be run (NUL bytes, which no exec accepts), or None."""
+    if "\x00" in executable:
+        return "Invalid Executable: it contains a NUL byte"
+    if "\x00" in arguments:
+        return "Invalid Arguments: they contain a NUL byte"
+    return None
+
+
+def _unusable_environment(env: dict[str, str]) -> str | None:
+    for key, value in env.items():
+        if not key or "=" in key or "\x00" in key or "\x00" in value:
+            return f"Invalid Environment: variable {printable_status(key, 40)!r} cannot be set"
+    return None
+
+
+def _write_owner_only(path: Path, text: str) -> None:
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
 def run_job(
     client_factory: ClientFactory,
     match: MatchResponse,
@@ -376,14 +444,15 @@ def run_job(
     *,
     stop_event: threading.Event | None = None,
 ) -> JobOutcome:
-    """Run the matched job in ``<work_root>/job_<id>`` with its job token; never raises for
-    job or server trouble (the outcome says what happened). The job directory is removed
-    afterwards (:func:`ctaprod.pilot.cleanup.clean_job_dir`)."""
+    """Run the matched job in ``<work_root>/job_<id>`` with its job token; never raises
+    (the outcome says what happened): a job the wrapper fails on is reported Failed with the
+    error as its minor status. The job directory is removed afterwards
+    (:func:`ctaprod.pilot.cleanup.clean_job_dir`)."""
     opts = options or WrapperOptions()
     job_dir = (work_root / f"{JOB_DIR_PREFIX}{match.job_id}").absolute()
-    job_dir.mkdir(parents=True, exist_ok=True)
     outcome = JobOutcome(match.job_id, None, "wrapper error")
     try:
+        job_dir.mkdir(parents=True, exist_ok=True)
         with capture_log(job_dir / JOB_LOG), client_factory(match.job_token) as client:
             job = _Job(client, match, job_dir, opts, stop_event)
             try:
@@ -394,7 +463,17 @@ def run_job(
             except (ServerUnreachable, ApiError) as exc:
                 logger.error("job %d abandoned: %s", match.job_id, exc)
                 outcome = JobOutcome(match.job_id, None, f"server trouble: {exc}")
+            except Exception as exc:  # a job the wrapper cannot run must not stay Running
+                logger.exception("job %d: wrapper error", match.job_id)
+                outcome = fail_job(client, match.job_id, wrapper_error(exc), opts)
+    except Exception as exc:  # the job directory, its log or the client: same answer
+        logger.exception("job %d: wrapper error", match.job_id)
+        with client_factory(match.job_token) as client:
+            outcome = fail_job(client, match.job_id, wrapper_error(exc), opts)
     finally:  # the payload is gone by now: its directory goes unless kept for debugging
-        done = clean_job_dir(job_dir, outcome.status, opts.keep_failed_jobs)
+        try:
+            done = clean_job_dir(job_dir, outcome.status, opts.keep_failed_jobs)
+        except OSError as exc:
+            done = f"not cleaned ({exc})"
         logger.info("job %d: directory %s %s", match.job_id, job_dir, done)
     return outcome

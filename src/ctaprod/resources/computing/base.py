@@ -3,6 +3,12 @@
 A computing element (CE) is a batch system front-end the pilot factory submits pilots to.
 The factory identifies each pilot by its *stamp*; the CE answers with its own reference
 for it (a batch job id, or the stamp itself) and reports coarse batch states.
+
+A pilot's credential (:attr:`PilotSpec.credential`) is not part of its environment: a CE
+hands it to the pilot process in a way its payloads cannot read -- the Local CE on an
+inherited pipe (``CTAPROD_PILOT_TOKEN_FD``), a batch CE as a file of the batch job's own
+sandbox given with ``--token-file`` and removed by the pilot once read. A CE never writes it
+where a later process of the worker node could find it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from enum import StrEnum
 from ctaprod.core.errors import InvalidInput
 
 __all__ = [
+    "CREDENTIAL_VARIABLES",
     "PILOT_JOB_FINAL",
     "ComputingElement",
     "PilotJobStatus",
@@ -24,6 +31,8 @@ __all__ = [
     "check_stamp",
 ]
 
+# Never in a pilot's environment: the CE would write it where payloads can read it.
+CREDENTIAL_VARIABLES = ("CTAPROD_PILOT_TOKEN", "CTAPROD_TOKEN")
 _STAMP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -43,12 +52,14 @@ PILOT_JOB_FINAL = frozenset({PilotJobStatus.DONE, PilotJobStatus.FAILED, PilotJo
 
 @dataclass(frozen=True)
 class PilotSpec:
-    """What to run as one pilot: ``argv`` with ``env`` added to a minimal environment."""
+    """What to run as one pilot: ``argv`` with ``env`` added to a minimal environment, and
+    the ``credential`` it registers with, handed over apart from ``env`` (see above)."""
 
     stamp: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     workdir_hint: str = ""
+    credential: str = field(default="", repr=False)
 
 
 def check_stamp(stamp: str) -> str:
@@ -77,6 +88,13 @@ def check_specs(specs: Sequence[PilotSpec]) -> None:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in spec.env.items()):
             raise InvalidInput(
                 f"pilot {spec.stamp}: env must map strings to strings", stamp=spec.stamp
+            )
+        if not isinstance(spec.credential, str):
+            raise InvalidInput(f"pilot {spec.stamp}: credential must be a string", stamp=spec.stamp)
+        if any(k.startswith(CREDENTIAL_VARIABLES) for k in spec.env):
+            raise InvalidInput(
+                f"pilot {spec.stamp}: a credential goes in PilotSpec.credential, not in env",
+                stamp=spec.stamp,
             )
 
 

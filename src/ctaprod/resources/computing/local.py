@@ -7,6 +7,11 @@ the pilot command ends) and ``cancelled``.  Status is derived from these files a
 ``/proc``, so a new instance on the same directory (after a restart of the owning service)
 reports the same states as the one that started the pilots.  A file lock serialises the
 instances that share a directory.
+
+A pilot's credential is kept in this object's memory only, never in ``spec.json`` or any
+other file: the pilot reads it from an inherited pipe whose descriptor number is in
+``CTAPROD_PILOT_TOKEN_FD``. A pilot still queued when its CE object is gone (the service
+restarted) has lost its credential: it is aborted, and the pilot factory submits another.
 """
 
 from __future__ import annotations
@@ -101,6 +106,7 @@ class LocalComputingElement(ComputingElement):
         self.kill_grace = kill_grace
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._final: dict[str, PilotJobStatus] = {}
+        self._credentials: dict[str, str] = {}  # stamp -> credential, until it is started
         self._thread_lock = threading.RLock()
 
     @contextlib.contextmanager
@@ -180,23 +186,63 @@ class LocalComputingElement(ComputingElement):
         env.update(spec.get("env", {}))
         return env
 
+    def _credential_pipe(self, stamp: str, spec: dict[str, Any]) -> int | None:
+        """The read end of a pipe holding the pilot's credential (None: it has none);
+        Conflict when the credential was lost (submitted by another CE object)."""
+        credential = self._credentials.get(stamp)
+        if credential is None:
+            if spec.get("credential"):
+                raise Conflict(f"CE {self.name}: pilot {stamp} lost its credential", stamp=stamp)
+            return None
+        data = credential.encode()
+        read_end, write_end = os.pipe()
+        try:
+            # A credential is far below the pipe's buffer (64 KiB): this never blocks.
+            if os.write(write_end, data) != len(data):
+                raise OSError("short write of the pilot credential")
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        return read_end
+
+    def _abort_lost(self, stamp: str, directory: Path, why: str) -> None:
+        logger.warning("CE %s: pilot %s aborted: %s", self.name, stamp, why)
+        with open(directory / "pilot.log", "a") as log:
+            log.write(f"ctaprod local CE: not started: {why}\n")
+        _write(directory / "cancelled", "")
+
     def _start(self, stamp: str) -> bool:
         directory = self.work_dir / stamp
         spec = json.loads((directory / "spec.json").read_text())
-        with open(directory / "pilot.log", "ab") as log:
-            try:
+        try:
+            fd = self._credential_pipe(stamp, spec)
+        except Conflict as exc:
+            self._abort_lost(stamp, directory, f"{exc.message} (its CE was restarted)")
+            return True
+        env = self._environment(spec)
+        if fd is not None:
+            env["CTAPROD_PILOT_TOKEN_FD"] = str(fd)
+        try:
+            with open(directory / "pilot.log", "ab") as log:
                 proc = subprocess.Popen(
                     ["/bin/sh", "-c", _WRAPPER, "sh", *spec["argv"]],
                     cwd=directory,
-                    env=self._environment(spec),
+                    env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    pass_fds=() if fd is None else (fd,),
                 )
-            except OSError as exc:  # fork/exec failure: keep it queued, retry later
-                logger.warning("CE %s: cannot start pilot %s: %s", self.name, stamp, exc)
-                return False
+        except OSError as exc:  # fork/exec failure: keep it queued, retry later
+            logger.warning("CE %s: cannot start pilot %s: %s", self.name, stamp, exc)
+            return False
+        finally:
+            if fd is not None:
+                os.close(fd)
+        self._credentials.pop(stamp, None)  # the pilot holds it now, in memory only
         self._children[stamp] = proc
         fields = _proc_stat(proc.pid)
         if fields is not None:
@@ -223,8 +269,10 @@ class LocalComputingElement(ComputingElement):
                     "env": dict(spec.env),
                     "workdir_hint": spec.workdir_hint,
                     "submitted": now + seq,
+                    "credential": bool(spec.credential),  # whether it has one, not which
                 }
-                # The environment may hold a pilot token: readable by the owner only.
+                if spec.credential:
+                    self._credentials[spec.stamp] = spec.credential
                 _write(directory / "spec.json", json.dumps(record), mode=0o600)
             self._schedule()
         return [spec.stamp for spec in specs]
@@ -244,6 +292,7 @@ class LocalComputingElement(ComputingElement):
                 state = self._state(ref)
                 if directory is None or state in PILOT_JOB_FINAL:
                     continue
+                self._credentials.pop(ref, None)
                 _write(directory / "cancelled", "")
                 pid = _read_int(directory / "pid")
                 if state == R and pid is not None:
