@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 from ctaprod.core.settings import Settings
@@ -74,8 +75,30 @@ def run_db_upgrade(settings: Settings) -> str | None:
         services.ctx.db.dispose()
 
 
+def pilot_work_root(settings: Settings) -> Path:
+    """Where the pilots of ``ctaprod up`` run their jobs: next to the state directory, never
+    in it (``<state_dir>-work``), so that no payload finds the server's key or database
+    below its own directories."""
+    state = settings.state_dir.absolute()
+    return state.with_name(state.name + "-work")
+
+
+def payload_isolation_warning() -> str | None:
+    """Why the payloads of this machine's pilots cannot be isolated, or None if they can."""
+    from ctaprod.pilot.sandbox import bwrap_works
+
+    problem = bwrap_works("bwrap")
+    if problem is None:
+        return None
+    return (
+        f"payloads are NOT isolated ({problem}): a job can read what this server's user can "
+        "read, its key and database included; install bubblewrap (apt-get install bubblewrap)"
+    )
+
+
 def embedded_settings(settings: Settings, slots: int) -> Settings:
-    """The all-in-one defaults: a Local CE queue and short agent intervals."""
+    """The all-in-one defaults: a Local CE queue (its pilots work outside the state
+    directory, see :func:`pilot_work_root`) and short agent intervals."""
     from ctaprod.core.settings import AgentSettings, QueueConfig
 
     changes: dict[str, object] = {}
@@ -88,7 +111,10 @@ def embedded_settings(settings: Settings, slots: int) -> Settings:
                 max_waiting=slots,
                 max_total=slots,
                 max_empty_matches=2,
-                options={"slots": slots},
+                options={
+                    "slots": slots,
+                    "pilot_work_dir": str(pilot_work_root(settings) / "local"),
+                },
                 # This machine is the site: how it runs the CTA software (or the stand-ins,
                 # and how they behave) comes from the environment ctaprod up was started in.
                 environment={
@@ -131,9 +157,16 @@ def run_up(settings: Settings, *, slots: int = 4) -> None:
     from ctaprod.api.app import create_app
     from ctaprod.client import config as client_config
     from ctaprod.server.agents import run_agents, stop_local_pilots
-    from ctaprod.server.services import build_services, first_start
+    from ctaprod.server.services import build_services, first_start, secure_state_dir
 
+    os.umask(0o077)  # the database, logs, pilot and storage files: owner-only
     settings = embedded_settings(settings, slots)
+    secure_state_dir(settings)
+    for queue in settings.queues.values():
+        if queue.ce_type == "local" and queue.options.get("pilot_work_dir"):
+            Path(str(queue.options["pilot_work_dir"])).mkdir(
+                mode=0o700, parents=True, exist_ok=True
+            )
     services = build_services(settings)
     first = first_start(services)
     admin_token = first.read_text().strip() if first is not None else None
@@ -158,6 +191,12 @@ def run_up(settings: Settings, *, slots: int = 4) -> None:
         client_config.save(url, None)
     print(f"ctaprod: state in {settings.state_dir}, database {settings.db_url()}")
     print(f"ctaprod: API on {url} (OpenAPI at {url}/docs); Local CE with {slots} slots")
+    warning = payload_isolation_warning()
+    if warning is not None:
+        log.warning("%s", warning)
+        print(f"ctaprod: WARNING: {warning}", file=sys.stderr, flush=True)
+    else:
+        print("ctaprod: payloads run in a bubblewrap sandbox (job directory only)")
 
     stop = threading.Event()
     agents = threading.Thread(

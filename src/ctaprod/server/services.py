@@ -104,6 +104,24 @@ def first_start(services: Services) -> Path | None:
     return path
 
 
+def secure_state_dir(settings: Settings) -> None:
+    """Make the state directory owner-only (0700), and its secrets -- the key, the first
+    admin token, an SQLite database -- readable by their owner only (0600), also where an
+    older version left them world-readable. New files get owner-only modes from the umask
+    of ``ctaprod up`` (077)."""
+    state = settings.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    os.chmod(state, 0o700)
+    url = settings.db_url()
+    candidates = [state / "secret.key", state / ADMIN_TOKEN_FILE]
+    if url.startswith("sqlite:///"):
+        db = Path(url.removeprefix("sqlite:///"))
+        candidates += [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    for path in candidates:
+        if path.is_file():
+            os.chmod(path, 0o600)
+
+
 def write_private(path: Path, text: str) -> None:
     """Write a secret file readable by its owner only (mode 0600), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)

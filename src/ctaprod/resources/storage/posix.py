@@ -1,4 +1,8 @@
-"""A storage element on a local (or mounted) POSIX file system."""
+"""A storage element on a local (or mounted) POSIX file system.
+
+Files and directories get the modes the process umask allows (``ctaprod up`` sets 077:
+owner-only; a site whose SE is served by another daemon keeps its umask 022).
+"""
 
 from __future__ import annotations
 
@@ -37,6 +41,17 @@ def _backend(se: str, action: str, path: str) -> Iterator[None]:
         ) from exc
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (other threads may create files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022  # not Linux: the usual default
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -67,7 +82,7 @@ def _write_atomically(source: BinaryIO, target: Path, se_name: str) -> int:
             with _backend(se_name, "write", str(target)):
                 out.flush()
                 os.fsync(out.fileno())
-                os.fchmod(out.fileno(), 0o644)
+                os.fchmod(out.fileno(), 0o666 & ~_umask())
         with _backend(se_name, "write", str(target)):
             os.replace(tmp_name, target)
     except BaseException:
