@@ -272,6 +272,9 @@ def store_outputs(
     absent = [e for e, p in locals_.items() if not p.is_file()]
     if absent:
         raise DataFailure(f"Output data missing: {_names(absent)}")
+    unknown = [se for se in desc.output_se if se not in storage.infos]
+    if unknown:  # no failover: a request to reach it would never succeed
+        raise DataFailure(f"Output data: OutputSE {_names(unknown)} is not a storage element")
     targets = list(desc.output_se) or storage.default_targets(site)
     failover = [se for se in storage.group(FAILOVER) if se not in targets]
     known = _known(client, list(lfns.values()), retry)

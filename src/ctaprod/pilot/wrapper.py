@@ -156,7 +156,11 @@ class _Job:
         try:
             send_report(
                 self.client,
-                StatusReport(job_id=self.id, minor_status=minor[:128], parameters=parameters),
+                StatusReport(
+                    job_id=self.id,
+                    minor_status=printable_status(minor, 128),
+                    parameters=parameters,
+                ),
                 None,
             )
         except (ServerUnreachable, ApiError) as exc:
@@ -377,10 +381,11 @@ class _Job:
         """Keep the final report on disk, deliver it, and say what happened."""
         stdout = printable_status(last_line(self.dir / self.desc.std_output))
         application = stdout or (result.message if result and status is J.FAILED else "")
+        minor = printable_status(minor, 128)  # no control character reaches the database
         report = StatusReport(
             job_id=self.id,
             status=status,
-            minor_status=minor[:128],
+            minor_status=minor,
             application_status=application[:255],
             exit_code=result.exit_code if result else None,
             cpu_seconds=result.usage.cpu_seconds if result else None,
@@ -401,7 +406,8 @@ def wrapper_error(exc: BaseException) -> str:
 def fail_job(client: Client, job_id: int, minor: str, opts: WrapperOptions) -> JobOutcome:
     """Report the job Failed with ``minor`` (retried while the server is unreachable);
     nothing is kept on disk: the job's directory may be what failed."""
-    report = StatusReport(job_id=job_id, status=J.FAILED, minor_status=minor[:128])
+    minor = printable_status(minor, 128)
+    report = StatusReport(job_id=job_id, status=J.FAILED, minor_status=minor)
     try:
         send_report(client, report, opts.retry)
     except JobGone as exc:
