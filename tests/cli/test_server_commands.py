@@ -190,6 +190,7 @@ def test_agents_shutdown_cancels_its_local_pilots(
         "max_waiting": 1,
         "max_total": 1,
         "options": {"slots": 1},
+        "sandbox": "none",  # the payload writes its pid outside its job directory
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTAPROD")}
     env.update(

@@ -9,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from ctaprod.pilot import sandbox as sb
 from ctaprod.pilot.sandbox import Apptainer, Bubblewrap, Sandbox, SandboxError, make_sandbox
+from ctaprod.pilot.watchdog import Limits, Outcome, run_payload
 
 needs_bwrap = pytest.mark.skipif(
     sb.bwrap_works("bwrap") is not None, reason="bubblewrap unusable (scripts/install-sandbox.sh)"
@@ -163,3 +165,41 @@ def test_bwrap_probe_reports_a_missing_binary() -> None:
     assert sb.bwrap_works("no-such-bwrap") == "no-such-bwrap not found on PATH"
     if shutil.which("bwrap"):
         assert sb.bwrap_works("bwrap") is None
+
+
+@needs_bwrap
+@pytest.mark.parametrize(
+    ("code", "limits", "outcome"),
+    [
+        ("while True: pass", Limits(cpu_seconds=1.0, wall_seconds=30), Outcome.CPU_LIMIT),
+        (
+            "import time; b = bytearray(300 << 20); time.sleep(30)",
+            Limits(memory_bytes=150 << 20, wall_seconds=30),
+            Outcome.MEMORY_LIMIT,
+        ),
+    ],
+)
+def test_limits_are_measured_across_the_sandbox(
+    tmp_path: Path, code: str, limits: Limits, outcome: Outcome
+) -> None:
+    """The watchdog sees the sandboxed processes from the host's /proc: CPU time and memory
+    limits hold, and the supervisor kills the whole sandbox."""
+    box = make_sandbox("bwrap", work_dir=tmp_path)
+    argv, env = box.wrap([sys.executable, "-c", code], tmp_path, {"PATH": "/usr/bin:/bin"})
+    result = run_payload(
+        argv,
+        cwd=tmp_path,
+        env=env,
+        stdout_path=tmp_path / "out",
+        stderr_path=tmp_path / "err",
+        limits=limits,
+        poll_interval=0.1,
+        kill_grace=1.0,
+    )
+    assert result.outcome is outcome, result.message
+    if outcome is Outcome.CPU_LIMIT:
+        assert result.usage.cpu_seconds >= 1.0
+    else:
+        assert result.usage.peak_rss_bytes > 150 << 20
+    leftovers = [p.pid for p in psutil.process_iter(["cwd"]) if p.info["cwd"] == str(tmp_path)]
+    assert leftovers == []
