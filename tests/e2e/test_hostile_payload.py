@@ -196,7 +196,8 @@ def test_hostile_payload_under_a_local_ce_pilot_finds_nothing(
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     (settings.state_dir / "secret.key").write_text(settings.secret_key)
     (settings.state_dir / "admin-token").write_text(live_server.admin_token)
-    db_path = Path(settings.db_url().removeprefix("sqlite:///"))
+    url_db = settings.db_url()
+    db_dir = Path(url_db.removeprefix("sqlite:///")).parent if "sqlite" in url_db else Path("/")
     work_root = tmp_path / "pilot-work"
     settings.queues = {
         "local": QueueConfig(
@@ -212,9 +213,7 @@ def test_hostile_payload_under_a_local_ce_pilot_finds_nothing(
     ces = ComputingElements(settings)
     factory = PilotFactory(services.ctx, services.matcher, services.tokens, ces)
     with Client(live_server.url, live_server.admin_token, timeout=10) as admin:
-        (job_id,) = submit_file(
-            admin, hostile_job(tmp_path, settings.state_dir, work_root, db_path.parent)
-        )
+        (job_id,) = submit_file(admin, hostile_job(tmp_path, settings.state_dir, work_root, db_dir))
         deadline = time.monotonic() + 20
         while factory.run_once(AgentContext("pilot_factory")) == 0:
             assert time.monotonic() < deadline, "no pilot submitted"
