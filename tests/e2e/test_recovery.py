@@ -282,6 +282,7 @@ def test_a_server_down_longer_than_the_failed_window_loses_no_finished_payload(
             "ctaprod.pilot", "--url", url, "--token", pilot_token, "--site", "LOCAL.x.org",
             "--once-job", "--max-empty-matches", "300", "--empty-match-sleep", "0.2",
             "--heartbeat-interval", "1", "--work-dir", str(tmp_path / "pilot"),
+            "--sandbox", "none",  # the payload marks its progress outside its job directory
         )  # fmt: skip
         procs.start("pilot", *pilot_args, CTAPROD_PILOT_RETRY_MAX_DELAY="0.5")
         until(lambda: client.job(job_id).status == "Running", "the job runs")
