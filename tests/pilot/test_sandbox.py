@@ -203,3 +203,15 @@ def test_limits_are_measured_across_the_sandbox(
         assert result.usage.peak_rss_bytes > 150 << 20
     leftovers = [p.pid for p in psutil.process_iter(["cwd"]) if p.info["cwd"] == str(tmp_path)]
     assert leftovers == []
+
+
+def test_bwrap_mounts_parents_first(tmp_path: Path) -> None:
+    """A pilot started in a directory that holds its virtualenv hides the directory, not
+    the virtualenv; a work directory inside a bound directory is hidden."""
+    home = tmp_path / "home"
+    venv = home / "venv"
+    venv.mkdir(parents=True)
+    box = Bubblewrap(binary="bwrap", hide=[home, Path("/usr/x/work")], extra_binds=[str(venv)])
+    argv, _ = box.wrap(["true"], home / "job_1", {})
+    assert argv.index(str(home)) < argv.index(str(venv))  # tmpfs home, then venv on top
+    assert argv.index("/usr") < argv.index("/usr/x/work")  # /usr, then its hidden part

@@ -169,13 +169,18 @@ class Bubblewrap(Sandbox):
             "--tmpfs",
             "/tmp",
         ]
+        # Mounts go parents first: a hidden directory (the pilot's) inside a bound one is
+        # covered by its tmpfs, a bound one (a virtualenv) inside a hidden one stays visible.
+        mounts: list[tuple[Path, list[str]]] = []
         for src, dest in self._ro_binds():
             if src.is_symlink() and dest.parent == Path("/"):
-                cmd += ["--symlink", os.readlink(src), str(dest)]
+                mounts.append((dest, ["--symlink", os.readlink(src), str(dest)]))
             else:
-                cmd += ["--ro-bind", str(src), str(dest)]
-        for hidden in self.hide:  # a bound directory may contain them
-            cmd += ["--tmpfs", str(hidden.absolute())]
+                mounts.append((dest, ["--ro-bind", str(src), str(dest)]))
+        for hidden in self.hide:
+            mounts.append((hidden.absolute(), ["--tmpfs", str(hidden.absolute())]))
+        for _dest, args in sorted(mounts, key=lambda m: len(m[0].parts)):
+            cmd += args
         cmd += ["--bind", str(job), str(job), "--chdir", str(job)]
         cmd += ["--setenv", "HOME", str(job), "--setenv", "TMPDIR", "/tmp"]
         cmd += ["--", *argv]
