@@ -215,3 +215,23 @@ def test_bwrap_mounts_parents_first(tmp_path: Path) -> None:
     argv, _ = box.wrap(["true"], home / "job_1", {})
     assert argv.index(str(home)) < argv.index(str(venv))  # tmpfs home, then venv on top
     assert argv.index("/usr") < argv.index("/usr/x/work")  # /usr, then its hidden part
+
+
+def test_pilot_refuses_to_run_jobs_without_its_sandbox(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ctaprod.pilot.config import PilotConfig
+    from ctaprod.pilot.loop import EXIT_FAILED, run_pilot
+
+    if shutil.which("apptainer"):
+        pytest.skip("apptainer is installed here")
+    config = PilotConfig(
+        url="http://127.0.0.1:9",  # never asked: the pilot stops before registering
+        token="t",
+        work_dir=tmp_path / "w",
+        sandbox="apptainer",
+        apptainer_image="/cvmfs/x.sif",
+    )
+    with caplog.at_level(logging.ERROR, "ctaprod.pilot"):
+        assert run_pilot(config) == EXIT_FAILED
+    assert "sandbox apptainer: apptainer not found on PATH; no job is run" in caplog.text
