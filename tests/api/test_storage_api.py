@@ -1,5 +1,5 @@
-"""Storage element routes: listing with credentials only for jobs/admins, ban/allow rights,
-history."""
+"""Storage element routes: listing with credentials only for admins and for a job's own SEs,
+none for pilots; ban/allow rights, history."""
 
 from __future__ import annotations
 
@@ -115,3 +115,19 @@ def test_ban_allow_show(rest: Api, alice: Headers) -> None:
     ]
     assert history[-1]["reason"] == "disk full"
     assert rest.client.get("/api/storage/elements/NOPE", headers=alice).status_code == 404
+
+
+def test_job_token_sees_the_credentials_of_its_input_ses(rest: Api, alice: Headers) -> None:
+    lfn = "/ctao/user/a/alice/in.dat"
+    reg = [{"lfn": lfn, "size": 1, "checksum": "00000001", "se": "CTAO-S3"}]
+    r = rest.client.post("/api/catalog/files?verify=false", headers=alice, json=reg)
+    assert r.status_code == 201, r.text
+    job_id = rest.submit_one(alice, OutputSE=["CTAO-DISK"], InputData=[f"LFN:{lfn}"])
+    pilot_id, pilot = rest.register(site="LCG.A.org")
+    m = rest.match(pilot_id, pilot, site="LCG.A.org")
+    assert m is not None
+    assert m["job_id"] == job_id
+    r = rest.client.get(
+        "/api/storage/elements", headers={"Authorization": f"Bearer {m['job_token']}"}
+    )
+    assert {se["name"]: se for se in r.json()}["CTAO-S3"]["options"]["secret_key"] == "SK"
