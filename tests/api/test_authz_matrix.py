@@ -747,6 +747,8 @@ def test_every_route_has_an_entry() -> None:
     routes = _app_routes()
     assert sorted(routes - ROUTES.keys()) == [], "routes without an authorization entry"
     assert sorted(ROUTES.keys() - routes) == [], "entries for routes that do not exist"
+    pending = {route for route, _ in PENDING_PILOTCRED | PENDING_OTHERS}
+    assert sorted(pending - routes) == [], "pending cells of routes that do not exist"
 
 
 def _cells() -> Iterator[Any]:
