@@ -34,19 +34,24 @@ def test_check_over_http(rest: Api, alice: Headers) -> None:
     stale = se_file(rest.services, STALE)
     stale.write_bytes(b"left over")
     os.utime(stale, (time.time() - 3 * 86_400,) * 2)
+    # A whole-SE walk: Operator or Admin only.
     r = check(rest, alice)
+    assert r.status_code == 403, r.text
+    assert stale.exists()
+    ops = rest.user("olga", "ctao_ops", ("NormalUser", "Operator"))
+    r = check(rest, ops)
     assert r.status_code == 200, r.text
     body = r.json()
+    assert body["truncated"] == ""
     assert body["consistent"] is False
     assert body["stale_uploads"] == {"count": 1, "lfns": [STALE]}
     assert body["checksum_mismatch"]["count"] == 0
-    body = check(rest, alice, checksums=True, limit=5).json()
+    body = check(rest, ops, checksums=True, limit=5).json()
     assert body["checksum_mismatch"] == {"count": 1, "lfns": [f"{TOP}/b.dat"]}
     assert (body["storage_files"], body["catalog_replicas"], body["limit"]) == (3, 2, 5)
 
     assert check(rest, alice, remove_stale_uploads=True).status_code == 403
     assert stale.exists()
-    ops = rest.user("olga", "ctao_ops", ("NormalUser", "Operator"))
     body = check(rest, ops, remove_stale_uploads=True).json()
     assert body["removed_stale_uploads"] == {"count": 1, "lfns": [STALE]}
     assert not stale.exists()
@@ -54,6 +59,7 @@ def test_check_over_http(rest: Api, alice: Headers) -> None:
 
 
 def test_check_refusals(rest: Api, alice: Headers) -> None:
+    alice = rest.admin  # the refusals of a caller who may check
     assert check(rest, alice, path="not/absolute").status_code == 400
     assert check(rest, alice, path="/a/../b").status_code == 400
     assert check(rest, alice, limit=-1).status_code in (400, 422)

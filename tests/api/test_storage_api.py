@@ -1,5 +1,5 @@
-"""Storage element routes: listing with credentials only for jobs/admins, ban/allow rights,
-history."""
+"""Storage element routes: listing with credentials only for admins and for a job's own SEs,
+none for pilots; ban/allow rights, history."""
 
 from __future__ import annotations
 
@@ -41,13 +41,39 @@ def test_list_hides_credentials_from_users(rest: Api, alice: Headers) -> None:
         "bucket/prefix",
         "LCG.A.org",
     )
-    for headers in (rest.admin, rest.pilot):
-        r = rest.client.get("/api/storage/elements", headers=headers)
-        assert {se["name"]: se for se in r.json()}["CTAO-S3"]["options"]["secret_key"] == "SK"
+    r = rest.client.get("/api/storage/elements", headers=rest.admin)
+    assert {se["name"]: se for se in r.json()}["CTAO-S3"]["options"]["secret_key"] == "SK"
+    # Pilot tokens see no SE at all: a job's wrapper lists them with its job token.
+    assert rest.client.get("/api/storage/elements", headers=rest.pilot).status_code == 403
+    assert rest.client.get("/api/storage/elements").status_code == 401
+
+
+def test_job_token_sees_the_credentials_of_its_own_ses(rest: Api, alice: Headers) -> None:
+    # A job writing to CTAO-DISK only: the S3 keys stay hidden from its token.
+    _job_id, job, _, _ = rest.matched_job(alice, OutputSE=["CTAO-DISK"])
+    r = rest.client.get("/api/storage/elements", headers=job)
+    assert r.status_code == 200, r.text
+    assert {se["name"]: se for se in r.json()}["CTAO-S3"]["options"]["secret_key"] == "***"
+    r = rest.client.get("/api/storage/elements/CTAO-S3", headers=job)
+    assert r.json()["element"]["options"]["secret_key"] == "***"
+    # A job naming CTAO-S3 gets its keys, while its attempt is current.
+    job_id, job, _, _ = rest.matched_job(alice, OutputSE=["CTAO-S3"])
+    r = rest.client.get("/api/storage/elements", headers=job)
+    assert {se["name"]: se for se in r.json()}["CTAO-S3"]["options"]["secret_key"] == "SK"
+    r = rest.client.get("/api/storage/elements/CTAO-S3", headers=job)
+    assert r.json()["element"]["options"]["access_key"] == "AK"
+    r = rest.client.post("/api/jobs/kill", headers=alice, json={"job_ids": [job_id]})
+    assert r.status_code == 204, r.text
+    rest.services.tokens.forget_all()
+    r = rest.client.get("/api/storage/elements", headers=job)
+    if r.status_code == 200:  # a dead attempt's token, if still accepted, shows no keys
+        assert {se["name"]: se for se in r.json()}["CTAO-S3"]["options"]["secret_key"] == "***"
+    else:
+        assert r.status_code in (401, 403)
+    # A job without OutputSE may write to any non-failover SE: it gets their keys.
     _job_id, job, _, _ = rest.matched_job(alice)
     r = rest.client.get("/api/storage/elements", headers=job)
     assert {se["name"]: se for se in r.json()}["CTAO-S3"]["options"]["access_key"] == "AK"
-    assert rest.client.get("/api/storage/elements").status_code == 401
 
 
 def test_ban_allow_show(rest: Api, alice: Headers) -> None:
@@ -89,3 +115,19 @@ def test_ban_allow_show(rest: Api, alice: Headers) -> None:
     ]
     assert history[-1]["reason"] == "disk full"
     assert rest.client.get("/api/storage/elements/NOPE", headers=alice).status_code == 404
+
+
+def test_job_token_sees_the_credentials_of_its_input_ses(rest: Api, alice: Headers) -> None:
+    lfn = "/ctao/user/a/alice/in.dat"
+    reg = [{"lfn": lfn, "size": 1, "checksum": "00000001", "se": "CTAO-S3"}]
+    r = rest.client.post("/api/catalog/files?verify=false", headers=alice, json=reg)
+    assert r.status_code == 201, r.text
+    job_id = rest.submit_one(alice, OutputSE=["CTAO-DISK"], InputData=[f"LFN:{lfn}"])
+    pilot_id, pilot = rest.register(site="LCG.A.org")
+    m = rest.match(pilot_id, pilot, site="LCG.A.org")
+    assert m is not None
+    assert m["job_id"] == job_id
+    r = rest.client.get(
+        "/api/storage/elements", headers={"Authorization": f"Bearer {m['job_token']}"}
+    )
+    assert {se["name"]: se for se in r.json()}["CTAO-S3"]["options"]["secret_key"] == "SK"

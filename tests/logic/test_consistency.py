@@ -106,7 +106,7 @@ def damaged(ctx: Context) -> Context:
 
 def test_every_kind_is_found(damaged: Context) -> None:
     ctx = damaged
-    report = C.check(ctx, ALICE, f"{TOP}/run1", "DISK-A")
+    report = C.check(ctx, OPERATOR, f"{TOP}/run1", "DISK-A")
     assert report.missing_on_storage.lfns == [f"{TOP}/run1/gone.dat"]
     assert sorted(report.orphans_on_storage.lfns) == [
         f"{TOP}/run1/only-on-b.dat",
@@ -120,40 +120,40 @@ def test_every_kind_is_found(damaged: Context) -> None:
     assert not report.consistent
     assert report.removed_stale_uploads.count == 0
 
-    summed = C.check(ctx, ALICE, f"{TOP}/run1", "DISK-A", checksums=True)
+    summed = C.check(ctx, OPERATOR, f"{TOP}/run1", "DISK-A", checksums=True)
     assert summed.checksum_mismatch.lfns == [f"{TOP}/run1/corrupt.dat"]
     assert summed.size_mismatch.lfns == [f"{TOP}/run1/trunc.dat"]  # not checksummed again
     assert summed.model_dump(exclude={"checksum_mismatch", "checksums"}) == report.model_dump(
         exclude={"checksum_mismatch", "checksums"}
     )
 
-    other = C.check(ctx, ALICE, f"{TOP}/other", "DISK-A", checksums=True)
+    other = C.check(ctx, OPERATOR, f"{TOP}/other", "DISK-A", checksums=True)
     assert (other.storage_files, other.catalog_replicas) == (2, 1)
     assert other.orphans_on_storage.lfns == [f"{TOP}/other/orphan.dat"]
     assert other.missing_on_storage.count == 0
 
-    on_b = C.check(ctx, ALICE, TOP, "DISK-B", checksums=True)
+    on_b = C.check(ctx, OPERATOR, TOP, "DISK-B", checksums=True)
     assert on_b.consistent
     assert (on_b.storage_files, on_b.catalog_replicas) == (2, 2)
 
 
 def test_limit_keeps_the_counts(damaged: Context) -> None:
-    report = C.check(damaged, ALICE, TOP, "DISK-A", limit=1)
+    report = C.check(damaged, OPERATOR, TOP, "DISK-A", limit=1)
     assert report.orphans_on_storage.count == 4  # two in run1, other/ and run10/
     assert len(report.orphans_on_storage.lfns) == 1
     assert report.stale_uploads.count == 2
     assert len(report.stale_uploads.lfns) == 1
-    nothing = C.check(damaged, ALICE, TOP, "DISK-A", limit=0)
+    nothing = C.check(damaged, OPERATOR, TOP, "DISK-A", limit=0)
     assert nothing.orphans_on_storage == report.orphans_on_storage.model_copy(update={"lfns": []})
     with pytest.raises(InvalidInput):
-        C.check(damaged, ALICE, TOP, "DISK-A", limit=-1)
+        C.check(damaged, OPERATOR, TOP, "DISK-A", limit=-1)
 
 
 def test_repair_removes_only_old_stale_uploads(damaged: Context) -> None:
     ctx = damaged
     before = on_disk(ctx)
     with pytest.raises(Forbidden):
-        C.check(ctx, ALICE, TOP, "DISK-A", remove_stale_uploads=True)
+        C.check(ctx, ALICE, TOP, "DISK-A")  # users cannot run checks at all
     assert on_disk(ctx) == before
     report = C.check(ctx, OPERATOR, TOP, "DISK-A", remove_stale_uploads=True)
     assert report.removed_stale_uploads.lfns == [STALE_OLD]
@@ -162,7 +162,7 @@ def test_repair_removes_only_old_stale_uploads(damaged: Context) -> None:
     again = C.check(ctx, OPERATOR, TOP, "DISK-A", remove_stale_uploads=True, min_age=timedelta(0))
     assert again.removed_stale_uploads.lfns == [STALE_NEW]
     assert on_disk(ctx) == before - {STALE_OLD, STALE_NEW}
-    after = C.check(ctx, ALICE, TOP, "DISK-A")
+    after = C.check(ctx, OPERATOR, TOP, "DISK-A")
     assert after.stale_uploads.count == 0
     assert after.orphans_on_storage.count == 4  # orphans are reported, never removed
     assert not after.consistent
@@ -190,27 +190,27 @@ def test_refusals(ctx: Context) -> None:
     put(ctx, f"{TOP}/a.dat")
     for bad in ("relative/path", "/a/../b", "/a\x00b", ""):
         with pytest.raises(InvalidInput):
-            C.check(ctx, ALICE, bad, "DISK-A")
+            C.check(ctx, OPERATOR, bad, "DISK-A")
     with pytest.raises(InvalidInput, match="is a file"):
-        C.check(ctx, ALICE, f"{TOP}/a.dat", "DISK-A")
+        C.check(ctx, OPERATOR, f"{TOP}/a.dat", "DISK-A")
     with pytest.raises(NotFound):
-        C.check(ctx, ALICE, TOP, "NO-SUCH-SE")
+        C.check(ctx, OPERATOR, TOP, "NO-SUCH-SE")
     S.ban(ctx, OPERATOR, "DISK-A", "read", "disk broken")
     with pytest.raises(Unavailable, match="disk broken"):
-        C.check(ctx, ALICE, TOP, "DISK-A")
+        C.check(ctx, OPERATOR, TOP, "DISK-A")
     S.allow(ctx, OPERATOR, "DISK-A", "read")
     S.ban(ctx, OPERATOR, "DISK-A", "write", "read-only")
-    assert C.check(ctx, ALICE, TOP, "DISK-A").consistent  # reading is enough
+    assert C.check(ctx, OPERATOR, TOP, "DISK-A").consistent  # reading is enough
     with pytest.raises(Unavailable, match="read-only"):
         C.check(ctx, OPERATOR, TOP, "DISK-A", remove_stale_uploads=True)
 
 
 def test_directory_unknown_to_the_catalog(ctx: Context) -> None:
     write(local(ctx, "/ctao/nowhere/x.dat"), b"x")
-    report = C.check(ctx, ALICE, "/ctao/nowhere", "DISK-A")
+    report = C.check(ctx, OPERATOR, "/ctao/nowhere", "DISK-A")
     assert report.orphans_on_storage.lfns == ["/ctao/nowhere/x.dat"]
     assert report.catalog_replicas == 0
-    empty = C.check(ctx, ALICE, "/", "DISK-B")  # nothing anywhere: the root is fine
+    empty = C.check(ctx, OPERATOR, "/", "DISK-B")  # nothing anywhere: the root is fine
     assert empty.consistent
     assert (empty.storage_files, empty.catalog_replicas) == (0, 0)
 
@@ -232,10 +232,29 @@ def test_pages_and_batches(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> Non
         write(local(ctx, lfn), b"g")
     catalog.register_files(ctx, ALICE, regs, verify=False)
     write(local(ctx, f"{TOP}/many/d1/orphan.dat"), b"o")
-    report = C.check(ctx, ALICE, f"{TOP}/many", "DISK-A", checksums=True)
+    report = C.check(ctx, OPERATOR, f"{TOP}/many", "DISK-A", checksums=True)
     assert sorted(report.missing_on_storage.lfns) == sorted(
         f"{TOP}/many/d{i % 4}/f{i:02}.dat" for i in range(0, 25, 5)
     )
     assert report.orphans_on_storage.lfns == [f"{TOP}/many/d1/orphan.dat"]
     assert (report.storage_files, report.catalog_replicas) == (20 + 7 + 1, 32)
     assert report.size_mismatch.count == report.checksum_mismatch.count == 0
+
+
+def test_bounded_and_said_so(damaged: Context) -> None:
+    """A check stops at its bound on files and says so; it is then not consistent."""
+    full = C.compare(damaged, TOP, "DISK-A")
+    assert not full.truncated
+    cut = C.compare(damaged, TOP, "DISK-A", max_files=2)
+    assert cut.storage_files == 2
+    assert "stopped after 2 files" in cut.truncated
+    assert cut.catalog_replicas == 0  # the catalog pass needs the whole listing
+    assert not cut.consistent
+    late = C.compare(damaged, TOP, "DISK-A", max_seconds=-1.0)
+    assert "time limit" in late.truncated
+    assert late.storage_files == 0
+    both = C.compare(damaged, TOP, "DISK-A", max_files=full.storage_files + 1)
+    assert "stopped after" in both.truncated  # the catalog pass counts too
+    enough = C.compare(damaged, TOP, "DISK-A", max_files=10_000)
+    assert not enough.truncated
+    assert enough.model_dump() == full.model_dump()

@@ -71,7 +71,7 @@ def test_check_on_a_remote_se(ctx: Context, se: str) -> None:
     stale = f"{TOP}/.a.dat{D.TEMPORARY_MARK}{'d' * 32}"
     storage.put(stale, io.BytesIO(b"s"))
     storage.put("/ctao/user/alice/checked/outside.dat", io.BytesIO(b"o"))
-    report = C.check(ctx, ALICE, TOP, se, checksums=True)
+    report = C.check(ctx, OPERATOR, TOP, se, checksums=True)
     assert report.missing_on_storage.lfns == [f"{TOP}/gone.dat"]
     assert report.orphans_on_storage.lfns == [f"{TOP}/sub/orphan.dat"]
     assert report.size_mismatch.lfns == [f"{TOP}/short.dat"]

@@ -152,5 +152,6 @@ def test_configured_access_counts_as_banned(tmp_path: Path, db_url: str) -> None
 def test_who_sees_secrets() -> None:
     assert S.may_see_secrets(ADMIN)
     assert not S.may_see_secrets(OPERATOR)
-    assert S.may_see_secrets(Identity("p", "ctao_pilot", TokenKind.PILOT))
-    assert S.may_see_secrets(Identity("u", "g", TokenKind.JOB, job_id=3))
+    # Pilots never; a job token only for its own job's SEs (S.secret_ses, tests/api).
+    assert not S.may_see_secrets(Identity("p", "ctao_pilot", TokenKind.PILOT))
+    assert not S.may_see_secrets(Identity("u", "g", TokenKind.JOB, job_id=3))

@@ -247,6 +247,9 @@ def check(
         say(f"{kind} ({issues.count}{f', first {len(issues.lfns)} shown' if more else ''}):")
         for lfn in issues.lfns:
             say(f"  {lfn}")
+    if report.truncated:
+        print_error(f"{report.path} on {report.se}: check incomplete, {report.truncated}")
+        raise typer.Exit(1)
     if not report.consistent:
         print_error(f"{report.path} on {report.se} is not consistent with the catalog")
         raise typer.Exit(1)

@@ -79,6 +79,9 @@ class ConsistencyReport(BaseModel):
     checksum_mismatch: IssueList = Field(default_factory=IssueList)
     removed_stale_uploads: IssueList = Field(default_factory=IssueList)
     kept_stale_uploads: int = 0  # asked to remove, but too young (or of unknown age)
+    # Why the check stopped before the end (a bound on files or time); empty: complete. A
+    # truncated check proves nothing: check the subdirectories one by one.
+    truncated: str = ""
 
     def issues(self, kind: str) -> IssueList:
         value = getattr(self, kind)
@@ -88,7 +91,10 @@ class ConsistencyReport(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def consistent(self) -> bool:
-        """No problem left: every kind empty, stale uploads all removed."""
+        """No problem left: every kind empty, stale uploads all removed, and checked to the
+        end."""
+        if self.truncated:
+            return False
         left = self.stale_uploads.count - self.removed_stale_uploads.count
         others = (self.issues(k).count for k in KINDS if k != "stale_uploads")
         return left == 0 and not any(others)

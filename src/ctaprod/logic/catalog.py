@@ -3,7 +3,8 @@
 Registration (new files and new replicas) lives in :mod:`ctaprod.logic.registration`, the
 namespace rules (permissions, directory creation) in :mod:`ctaprod.logic.catalog_access`;
 their public names are re-exported here, so that callers use one module for the catalog.
-Every valid token may read; writing follows the rules of :mod:`ctaprod.logic.catalog_access`.
+Every user and job token may read (the catalog is world-readable, as DIRAC's default
+mode); pilot tokens may not; writing follows the rules of :mod:`ctaprod.logic.catalog_access`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ctaprod.core.identity import Identity
 from ctaprod.core.lfn import ROOT, check_lfn
 from ctaprod.db.catalog import DirRow, FileRow
 from ctaprod.db.catalog import ListEntry as ListEntry  # what listings yield (routers use it)
+from ctaprod.logic.authz import refuse_pilot
 from ctaprod.logic.catalog_access import (
     WRITE_PROPERTIES,
     check_batch,
@@ -160,7 +162,7 @@ def _dir_info(ctx: Context, conn: Connection, row: DirRow) -> DirInfo:
 
 def stat(ctx: Context, ident: Identity, path: str) -> FileInfo | DirInfo:
     """A file's entry, or a directory's with its counts; NotFound when neither."""
-    del ident  # every valid token may read
+    refuse_pilot(ident, "read the file catalog")
     path = check_lfn(path)
     with ctx.db.read() as conn:
         row = ctx.catalog.dirs_by_path(conn, [path]).get(path)
@@ -197,7 +199,7 @@ def listdir_pages(
     The directory is checked now (NotFound, InvalidInput); pages are read lazily, each in
     its own short transaction, so a listing of any size holds one page in memory.
     """
-    del ident  # every valid token may read
+    refuse_pilot(ident, "read the file catalog")
     row = _open_dir(ctx, path)
     return _pages(ctx, row, page, long) if row is not None else iter(())
 
@@ -225,6 +227,7 @@ def listdir_page(
     ctx: Context, ident: Identity, path: str, cursor: str | None = None, limit: int = 1000
 ) -> DirPage:
     """One page of a listing; the cursor is ``d:<name>`` or ``f:<name>`` (the last entry)."""
+    refuse_pilot(ident, "read the file catalog")
     del ident
     if limit < 1 or limit > LIST_PAGE:
         raise InvalidInput(f"limit must be between 1 and {LIST_PAGE}")
@@ -253,11 +256,13 @@ def listdir_page(
 # --- ancestry --------------------------------------------------------------------------------
 def ancestors(ctx: Context, ident: Identity, lfn: str, depth: int = 1) -> list[Relative]:
     """The files ``lfn`` was made from, up to ``depth`` generations (1: its parents)."""
+    refuse_pilot(ident, "read the file catalog")
     return _relatives(ctx, lfn, depth, up=True)
 
 
 def descendants(ctx: Context, ident: Identity, lfn: str, depth: int = 1) -> list[Relative]:
     """The files made from ``lfn``, up to ``depth`` generations (1: its children)."""
+    refuse_pilot(ident, "read the file catalog")
     return _relatives(ctx, lfn, depth, up=False)
 
 

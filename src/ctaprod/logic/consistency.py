@@ -13,13 +13,16 @@ ids of the files found on the SE (a set of integers):
    the SE: an entry whose file was not listed is ``missing_on_storage``.
 
 Files written or removed while the check runs can show as orphans or missing: check again
-before acting on them.  Reading needs a valid token and an SE allowed for read; removing
-stale uploads needs Operator or Admin and an SE allowed for write.
+before acting on them.  A check walks a whole SE directory: it needs an Operator or Admin
+user token, an SE allowed for read (and for write to remove stale uploads), and it is
+bounded (:data:`MAX_FILES` files, :data:`MAX_SECONDS` seconds per call); a check that hits a
+bound says so in ``truncated`` and is not ``consistent``: check the subdirectories apart.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from itertools import islice
@@ -28,21 +31,23 @@ from ctaprod.core.consistency import DEFAULT_LIMIT, DEFAULT_STALE_AGE, MAX_LIMIT
 from ctaprod.core.errors import CtaprodError, InvalidInput, NotFound
 from ctaprod.core.identity import Identity
 from ctaprod.core.lfn import ROOT, check_lfn
-from ctaprod.core.properties import Property
 from ctaprod.core.storage import se_path
 from ctaprod.db.catalog import DirRow, join_path
 from ctaprod.logic import storage as S
+from ctaprod.logic.authz import require_operator
 from ctaprod.logic.catalog_access import resolve
 from ctaprod.logic.context import Context
 from ctaprod.logic.dataops import TEMPORARY_MARK
 from ctaprod.resources.storage import StorageElement
 
-__all__ = ["BATCH", "PAGE", "check"]
+__all__ = ["BATCH", "MAX_FILES", "MAX_SECONDS", "PAGE", "check", "compare"]
 
 log = logging.getLogger("ctaprod.consistency")
 
 BATCH = 2_000  # SE paths looked up in the catalog at once
 PAGE = 5_000  # catalog rows per keyset page
+MAX_FILES = 500_000  # SE files plus catalog replica entries looked at by one API call
+MAX_SECONDS = 600.0  # wall time of one API call
 
 
 def _batches(items: Iterable[tuple[str, int]], size: int) -> Iterator[list[tuple[str, int]]]:
@@ -61,8 +66,12 @@ class _Checker:
         remove: bool,
         cutoff: datetime,
         force: bool,
+        max_files: int | None = None,
+        max_seconds: float | None = None,
     ) -> None:
         self.ctx = ctx
+        self.max_files = max_files
+        self.deadline = None if max_seconds is None else time.monotonic() + max_seconds
         self.report = report
         self.storage = storage
         self.remove = remove
@@ -71,9 +80,32 @@ class _Checker:
         self.seen: set[int] = set()  # ids of the files found on the SE with their entry
 
     # -- pass 1: the SE listing --------------------------------------------------------------
-    def storage_pass(self, path: str) -> None:
+    def _over(self) -> bool:
+        """True (and the report says why) once a bound is reached."""
+        report = self.report
+        looked = report.storage_files + report.catalog_replicas
+        if self.max_files is not None and looked >= self.max_files:
+            report.truncated = f"stopped after {looked} files: the limit of one check"
+        elif self.deadline is not None and time.monotonic() > self.deadline:
+            report.truncated = f"stopped after {looked} files: the time limit of one check"
+        return bool(report.truncated)
+
+    def storage_pass(self, path: str) -> bool:
+        """The SE listing; False when a bound stopped it (the catalog pass is then moot)."""
         for batch in _batches(self.storage.list(path), BATCH):
+            if self.max_files is not None:
+                room = self.max_files - self.report.storage_files
+                if len(batch) > room:
+                    self._batch(batch[:room])
+                    self.report.truncated = (
+                        f"stopped after {self.max_files} files on the SE: the limit of one check"
+                    )
+                    return False
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                self._over()
+                return False
             self._batch(batch)
+        return True
 
     def _batch(self, batch: list[tuple[str, int]]) -> None:
         report, limit, se = self.report, self.report.limit, self.report.se
@@ -142,6 +174,8 @@ class _Checker:
         for dir_id, directory in self._dirs(top.dir_id, top.path):
             after: str | None = None
             while True:
+                if self._over():
+                    return
                 with self.ctx.db.read() as conn:
                     rows = self.ctx.catalog.replica_files_page(conn, dir_id, report.se, after, PAGE)
                 for name, file_id in rows:
@@ -196,17 +230,46 @@ def check(
 
     ``checksums``: also compare ADLER32 (the SE reads or looks up every file).
     ``limit``: LFNs listed per kind (the counts are complete).
-    ``remove_stale_uploads`` (Operator or Admin): remove the temporary upload files last
+    Operator or Admin only; bounded by :data:`MAX_FILES` and :data:`MAX_SECONDS`.
+    ``remove_stale_uploads``: remove the temporary upload files last
     modified more than ``min_age`` ago; when the SE cannot tell their age they are kept,
     unless ``force``.
     """
+    require_operator(ident, "run a consistency check")
+    return compare(
+        ctx,
+        path,
+        se,
+        checksums=checksums,
+        limit=limit,
+        remove_stale_uploads=remove_stale_uploads,
+        min_age=min_age,
+        force=force,
+        max_files=MAX_FILES,
+        max_seconds=MAX_SECONDS,
+    )
+
+
+def compare(
+    ctx: Context,
+    path: str,
+    se: str,
+    *,
+    checksums: bool = False,
+    limit: int = DEFAULT_LIMIT,
+    remove_stale_uploads: bool = False,
+    min_age: timedelta = timedelta(seconds=DEFAULT_STALE_AGE),
+    force: bool = False,
+    max_files: int | None = None,
+    max_seconds: float | None = None,
+) -> ConsistencyReport:
+    """The check itself, for callers that authorized it (:func:`check`, production
+    validation); ``max_files`` and ``max_seconds`` bound it (None: unbounded)."""
     path = check_lfn(path)
     if not 0 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 0 and {MAX_LIMIT}, not {limit}")
     if min_age < timedelta(0):
         raise InvalidInput("min_age must not be negative")
-    if remove_stale_uploads:
-        ident.require(Property.OPERATOR, Property.ADMIN)
     S.check_access(ctx, se, "read")
     if remove_stale_uploads:
         S.check_access(ctx, se, "write")
@@ -219,9 +282,10 @@ def check(
         remove=remove_stale_uploads,
         cutoff=ctx.clock() - min_age,
         force=force,
+        max_files=max_files,
+        max_seconds=max_seconds,
     )
-    checker.storage_pass(path)
-    if top is not None:
+    if checker.storage_pass(path) and top is not None:
         checker.catalog_pass(top)
     log.info(
         "%s on %s: %d files on storage, %d replica entries, consistent: %s",

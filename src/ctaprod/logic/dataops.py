@@ -34,6 +34,7 @@ from ctaprod.core.storage import (
 )
 from ctaprod.logic import catalog
 from ctaprod.logic import storage as S
+from ctaprod.logic.authz import refuse_pilot
 from ctaprod.logic.context import Context
 from ctaprod.resources.storage import StorageElement
 
@@ -218,6 +219,7 @@ def open_best_replica(
 ) -> OpenReplica:
     """Open the best replica of ``lfn``: readable SEs, those at ``site`` first, skipping
     copies whose stored size disagrees with the catalog. The caller closes the stream."""
+    refuse_pilot(ident, "read files")
     info = _file(ctx, lfn)
     path = se_path(info.lfn)
     errors: list[str] = []

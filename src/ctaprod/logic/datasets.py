@@ -16,6 +16,7 @@ from ctaprod.core.identity import Identity
 from ctaprod.core.metadata import DatasetCreate, DatasetInfo, DatasetStatus, check_dataset_name
 from ctaprod.core.metaquery import MetaQuery, parse, to_dict, to_text
 from ctaprod.db.metadata import DIR_CHUNK
+from ctaprod.logic.authz import require_user_token
 from ctaprod.logic.context import Context
 from ctaprod.logic.metadata import STREAM_PAGE, WRITERS, count_files, iter_files, lfn_of, plan_query
 
@@ -40,6 +41,7 @@ def _info(row: Any, **counts: Any) -> DatasetInfo:
 
 
 def _check_owner(ident: Identity, row: Any, what: str) -> None:
+    require_user_token(ident, f"{what} a dataset")
     if ident.user != row.owner and not ident.has(*WRITERS):
         raise Forbidden(f"only {row.owner} or ProductionManagement may {what} dataset {row.name!r}")
 
@@ -64,7 +66,9 @@ def _freeze(ctx: Context, conn: Connection, row: Any) -> None:
 
 
 def create_dataset(ctx: Context, ident: Identity, spec: DatasetCreate) -> DatasetInfo:
-    """Save a checked query under a new name (``Conflict`` if used); frozen at once if asked."""
+    """Save a checked query under a new name (``Conflict`` if used); frozen at once if asked.
+    Users only: pilot and job tokens cannot create datasets."""
+    require_user_token(ident, "create a dataset")
     try:
         with ctx.db.write() as conn:
             query = plan_query(ctx, conn, spec.query).query

@@ -48,6 +48,8 @@ from ctaprod.core.metaquery import (
 from ctaprod.core.properties import Property
 from ctaprod.db.metadata import DIR_CHUNK, TypedCondition
 from ctaprod.db.tables import catalog_dirs, catalog_files
+from ctaprod.logic.authz import refuse_pilot, require_user_token
+from ctaprod.logic.catalog_access import check_attempt
 from ctaprod.logic.context import Context
 
 WRITERS = (Property.PRODUCTION_MANAGEMENT, Property.ADMIN)
@@ -88,6 +90,7 @@ def add_field(ctx: Context, ident: Identity, decl: FieldDeclaration) -> FieldInf
     with that name and type changes nothing and returns it (an extension, e.g. the CTA one,
     may have declared it at start; scripts that declare their fields can run twice);
     ``Conflict`` if the name is taken with another type or letter case."""
+    require_user_token(ident, "declare or remove metadata fields")
     ident.require(*WRITERS)
     now = ctx.clock()
     try:
@@ -109,6 +112,7 @@ def add_field(ctx: Context, ident: Identity, decl: FieldDeclaration) -> FieldInf
 
 def remove_field(ctx: Context, ident: Identity, name: str) -> None:
     """Remove a field no directory or file uses (ProductionManagement or Admin)."""
+    require_user_token(ident, "declare or remove metadata fields")
     ident.require(*WRITERS)
     with ctx.db.write() as conn:
         types = ctx.meta.field_types(conn)
@@ -155,7 +159,9 @@ def _target(conn: Connection, path: str) -> _Target:
 
 
 def _check_write(ident: Identity, target: _Target) -> None:
-    """The catalog's rule: the directory's owner, its group, or ProductionManagement/Admin."""
+    """The catalog's rule: the directory's owner, its group, or ProductionManagement/Admin;
+    never a pilot token."""
+    refuse_pilot(ident, "change metadata")
     if ident.user == target.owner or ident.group == target.owner_group or ident.has(*WRITERS):
         return
     raise Forbidden(
@@ -171,6 +177,7 @@ def set_metadata(
     with ctx.db.write() as conn:
         target = _target(conn, path)
         _check_write(ident, target)
+        check_attempt(ctx, conn, ident)
         checked = check_values(ctx, conn, values)
         if not checked:
             raise InvalidInput("no metadata value given")
@@ -191,6 +198,7 @@ def unset_metadata(ctx: Context, ident: Identity, path: str, fields: Sequence[st
     with ctx.db.write() as conn:
         target = _target(conn, path)
         _check_write(ident, target)
+        check_attempt(ctx, conn, ident)
         types = ctx.meta.field_types(conn)
         for name in fields:
             MetaSchema(types).field_type(check_field_name(name))

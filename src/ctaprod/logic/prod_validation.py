@@ -46,7 +46,6 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping
 
 from ctaprod.core.errors import CtaprodError, InvalidInput, NotFound
-from ctaprod.core.identity import Identity
 from ctaprod.core.lfn import check_lfn, is_under
 from ctaprod.core.metaquery import FieldType, coerce
 from ctaprod.core.prod_validation import (
@@ -59,7 +58,6 @@ from ctaprod.core.prod_validation import (
     StorageSection,
     ValidationReport,
 )
-from ctaprod.core.properties import TokenKind
 from ctaprod.core.storage import se_path
 from ctaprod.core.trans_states import TASK_LIVE, TaskStatus, TransFileStatus
 from ctaprod.core.trans_templates import (
@@ -91,7 +89,6 @@ READERS = 8  # replicas read at once (the SE calls wait on I/O)
 TK, TF = TaskStatus, TransFileStatus
 STUCK_FILES = (TF.UNUSED, TF.ASSIGNED, TF.MAX_RESET, TF.PROBLEMATIC)
 STUCK_TASKS = tuple(s for s in TaskStatus if s in TASK_LIVE)
-_READER = Identity("ctaprod-validation", "ctaprod", TokenKind.USER)  # reads only
 
 Progress = Callable[[str, int, int], None]
 
@@ -246,7 +243,7 @@ def _storage(ctx: Context, paths: Sequence[str], limit: int, progress: Progress)
         for path in paths:
             progress(f"storage {info.name} {path}", done, total)
             section.checks.append(
-                consistency.check(ctx, _READER, path, info.name, checksums=False, limit=limit)
+                consistency.compare(ctx, path, info.name, checksums=False, limit=limit)
             )
             done += 1
     progress("storage", done, total)

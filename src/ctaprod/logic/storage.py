@@ -6,13 +6,14 @@ the reason shown is the ban's reason, or "disabled in the configuration".
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import RowMapping
 
-from ctaprod.core.errors import InvalidInput, NotFound, Unavailable
+from ctaprod.core.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from ctaprod.core.identity import Identity
+from ctaprod.core.jobs import LFN_PREFIX, JobDescription
 from ctaprod.core.properties import Property, TokenKind
 from ctaprod.core.settings import StorageElementConfig
 from ctaprod.core.storage import (
@@ -23,6 +24,8 @@ from ctaprod.core.storage import (
     StorageElementInfo,
     is_secret_option,
 )
+from ctaprod.logic.authz import refuse_pilot, require_operator
+from ctaprod.logic.catalog_access import check_attempt, resolve
 from ctaprod.logic.context import Context
 
 __all__ = [
@@ -32,11 +35,14 @@ __all__ = [
     "default_se",
     "element",
     "elements",
+    "elements_for",
     "group",
     "history",
     "may_see_secrets",
+    "secret_ses",
     "ses_at_site",
     "show",
+    "show_for",
     "usable",
 ]
 
@@ -57,8 +63,45 @@ def _config(ctx: Context, se: str) -> StorageElementConfig:
 
 
 def may_see_secrets(ident: Identity) -> bool:
-    """Pilots and jobs build SE plugins themselves and need the credentials; so do admins."""
-    return ident.kind in (TokenKind.PILOT, TokenKind.JOB) or ident.has(Property.ADMIN)
+    """Whether ``ident`` sees the credentials of every SE: Admin user tokens only (they
+    configure them). Job tokens see those of their own job's SEs (:func:`secret_ses`);
+    pilot tokens and other users never see any."""
+    return ident.kind is TokenKind.USER and ident.has(Property.ADMIN)
+
+
+def secret_ses(ctx: Context, ident: Identity) -> set[str] | None:
+    """The SEs whose credentials ``ident`` may see (None: all of them).
+
+    A job token, while its attempt is the job's current one and the job is live, gets the
+    SEs its wrapper transfers with: its OutputSE (all non-failover SEs when it names none,
+    as the wrapper then tries them in turn), the failover group, and the SEs holding
+    replicas of its InputData and LFN input sandboxes. Anyone else: none (Admin: all).
+    """
+    if may_see_secrets(ident):
+        return None
+    if ident.kind is not TokenKind.JOB or ident.job_id is None:
+        return set()
+    with ctx.db.read() as conn:
+        try:
+            check_attempt(ctx, conn, ident)
+        except Forbidden:  # a superseded or finished attempt transfers nothing
+            return set()
+        text = ctx.jobs.description(conn, ident.job_id)
+        if text is None:
+            return set()
+        desc = JobDescription.model_validate_json(text)
+        groups = ctx.settings.data_se_groups()
+        failover = set(groups.get("failover", []))
+        wanted = set(desc.output_se) or {n for n in _configs(ctx) if n not in failover}
+        wanted |= failover
+        n = len(LFN_PREFIX)
+        sandboxes = (s[n:] for s in desc.input_sandbox if s[:n].upper() == LFN_PREFIX)
+        lfns = [*desc.input_data, *sandboxes]
+        if lfns:
+            files, _ = resolve(ctx, conn, lfns)
+            replicas = ctx.catalog.replicas(conn, [row.file_id for row in files.values()])
+            wanted.update(se for ses in replicas.values() for se in ses)
+    return wanted
 
 
 def _info(
@@ -92,14 +135,32 @@ def _info(
     )
 
 
-def elements(ctx: Context, *, secrets: bool = False) -> list[StorageElementInfo]:
+def elements(ctx: Context, *, secrets: bool | Collection[str] = False) -> list[StorageElementInfo]:
     """Every data SE with its configuration and current access (credentials hidden unless
-    ``secrets``)."""
+    ``secrets`` is True or names the SE)."""
     configs = _configs(ctx)
     with ctx.db.read() as conn:
         rows = ctx.se_status.statuses(conn, list(configs))
     groups = ctx.settings.data_se_groups()
-    return [_info(n, c, rows.get(n), groups, secrets) for n, c in configs.items()]
+    return [_info(n, c, rows.get(n), groups, _shows(secrets, n)) for n, c in configs.items()]
+
+
+def _shows(secrets: bool | Collection[str], se: str) -> bool:
+    return secrets if isinstance(secrets, bool) else se in secrets
+
+
+def elements_for(ctx: Context, ident: Identity) -> list[StorageElementInfo]:
+    """Every data SE as ``ident`` may see it (credentials per :func:`secret_ses`)."""
+    refuse_pilot(ident, "list storage elements")
+    shown = secret_ses(ctx, ident)
+    return elements(ctx, secrets=True if shown is None else shown)
+
+
+def show_for(ctx: Context, ident: Identity, se: str) -> StorageElementDetail:
+    """One SE and its history as ``ident`` may see it."""
+    refuse_pilot(ident, "list storage elements")
+    shown = secret_ses(ctx, ident)
+    return show(ctx, se, secrets=shown is None or se in shown)
 
 
 def element(ctx: Context, se: str, *, secrets: bool = False) -> StorageElementInfo:
@@ -174,7 +235,7 @@ def usable(ctx: Context, ses: Sequence[str], access: Access) -> tuple[list[str],
 def _change(
     ctx: Context, ident: Identity, se: str, access: BanAccess, allowed: bool, reason: str
 ) -> StorageElementInfo:
-    ident.require(Property.OPERATOR, Property.ADMIN)
+    require_operator(ident, f"change the access of {se}")
     _config(ctx, se)
     if access not in ("read", "write", "both"):
         raise InvalidInput(f"access must be read, write or both, not {access!r}")

@@ -23,6 +23,7 @@ from ctaprod.core.catalog import (
     ReplicaRef,
 )
 from ctaprod.logic import catalog as L
+from ctaprod.logic.authz import refuse_pilot
 from ctaprod.logic.catalog import ListEntry
 
 router = APIRouter(prefix="/api/catalog", tags=["catalog"])
@@ -44,6 +45,7 @@ def register_files(
 @router.post("/files/lookup")
 def lookup_files(body: LfnList, svc: ServicesDep, ident: IdentityDep) -> FileLookup:
     """The catalog entries of these LFNs; those not in the catalog are listed as missing."""
+    refuse_pilot(ident, "read the file catalog")
     found = L.get_files(svc.ctx, body.lfns)
     missing = list(dict.fromkeys(lfn for lfn in body.lfns if lfn not in found))
     return FileLookup(files=list(found.values()), missing=missing)

@@ -24,6 +24,7 @@ from ctaprod.core.metadata import (
 )
 from ctaprod.logic import datasets as D
 from ctaprod.logic import metadata as M
+from ctaprod.logic.authz import refuse_pilot
 
 router = APIRouter(prefix="/api/metadata", tags=["metadata"])
 
@@ -49,6 +50,7 @@ def _stream(pages: Iterator[list[str]], fmt: str) -> StreamingResponse:
 @router.get("/fields")
 def fields(svc: ServicesDep, ident: IdentityDep) -> list[FieldInfo]:
     """The declared metadata fields."""
+    refuse_pilot(ident, "read metadata")
     return M.list_fields(svc.ctx)
 
 
@@ -67,6 +69,7 @@ def remove_field(name: str, svc: ServicesDep, ident: IdentityDep) -> None:
 @router.get("/values")
 def get_values(path: str, svc: ServicesDep, ident: IdentityDep) -> MetadataView:
     """Own and effective metadata of a directory or a file."""
+    refuse_pilot(ident, "read metadata")
     return M.get_metadata(svc.ctx, path)
 
 
@@ -86,18 +89,21 @@ def find(
     body: QueryRequest, svc: ServicesDep, ident: IdentityDep, format: StreamFormat = "text"
 ) -> StreamingResponse:
     """All matching LFNs, streamed (``cursor`` and ``limit`` are ignored)."""
+    refuse_pilot(ident, "query metadata")
     return _stream(M.find_lfns(svc.ctx, body.query, body.path), format)
 
 
 @router.post("/find/page")
 def find_page(body: QueryRequest, svc: ServicesDep, ident: IdentityDep) -> LfnPage:
     """One page of matching LFNs; pass ``next_cursor`` back as ``cursor``."""
+    refuse_pilot(ident, "query metadata")
     return M.find_page(svc.ctx, body.query, body.path, body.cursor, body.limit)
 
 
 @router.post("/count")
 def count(body: QueryRequest, svc: ServicesDep, ident: IdentityDep) -> QueryCount:
     """How many files match and their total size."""
+    refuse_pilot(ident, "query metadata")
     return M.count_files(svc.ctx, body.query, body.path)
 
 
@@ -108,12 +114,14 @@ def create_dataset(body: DatasetCreate, svc: ServicesDep, ident: IdentityDep) ->
 
 @router.get("/datasets")
 def list_datasets(svc: ServicesDep, ident: IdentityDep) -> list[DatasetInfo]:
+    refuse_pilot(ident, "read datasets")
     return D.list_datasets(svc.ctx)
 
 
 @router.get("/datasets/{name}")
 def show_dataset(name: str, svc: ServicesDep, ident: IdentityDep) -> DatasetInfo:
     """A dataset with its file count and total size (evaluated now if dynamic)."""
+    refuse_pilot(ident, "read datasets")
     return D.show_dataset(svc.ctx, name)
 
 
@@ -122,6 +130,7 @@ def dataset_files(
     name: str, svc: ServicesDep, ident: IdentityDep, format: StreamFormat = "text"
 ) -> StreamingResponse:
     """The dataset's LFNs, streamed: its stored list if frozen, else the query now."""
+    refuse_pilot(ident, "read datasets")
     pages = D.iter_dataset_files(svc.ctx, name)
     return _stream(([lfn for _, lfn, _ in page] for page in pages), format)
 

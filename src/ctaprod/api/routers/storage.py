@@ -15,14 +15,14 @@ router = APIRouter(prefix="/api/storage", tags=["storage"])
 @router.get("/elements")
 def elements(svc: ServicesDep, ident: IdentityDep) -> list[StorageElementInfo]:
     """Every data SE: plugin, endpoint, base path, site, options (credentials only for
-    pilot and job tokens and admins), groups and current read/write access."""
-    return S.elements(svc.ctx, secrets=S.may_see_secrets(ident))
+    admins, and for a job token those of its own job's SEs), groups and read/write access."""
+    return S.elements_for(svc.ctx, ident)
 
 
 @router.get("/elements/{se}")
 def show(se: str, svc: ServicesDep, ident: IdentityDep) -> StorageElementDetail:
     """One SE and the history of its bans, newest first."""
-    return S.show(svc.ctx, se, secrets=S.may_see_secrets(ident))
+    return S.show_for(svc.ctx, ident, se)
 
 
 @router.post("/elements/{se}/ban")
