@@ -27,7 +27,7 @@ from ctaprod.core.properties import TokenKind
 from ctaprod.core.settings import QueueConfig
 from ctaprod.db.sites import BANNED
 from ctaprod.logic import runtime
-from tests.agents.helpers import PILOT, SITE, World
+from tests.agents.helpers import SITE, World
 
 SLEEPER = [sys.executable, "-c", "import time; print('pilot up', flush=True); time.sleep(60)"]
 ONCE = AgentContext("pilot_factory")
@@ -111,23 +111,15 @@ def test_submits_what_the_waiting_jobs_call_for(world: World, make: Any) -> None
         assert env["CTAPROD_PILOT_WORK_DIR"] == str((work / row["stamp"]).absolute())
         ident = world.services.tokens.verify(env["CTAPROD_PILOT_TOKEN"])
         assert (ident.user, ident.group, ident.kind) == ("pilot", "ctao_pilot", TokenKind.PILOT)
-    # One token for all the pilots of this factory.
-    assert (
-        len(
-            {
-                json.loads((work / r["stamp"] / "spec.json").read_text())["env"][
-                    "CTAPROD_PILOT_TOKEN"
-                ]
-                for r in rows
-            }
-        )
-        == 1
-    )
+        # Its own registration credential, bound to its record, good for registering only.
+        assert (ident.stamp, ident.pilot_id, ident.registration_only) == (row["stamp"], None, True)
     _until(lambda: all("pilot up" in (work / r["stamp"] / "pilot.log").read_text() for r in rows))
 
     assert setup.factory.run_once(ONCE) == 0  # max_waiting reached
+    first = json.loads((work / rows[0]["stamp"] / "spec.json").read_text())
+    credential = world.services.tokens.verify(first["env"]["CTAPROD_PILOT_TOKEN"])
     runtime.register_pilot(
-        world.ctx, world.services.tokens, PILOT, rows[0]["stamp"], SITE, "localhost", "local"
+        world.ctx, world.services.tokens, credential, rows[0]["stamp"], SITE, "localhost", "local"
     )
     assert setup.factory.run_once(ONCE) == 1  # one waiting slot, and max_total allows one
     assert setup.factory.run_once(ONCE) == 0  # max_total reached

@@ -36,12 +36,10 @@ def test_match_validates_the_resource(rest: Api) -> None:
         f"/api/pilots/{pilot_id}/match", headers=session, json={"site": "", "processors": 0}
     )
     assert r.status_code == 422
-    assert (
-        rest.client.post(
-            "/api/pilots/99999/match", headers=rest.pilot, json={"site": "X"}
-        ).status_code
-        == 404
-    )
+    # Matching needs the session token of the pilot that matches.
+    for headers in (rest.pilot, session):
+        r = rest.client.post("/api/pilots/99999/match", headers=headers, json={"site": "X"})
+        assert r.status_code == 403, r.text
 
 
 def test_wrapper_lifecycle_through_the_api(rest: Api, alice: Headers) -> None:

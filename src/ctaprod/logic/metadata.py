@@ -49,6 +49,7 @@ from ctaprod.core.properties import Property
 from ctaprod.db.metadata import DIR_CHUNK, TypedCondition
 from ctaprod.db.tables import catalog_dirs, catalog_files
 from ctaprod.logic.context import Context
+from ctaprod.logic.job_scope import PAYLOAD, require_job_scope
 
 WRITERS = (Property.PRODUCTION_MANAGEMENT, Property.ADMIN)
 STREAM_PAGE = 5000
@@ -169,6 +170,7 @@ def set_metadata(
 ) -> MetadataView:
     """Set typed values on a directory (its subtree inherits them) or a file; one event."""
     with ctx.db.write() as conn:
+        require_job_scope(ctx, conn, ident, allowed=PAYLOAD, lock=True)
         target = _target(conn, path)
         _check_write(ident, target)
         checked = check_values(ctx, conn, values)
@@ -189,6 +191,7 @@ def set_metadata(
 def unset_metadata(ctx: Context, ident: Identity, path: str, fields: Sequence[str]) -> MetadataView:
     """Remove own values of a directory (its subtree inherits from above again) or a file."""
     with ctx.db.write() as conn:
+        require_job_scope(ctx, conn, ident, allowed=PAYLOAD, lock=True)
         target = _target(conn, path)
         _check_write(ident, target)
         types = ctx.meta.field_types(conn)
