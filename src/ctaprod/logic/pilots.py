@@ -124,7 +124,8 @@ def submit_pilots(
 
     ``spec_for(stamp)`` carries the pilot's own registration credential, bound to the stamp of
     the record written here (the pilot factory's ``credential_for``): the record exists before
-    the CE sees the pilot, and registering it uses the credential up. If the CE refuses, the rows become Aborted (with the reason) and the error is re-raised.
+    the CE sees the pilot, and registering it uses the credential up. If the CE refuses,
+    the rows become Aborted (with the reason) and the error is re-raised.
     """
     if not stamps:
         return []
