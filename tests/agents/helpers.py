@@ -22,6 +22,7 @@ from ctaprod.core.schemas import HeartbeatItem, StatusReport
 from ctaprod.logic import auth, runtime, sandboxes
 from ctaprod.logic import jobs as job_logic
 from ctaprod.logic.matcher import Match
+from tests.identities import ensure_member
 
 SITE = "LOCAL.localhost.org"
 ALICE = Identity("alice", "ctao_user", TokenKind.USER, frozenset({"NormalUser"}))
@@ -60,6 +61,7 @@ class World:
     def submit(self, count: int = 1, ident: Identity = ALICE, **fields: Any) -> list[int]:
         doc: dict[str, Any] = {"Executable": "/bin/true", "CPUTime": 3600, **fields}
         descs = [d for _ in range(count) for d in expand(doc, self.ctx.limits)]
+        ensure_member(self.ctx, ident, self.services.tokens)
         ids = job_logic.submit_jobs(self.ctx, ident, descs).job_ids
         self.matcher.invalidate()
         return ids

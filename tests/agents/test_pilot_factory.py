@@ -27,7 +27,7 @@ from ctaprod.core.properties import TokenKind
 from ctaprod.core.settings import QueueConfig
 from ctaprod.db.sites import BANNED
 from ctaprod.logic import runtime
-from tests.agents.helpers import PILOT, SITE, World
+from tests.agents.helpers import SITE, World
 
 SLEEPER = [sys.executable, "-c", "import time; print('pilot up', flush=True); time.sleep(60)"]
 ONCE = AgentContext("pilot_factory")
@@ -116,11 +116,15 @@ def test_submits_what_the_waiting_jobs_call_for(world: World, make: Any) -> None
         assert credential not in (work / row["stamp"] / "spec.json").read_text()
         ident = world.services.tokens.verify(credential)
         assert (ident.user, ident.group, ident.kind) == ("pilot", "ctao_pilot", TokenKind.PILOT)
+        # Its own registration credential, bound to its record, good for registering only.
+        assert (ident.stamp, ident.pilot_id, ident.registration_only) == (row["stamp"], None, True)
     _until(lambda: all("pilot up" in (work / r["stamp"] / "pilot.log").read_text() for r in rows))
 
     assert setup.factory.run_once(ONCE) == 0  # max_waiting reached
+    first = json.loads((work / rows[0]["stamp"] / "spec.json").read_text())
+    credential = world.services.tokens.verify(first["env"]["CTAPROD_PILOT_TOKEN"])
     runtime.register_pilot(
-        world.ctx, world.services.tokens, PILOT, rows[0]["stamp"], SITE, "localhost", "local"
+        world.ctx, world.services.tokens, credential, rows[0]["stamp"], SITE, "localhost", "local"
     )
     assert setup.factory.run_once(ONCE) == 1  # one waiting slot, and max_total allows one
     assert setup.factory.run_once(ONCE) == 0  # max_total reached

@@ -285,7 +285,7 @@ def test_old_job_token_is_refused_after_reschedule(rest: Api, alice: Headers) ->
     assert r.status_code == 200
     r = rest.heartbeat(token, job_id)
     assert r.status_code == 403
-    assert "no longer assigned" in r.json()["message"]
+    assert "superseded" in r.json()["message"]
     assert rest.report(token, job_id, status="Done").status_code == 403
     assert rest.job(alice, job_id)["status"] == "Waiting"
     # The next attempt gets a new token that works.

@@ -67,10 +67,10 @@ COLUMNS = (
     "job_final",
 )
 BAD_TOKENS = COLUMNS[:4]
-# Credentials that the issue says are dead, but that only die with the pilotcred branch
-# (rights read at each use; job tokens only for a current, non-final attempt): the whole
-# column is expected DENIED and marked xfail (not strict) until then.
-PENDING_COLUMNS = {"ex_admin", "job_final"}
+# Credentials that the issue says are dead (rights read at each use; job tokens only for a
+# current, non-final attempt): the whole column is expected DENIED.
+DEAD_COLUMNS = {"ex_admin", "job_final"}
+CREDENTIAL_ROUTES = {"POST /api/pilots/register", "GET /api/auth/whoami"}
 SE = "LOCAL-DISK"
 OTHER_SE = "LOCAL-FAILOVER"
 SITE = "LCG.Test.org"
@@ -696,34 +696,8 @@ ROUTES: dict[str, tuple[dict[str, Any], Build]] = {
 # Cells the issue's rules change but whose fix is on another branch (pilotcred: tokens that
 # follow current membership, per-pilot credentials, job tokens only for their own job's
 # current attempt). xfail, not strict: the lead flips them after merging.
-PENDING_PILOTCRED: set[tuple[str, str]] = {
-    # A pilot session token registers further pilots (part 2: single-use registration).
-    ("POST /api/pilots/register", "pilot"),
-    # The pilot credential matches under any registered pilot's id (part 2).
-    ("POST /api/pilots/{pilot_id}/match", "pilot_cred"),
-}
-# Cells where the current rule differs from the issue's and the fix is in a file this branch
-# does not own (see docs/security.md "Known gaps").
-PENDING_OTHERS: set[tuple[str, str]] = {
-    # The catalog's group rule (logic/catalog_access.py ``_may_write``): any member of a
-    # directory's group writes in it, and every user's home tree belongs to ctao_user, so
-    # alice (and her jobs) write, remove and tag files in bob's home.
-    (route, column)
-    for route in (
-        "POST /api/catalog/files",
-        "POST /api/catalog/files/remove",
-        "POST /api/catalog/dirs",
-        "POST /api/catalog/replicas",
-        "POST /api/catalog/replicas/remove",
-        "POST /api/metadata/values",
-        "POST /api/metadata/values/unset",
-        "PUT /api/data/files",
-        "POST /api/data/replicate",
-        "DELETE /api/data/files",
-        "DELETE /api/data/replicas",
-    )
-    for column in ("user_a", "job_other")
-}
+PENDING_PILOTCRED: set[tuple[str, str]] = set()
+PENDING_OTHERS: set[tuple[str, str]] = set()
 
 
 def _app_routes() -> set[str]:
@@ -756,16 +730,15 @@ def _cells() -> Iterator[Any]:
         for column in COLUMNS:
             if column in BAD_TOKENS and expected is not PUBLIC:
                 want = 401
-            elif column in PENDING_COLUMNS and expected is not PUBLIC:
+            elif column in DEAD_COLUMNS and expected is not PUBLIC:
                 want = DENIED
             elif column == "pilot_cred" and expected is not PUBLIC:
-                want = OK if route == "POST /api/pilots/register" else expected["pilot"]
+                # A registration credential registers its pilot (and says who it is), no more.
+                want = OK if route in CREDENTIAL_ROUTES else DENIED
             else:
                 want = expected[column]
             marks = []
-            if (route, column) in PENDING_PILOTCRED or (
-                column in PENDING_COLUMNS and expected is not PUBLIC
-            ):
+            if (route, column) in PENDING_PILOTCRED:
                 marks.append(pytest.mark.xfail(reason="pending: branch pilotcred", strict=False))
             if (route, column) in PENDING_OTHERS:
                 marks.append(pytest.mark.xfail(reason="pending: see security.md", strict=False))

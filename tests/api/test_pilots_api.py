@@ -36,12 +36,10 @@ def test_match_validates_the_resource(rest: Api) -> None:
         f"/api/pilots/{pilot_id}/match", headers=session, json={"site": "", "processors": 0}
     )
     assert r.status_code == 422
-    assert (
-        rest.client.post(
-            "/api/pilots/99999/match", headers=rest.pilot, json={"site": "X"}
-        ).status_code
-        == 404
-    )
+    # Matching needs the session token of the pilot that matches.
+    for headers in (rest.pilot, session):
+        r = rest.client.post("/api/pilots/99999/match", headers=headers, json={"site": "X"})
+        assert r.status_code == 403, r.text
 
 
 def test_wrapper_lifecycle_through_the_api(rest: Api, alice: Headers) -> None:
@@ -73,17 +71,23 @@ def test_wrapper_lifecycle_through_the_api(rest: Api, alice: Headers) -> None:
     ]
 
 
-def test_done_on_a_killed_job_is_409_naming_the_state(rest: Api, alice: Headers) -> None:
-    job_id, job, _, _ = rest.matched_job(alice)
+def test_done_on_a_killed_job_is_refused_naming_the_state(rest: Api, alice: Headers) -> None:
+    job_id, job, _, session = rest.matched_job(alice)
     rest.report(job, job_id, status="Running")
     assert (
         rest.client.post("/api/jobs/kill", headers=alice, json={"job_ids": [job_id]}).status_code
         == 204
     )
+    # The job's token is void (403): the wrapper stops its payload as on a Kill command.
     beat = rest.heartbeat(job, job_id)
+    assert beat.status_code == 403
+    assert "being killed" in beat.json()["message"]
+    assert rest.report(job, job_id, status="Done").status_code == 403
+    # The pilot's session hears Kill, and the state machine's verdict naming the state.
+    beat = rest.heartbeat(session, job_id)
     assert beat.status_code == 200
     assert beat.json()["commands"] == ["Kill"]
-    r = rest.report(job, job_id, status="Done")
+    r = rest.report(session, job_id, status="Done")
     assert r.status_code == 409
     body = r.json()
     assert f"job {job_id} is Killed: cannot go to Done" in body["message"]
@@ -91,15 +95,18 @@ def test_done_on_a_killed_job_is_409_naming_the_state(rest: Api, alice: Headers)
     assert rest.job(alice, job_id)["status"] == "Killed"
 
 
-def test_illegal_wrapper_transition_is_409(rest: Api, alice: Headers) -> None:
-    job_id, job, _, _ = rest.matched_job(alice)
+def test_illegal_wrapper_transition_is_refused(rest: Api, alice: Headers) -> None:
+    job_id, job, _, session = rest.matched_job(alice)
     rest.report(job, job_id, status="Running")
-    rest.report(job, job_id, status="Failed", exit_code=2)
-    r = rest.report(job, job_id, status="Completing")
-    assert r.status_code == 409
-    assert "is Failed" in r.json()["message"]
     r = rest.report(job, job_id, status="Waiting")  # not a wrapper's to set
     assert r.status_code == 403
+    rest.report(job, job_id, status="Failed", exit_code=2)
+    r = rest.report(job, job_id, status="Completing")
+    assert r.status_code == 403  # the job has ended: its token is void
+    assert "is Failed" in r.json()["message"]
+    r = rest.report(session, job_id, status="Completing")
+    assert r.status_code == 409
+    assert "is Failed" in r.json()["message"]
 
 
 def test_heartbeat_resumes_a_stalled_job(rest: Api, alice: Headers) -> None:

@@ -45,6 +45,8 @@ def test_list_hides_credentials_from_users(rest: Api, alice: Headers) -> None:
     assert {se["name"]: se for se in r.json()}["CTAO-S3"]["options"]["secret_key"] == "SK"
     # Pilot tokens see no SE at all: a job's wrapper lists them with its job token.
     assert rest.client.get("/api/storage/elements", headers=rest.pilot).status_code == 403
+    _pilot_id, session = rest.register()
+    assert rest.client.get("/api/storage/elements", headers=session).status_code == 403
     assert rest.client.get("/api/storage/elements").status_code == 401
 
 

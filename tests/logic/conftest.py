@@ -14,6 +14,7 @@ from ctaprod.core.matching import Resource
 from ctaprod.core.properties import TokenKind
 from ctaprod.logic import auth, runtime
 from ctaprod.logic import jobs as job_logic
+from tests.identities import ensure_member
 
 USER_PROPS = frozenset({"NormalUser"})
 
@@ -58,7 +59,11 @@ class Kit:
     ) -> Identity:
         return user_identity(name, group, properties)
 
+    def ensure_member(self, ident: Identity) -> None:
+        ensure_member(self.ctx, ident, self.tokens)
+
     def submit(self, ident: Identity, count: int = 1, **fields: Any) -> list[int]:
+        self.ensure_member(ident)
         doc: dict[str, Any] = {"Executable": "/bin/true", **fields}
         descs = [d for _ in range(count) for d in expand(doc, self.ctx.limits)]
         ids = job_logic.submit_jobs(self.ctx, ident, descs).job_ids

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,11 @@ def test_only_a_registered_running_pilot_gets_jobs(kit: Kit, alice: Identity) ->
     pilot = kit.pilot()
     with pytest.raises(Forbidden):
         kit.matcher.match(alice, pilot.pilot_id, pilot.resource())
-    with pytest.raises(NotFound):
+    # A session token matches for its own pilot only; a pilot id with no record is unknown.
+    with pytest.raises(Forbidden, match="session token"):
         kit.matcher.match(pilot.ident, 987_654, pilot.resource())
+    with pytest.raises(NotFound):
+        kit.matcher.match(replace(pilot.ident, pilot_id=987_654), 987_654, pilot.resource())
     runtime.pilot_finished(kit.ctx, pilot.ident, pilot.pilot_id, True, "done", None, 0)
     with pytest.raises(Forbidden, match="not Running"):
         kit.match(pilot)
@@ -492,7 +496,7 @@ def test_a_batch_is_served_in_one_transaction_each_request_on_its_own(
     runtime.pilot_finished(kit.ctx, stopped.ident, stopped.pilot_id, True, "done", None, 0)
     reqs = [MatchRequest(p.ident, p.pilot_id, p.resource()) for p in good]
     reqs.insert(1, MatchRequest(stopped.ident, stopped.pilot_id, stopped.resource()))
-    reqs.append(MatchRequest(good[0].ident, 987_654, good[0].resource()))  # no such pilot
+    reqs.append(MatchRequest(good[0].ident, 987_654, good[0].resource()))  # not its own id
     reqs.append(MatchRequest(alice, good[1].pilot_id, good[1].resource()))  # not a pilot token
     commits: list[int] = []
     listener = lambda conn: commits.append(1)  # noqa: E731
@@ -504,7 +508,8 @@ def test_a_batch_is_served_in_one_transaction_each_request_on_its_own(
     assert len(commits) == 1
     assert isinstance(out[1], Forbidden)
     assert "not Running" in str(out[1])
-    assert isinstance(out[4], NotFound)
+    assert isinstance(out[4], Forbidden)  # another pilot's id
+    assert "session token" in str(out[4])
     assert isinstance(out[5], Forbidden)
     assert "pilot token" in str(out[5])
     served = [out[0], out[2], out[3]]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import RowMapping
 
-from ctaprod.core.errors import InvalidTransition
+from ctaprod.core.errors import Forbidden, InvalidTransition
 from ctaprod.core.pilot_states import PilotStatus
 from ctaprod.logic import runtime
 from ctaprod.logic.pilot_status import change_one_pilot, change_pilots, pilot_change
@@ -106,8 +106,13 @@ def test_registration_without_a_submission_record_goes_through_the_machine(
     reg = runtime.register_pilot(world.ctx, world.services.tokens, PILOT, "s-1", SITE, "ce", "q")
     row = _row(world, reg.pilot_id)
     assert (row["status"], row["status_reason"]) == ("Running", "Registered")
-    with pytest.raises(InvalidTransition, match="is Running: cannot go to Running"):
+    # The record exists now: a hand-start token cannot register it again.
+    with pytest.raises(Forbidden, match="existing pilot record"):
         runtime.register_pilot(world.ctx, world.services.tokens, PILOT, "s-1", SITE, "ce", "q")
+    # Its session token cannot register anything.
+    session = world.services.tokens.verify(reg.session_token)
+    with pytest.raises(Forbidden, match="registration credential"):
+        runtime.register_pilot(world.ctx, world.services.tokens, session, "s-2", SITE, "ce", "q")
 
 
 def test_concurrent_end_report_and_lost_verdict_one_wins_the_other_is_told(

@@ -108,7 +108,9 @@ def test_demand_counts_jobs_and_pilots(world: World) -> None:
     # One registers (Running): one waiting slot opens, and max_total allows one more.
     from ctaprod.logic import runtime
 
-    runtime.register_pilot(ctx, world.services.tokens, PILOT, "s0", SITE, "localhost", "q")
+    runtime.register_pilot(
+        ctx, world.services.tokens, replace(PILOT, stamp="s0"), "s0", SITE, "localhost", "q"
+    )
     d = P.queue_demand(ctx, matcher, "q", QUEUE)
     assert (d.pilots_waiting, d.pilots_total, d.to_submit) == (1, 2, 1)
     wide = QUEUE.model_copy(update={"max_waiting": 10, "max_total": 10})
@@ -259,7 +261,13 @@ def test_poll_follows_pilots_in_the_local_ce(world: World, tmp_path: Path) -> No
     from ctaprod.logic import runtime
 
     reg = runtime.register_pilot(
-        world.ctx, world.services.tokens, PILOT, "reports", SITE, "localhost", "q"
+        world.ctx,
+        world.services.tokens,
+        replace(PILOT, stamp="reports"),
+        "reports",
+        SITE,
+        "localhost",
+        "q",
     )
     session = replace(PILOT, pilot_id=reg.pilot_id)
     _wait_final(ce, ["fails", "quiet", "reports"])

@@ -4,6 +4,7 @@ status reports, pilot logs, and who may report on which job."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -118,14 +119,20 @@ def test_register_a_pilot_the_factory_submitted(kit: Kit) -> None:
                 }
             ],
         )
-    reg = R.register_pilot(
-        kit.ctx, kit.tokens, kit.pilot_ident, "factory-1", "LCG.F.org", "ce1", "q1"
+    # The factory's pilot registers with the credential issued for its record.
+    credential = kit.tokens.issue_pilot_credential(
+        "pilot", "ctao_pilot", "factory-1", timedelta(hours=1)
     )
+    ident = kit.tokens.verify(credential)
+    reg = R.register_pilot(kit.ctx, kit.tokens, ident, "factory-1", "LCG.F.org", "ce1", "q1")
     assert reg.pilot_id == pilot_id
     with kit.ctx.db.read() as conn:
         assert kit.ctx.pilots.get(conn, pilot_id)["status"] == "Running"
-    # Registering again (a restarted pilot with the same stamp) is an illegal transition.
-    with pytest.raises(InvalidTransition, match=f"pilot {pilot_id} is Running"):
+    # Registering again (a restarted pilot, a replayed credential): used up.
+    with pytest.raises(Forbidden, match="used already"):
+        R.register_pilot(kit.ctx, kit.tokens, ident, "factory-1", "LCG.F.org", "", "")
+    # A hand-start pilot token never takes over a factory pilot's record.
+    with pytest.raises(Forbidden, match="existing pilot record"):
         R.register_pilot(kit.ctx, kit.tokens, kit.pilot_ident, "factory-1", "LCG.F.org", "", "")
 
 
@@ -217,16 +224,22 @@ def test_heartbeat_brings_a_stalled_job_back(kit: Kit, alice: Identity) -> None:
 
 
 def test_kill_reaches_the_wrapper_through_the_heartbeat(kit: Kit, alice: Identity) -> None:
-    job_id, job, _ = _matched(kit, alice)
+    job_id, job, pilot = _matched(kit, alice)
     _report(kit, job, job_id, status="Running")
     L.kill_jobs(kit.ctx, alice, [job_id])
-    res = _beat(kit, job, job_id, cpu_seconds=5)
+    # The pilot's session hears Kill, repeated until the wrapper stops.
+    res = _beat(kit, pilot.ident, job_id, cpu_seconds=5)
     assert res.commands == [R.KILL]
     assert res.error is None
-    # A kill command is repeated until the wrapper stops.
-    assert _beat(kit, job, job_id).commands == [R.KILL]
-    # The wrapper's late "Done" is refused by the state machine, with the kill repeated.
+    assert _beat(kit, pilot.ident, job_id).commands == [R.KILL]
+    # The job's own token is void: refused (403), and the wrapper stops just the same.
+    refused = _beat(kit, job, job_id)
+    assert (refused.status, refused.commands) == ("forbidden", [])
+    assert "being killed" in refused.error
+    # The wrapper's late "Done" is refused too, with the kill repeated to the pilot.
     late = _report(kit, job, job_id, status="Done")
+    assert late.status == "forbidden"
+    late = _report(kit, pilot.ident, job_id, status="Done")
     assert late.status == "conflict"
     assert f"job {job_id} is Killed" in late.error
     assert late.commands == [R.KILL]
@@ -337,9 +350,12 @@ def test_wrapper_reports_the_lifecycle(kit: Kit, alice: Identity) -> None:
     ]
     assert history[7].minor_status == "Uploading outputs"
     assert history[-1].minor_status == "Execution Complete"
-    # A finished job takes no more updates.
+    # A finished job takes no more updates: its token is void.
     late = _report(kit, job, job_id, application_status="again")
-    assert late.status == "conflict"
+    assert late.status == "forbidden"
+    assert f"job {job_id} is Done" in late.error
+    # Except the repeat of its final report (the answer to the first one was lost): ok.
+    assert _report(kit, job, job_id, status="Done").status == "ok"
     assert kit.row(job_id)["application_status"] == "Event 200 of 200"
 
 
@@ -353,13 +369,17 @@ def test_completed_then_done(kit: Kit, alice: Identity) -> None:
 
 
 def test_illegal_report_names_the_current_state(kit: Kit, alice: Identity) -> None:
-    job_id, job, _ = _matched(kit, alice)
+    job_id, job, pilot = _matched(kit, alice)
     _report(kit, job, job_id, status="Running")
     _report(kit, job, job_id, status="Failed", exit_code=3)
     res = _report(kit, job, job_id, status="Running")
+    assert res.status == "forbidden"  # the job has ended: its token is void
+    assert f"job {job_id} is Failed" in res.error
+    assert res.commands == []
+    # The state machine names the current state to the pilot, which may still report.
+    res = _report(kit, pilot.ident, job_id, status="Running")
     assert res.status == "conflict"
     assert f"job {job_id} is Failed: cannot go to Running" in res.error
-    assert res.commands == []
     assert kit.row(job_id)["exit_code"] == 3
 
 
@@ -402,9 +422,10 @@ def test_reports_on_one_job_in_one_call_apply_in_order(kit: Kit, alice: Identity
         StatusReport(job_id=job_id, status=J.RUNNING),
     ]
     results = _view(R.report_statuses(kit.ctx, job, reports))
-    assert [r.status for r in results] == ["ok", "ok", "ok", "ok", "ok", "conflict", "conflict"]
-    assert results[5].error == f"job {job_id} is Done: no more updates"
-    assert f"job {job_id} is Done: cannot go to Running" in (results[6].error or "")
+    # The job is Done after the fifth: its token is void for the rest.
+    assert [r.status for r in results] == ["ok", "ok", "ok", "ok", "ok", "forbidden", "forbidden"]
+    assert f"job {job_id} is Done" in (results[5].error or "")
+    assert f"job {job_id} is Done" in (results[6].error or "")
     row = kit.row(job_id)
     assert (row["status"], row["application_status"], row["exit_code"], row["cpu_seconds"]) == (
         "Done",
@@ -497,7 +518,7 @@ def test_old_job_token_is_refused_after_a_reschedule(kit: Kit, alice: Identity) 
     new = kit.job_ident(m)
     beat = _beat(kit, old, job_id)
     assert beat.status == "forbidden"
-    assert "no longer assigned" in beat.error
+    assert "superseded" in beat.error
     assert _report(kit, old, job_id, status="Done").status == "forbidden"
     assert _beat(kit, new, job_id).status == "ok"
     assert kit.row(job_id)["status"] == "Matched"

@@ -12,16 +12,14 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
 from ctaprod.agents.runner import AgentContext
-from ctaprod.core.properties import TokenKind
 from ctaprod.core.settings import QueueConfig, Settings
-from ctaprod.logic.auth import IssuedToken, TokenService
+from ctaprod.logic.auth import TokenService
 from ctaprod.logic.context import Context
 from ctaprod.logic.matcher import Matcher
 from ctaprod.logic.pilots import (
@@ -88,18 +86,13 @@ class PilotFactory:
         self.tokens = tokens
         self.ces = ces
         self.command = list(command)
-        self._token: IssuedToken | None = None
 
-    def pilot_token(self) -> str:
-        """A pilot token for the pilots, issued once and renewed at half its lifetime."""
-        lifetime = timedelta(days=self.ctx.settings.pilot_token_days)
-        token = self._token
-        if token is None or token.expires_at - time.time() < lifetime.total_seconds() / 2:
-            token = self.tokens.issue(
-                PILOT_USER, PILOT_GROUP, TokenKind.PILOT, lifetime, "pilot factory"
-            )
-            self._token = token
-        return token.token
+    def credential_for(self, queue: QueueConfig, stamp: str) -> str:
+        """The registration credential of the pilot ``stamp``: good for registering that
+        pilot record once (``submit_pilots`` writes it), within the queue's
+        ``max_queued_hours``; the pilot exchanges it for its session token."""
+        lifetime = timedelta(hours=queue.max_queued_hours)
+        return self.tokens.issue_pilot_credential(PILOT_USER, PILOT_GROUP, stamp, lifetime)
 
     def spec_for(self, name: str, queue: QueueConfig, stamp: str) -> PilotSpec:
         """What the computing element runs for one pilot of queue ``name``; its credential
@@ -118,7 +111,7 @@ class PilotFactory:
             argv=list(self.command),
             env=env,
             workdir_hint=work_dir,
-            credential=self.pilot_token(),
+            credential=self.credential_for(queue, stamp),
         )
 
     def run_once(self, actx: AgentContext) -> int:

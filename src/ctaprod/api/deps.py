@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from ctaprod.api.batching import MatchBatcher
-from ctaprod.core.errors import Unauthorized
+from ctaprod.core.errors import Forbidden, Unauthorized
 from ctaprod.core.identity import Identity
 from ctaprod.logic.auth import TokenService
 from ctaprod.logic.context import Context
@@ -38,10 +38,7 @@ async def get_services(request: Request) -> Services:
 _bearer = HTTPBearer(auto_error=False, description="A ctaprod token (user, pilot or job)")
 
 
-async def get_identity(
-    request: Request,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Identity:
+async def _verified(request: Request, creds: HTTPAuthorizationCredentials | None) -> Identity:
     # Async so that it runs on the event loop: a recently verified token costs no thread
     # hop; only a cache miss (a database lookup) goes to the thread pool.
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
@@ -53,5 +50,26 @@ async def get_identity(
     return ident
 
 
+async def get_identity(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Identity:
+    """The caller of any route but pilot registration: a pilot's registration credential
+    (or hand-start token) is good for registering, nothing else."""
+    ident = await _verified(request, creds)
+    if ident.registration_only:
+        raise Forbidden("a pilot registration token is good for registering a pilot only")
+    return ident
+
+
+async def get_registering_identity(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Identity:
+    """The caller of pilot registration (the use case checks the credential)."""
+    return await _verified(request, creds)
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 IdentityDep = Annotated[Identity, Depends(get_identity)]
+RegisteringDep = Annotated[Identity, Depends(get_registering_identity)]

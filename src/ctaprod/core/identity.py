@@ -15,9 +15,18 @@ class Identity:
     kind: TokenKind
     properties: frozenset[str] = field(default_factory=frozenset)
     jti: str = ""
-    pilot_id: int | None = None  # job tokens: the pilot the job was matched to
+    # Pilot session tokens: the registered pilot; job tokens: the pilot the job was matched to.
+    pilot_id: int | None = None
     job_id: int | None = None  # job tokens: the only job this token may act on
     attempt: int | None = None  # job tokens: the job's reschedule count when matched
+    # A pilot's registration credential: the stamp of the one pilot record it may register.
+    stamp: str | None = None
+
+    @property
+    def registration_only(self) -> bool:
+        """A pilot token that is not (yet) a session: good for registering a pilot, nothing
+        else (a factory pilot's single-use credential, or an admin-issued hand-start token)."""
+        return self.kind is TokenKind.PILOT and self.pilot_id is None
 
     def has(self, *props: Property) -> bool:
         return any(p.value in self.properties for p in props)

@@ -124,6 +124,12 @@ class QueueConfig(BaseModel):
     processors: int = Field(1, ge=1)
     max_empty_matches: int = Field(3, ge=1, description="Pilot stops after N empty matches")
     pilot_lifetime: int = Field(3600, ge=1)
+    max_queued_hours: float = Field(
+        6.0,
+        gt=0,
+        description="How long a pilot may wait in the batch queue: its registration "
+        "credential's lifetime",
+    )
     options: dict[str, Any] = Field(default_factory=dict)
     # What this site's payloads see besides their job's own Environment, e.g. how the site
     # provides the CTA software (CTAPROD_CTA_SOFTWARE=cvmfs|apptainer, CTAPROD_CTA_IMAGE).

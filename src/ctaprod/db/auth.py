@@ -70,6 +70,24 @@ class AuthDB:
             stmt = stmt.where(user_groups.c.user == user)
         return [(r[0], r[1]) for r in conn.execute(stmt)]
 
+    def lock_groups_with(self, conn: Connection, prop: str) -> list[RowMapping]:
+        """The groups holding property ``prop``, row-locked until the transaction ends (on
+        SQLite the write transaction is exclusive already): changes that could take the
+        property from its last holder queue here, one after the other."""
+        stmt = select(groups).order_by(groups.c.name).with_for_update()
+        return [r for r in conn.execute(stmt).mappings() if prop in r["properties"].split(",")]
+
+    def enabled_members(self, conn: Connection, group_names: Sequence[str]) -> set[str]:
+        """The enabled users that are members of any of ``group_names``."""
+        if not group_names:
+            return set()
+        stmt = (
+            select(users.c.name)
+            .join(user_groups, user_groups.c.user == users.c.name)
+            .where(user_groups.c.group.in_(list(group_names)), users.c.enabled.is_(True))
+        )
+        return {str(r[0]) for r in conn.execute(stmt)}
+
     def add_token(self, conn: Connection, row: Mapping[str, Any]) -> None:
         conn.execute(insert(tokens).values(**row))
 

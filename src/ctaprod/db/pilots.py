@@ -37,6 +37,22 @@ class PilotDB:
             stmt = stmt.with_for_update()
         return conn.execute(stmt).mappings().first()
 
+    def consume_registration(self, conn: Connection, stamp: str, now: datetime) -> bool:
+        """Mark the pilot ``stamp`` registered, if it was not yet: True for the one caller
+        that did (a conditional UPDATE: two registrations cannot both succeed)."""
+        res = conn.execute(
+            update(pilots)
+            .where(pilots.c.stamp == stamp, pilots.c.registered_at.is_(None))
+            .values(registered_at=now)
+        )
+        return res.rowcount == 1
+
+    def record_refusal(self, conn: Connection, stamp: str, note: str) -> None:
+        """Keep on the pilot's row why a registration under its stamp was refused."""
+        conn.execute(
+            update(pilots).where(pilots.c.stamp == stamp).values(registration_refused=note[:255])
+        )
+
     def get(self, conn: Connection, pilot_id: int, lock: bool = False) -> RowMapping | None:
         stmt = select(pilots).where(pilots.c.pilot_id == pilot_id)
         if lock and self.for_update:

@@ -186,6 +186,10 @@ pilots = Table(
     Column("jobs_done", Integer, nullable=False, server_default="0"),
     # When the pilot's CE first did not know it (kept across agent restarts); NULL: known.
     Column("unknown_since", UTCDateTime, nullable=True),
+    # When the pilot registered: its registration credential is used up from then on.
+    Column("registered_at", UTCDateTime, nullable=True),
+    # The last registration refused for this record (a replayed or misused credential).
+    Column("registration_refused", String(255), nullable=True),
     Index(None, "status", "ce", "queue"),
 )
 pilot_logs = Table(

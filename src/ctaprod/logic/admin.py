@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import timedelta
 
+from sqlalchemy import Connection
+
 from ctaprod.core.errors import Conflict, InvalidInput, NotFound
 from ctaprod.core.identity import Identity
 from ctaprod.core.properties import Property, TokenKind
@@ -20,6 +22,8 @@ from ctaprod.core.schemas import (
 from ctaprod.db.sites import ACTIVE, BANNED
 from ctaprod.logic.auth import TokenService, add_group, add_user, check_name
 from ctaprod.logic.context import Context
+
+HAND_PILOT_TOKEN_DAYS = 1.0  # default lifetime of an admin-issued (hand-start) pilot token
 
 
 def require_admin(ident: Identity) -> None:
@@ -48,15 +52,56 @@ def create_user(ctx: Context, name: str, groups: list[str], email: str) -> None:
     add_user(ctx, name, groups, email)
 
 
+def _keep_an_admin(
+    ctx: Context,
+    conn: Connection,
+    *,
+    without_users: frozenset[str] = frozenset(),
+    without_member: tuple[str, str] | None = None,
+    group_props: tuple[str, list[str]] | None = None,
+) -> None:
+    """Conflict if the change would leave no enabled user holding Admin.
+
+    The groups are row-locked first: two such changes run one after the other, and the
+    second sees what the first did (two admins disabling each other leave one)."""
+    admin = Property.ADMIN.value
+    locked = ctx.auth.lock_groups_with(conn, admin)
+    admin_groups = {str(g["name"]) for g in locked}
+    if group_props is not None:
+        name, props = group_props
+        if admin in props:
+            admin_groups.add(name)
+        else:
+            admin_groups.discard(name)
+    before = ctx.auth.enabled_members(conn, [str(g["name"]) for g in locked])
+    if not before:
+        return  # no admin today (a bare database): nothing to keep
+    holders: set[str] = set()
+    for user, group in ctx.auth.memberships(conn):
+        if group in admin_groups and (user, group) != without_member:
+            holders.add(user)
+    enabled = ctx.auth.enabled_members(conn, sorted(admin_groups)) & holders
+    if not enabled - without_users:
+        raise Conflict(
+            "this would leave no enabled user with the Admin property: "
+            "give another user Admin first"
+        )
+
+
 def set_user_enabled(ctx: Context, tokens: TokenService, name: str, enabled: bool) -> None:
+    """Enable or disable a user; the last enabled Admin cannot be disabled (Conflict)."""
     with ctx.db.write() as conn:
+        if not enabled:
+            _keep_an_admin(ctx, conn, without_users=frozenset({name}))
         if ctx.auth.set_user_enabled(conn, name, enabled) == 0:
             raise NotFound(f"no user {name!r}")
     tokens.forget_all()
 
 
 def delete_user(ctx: Context, tokens: TokenService, name: str) -> None:
+    """Delete a user and revoke their tokens; never the last enabled Admin (Conflict)."""
     with ctx.db.write() as conn:
+        _keep_an_admin(ctx, conn, without_users=frozenset({name}))
         ctx.auth.revoke_user(conn, name, ctx.clock())
         if ctx.auth.delete_user(conn, name) == 0:
             raise NotFound(f"no user {name!r}")
@@ -95,12 +140,14 @@ def update_group(ctx: Context, tokens: TokenService, name: str, change: GroupUpd
     if values.get("share", 1.0) <= 0:
         raise InvalidInput("a group's share must be positive")
     with ctx.db.write() as conn:
+        if "properties" in values:
+            _keep_an_admin(ctx, conn, group_props=(name, list(values["properties"])))
         if ctx.auth.update_group(conn, name, **values) == 0:
             raise NotFound(f"no group {name!r}")
     tokens.forget_all()
 
 
-def add_member(ctx: Context, user: str, group: str) -> None:
+def add_member(ctx: Context, tokens: TokenService, user: str, group: str) -> None:
     with ctx.db.write() as conn:
         if ctx.auth.user(conn, user) is None:
             raise NotFound(f"no user {user!r}")
@@ -109,18 +156,24 @@ def add_member(ctx: Context, user: str, group: str) -> None:
         if (user, group) in ctx.auth.memberships(conn, user):
             raise Conflict(f"{user!r} is already in {group!r}")
         ctx.auth.add_member(conn, user, group)
+    tokens.forget_all()
 
 
-def remove_member(ctx: Context, user: str, group: str) -> None:
+def remove_member(ctx: Context, tokens: TokenService, user: str, group: str) -> None:
+    """Take ``user`` out of ``group``: their tokens for that group die within the
+    verification cache (at once in this process); never the last enabled Admin's."""
     with ctx.db.write() as conn:
+        _keep_an_admin(ctx, conn, without_member=(user, group))
         if ctx.auth.remove_member(conn, user, group) == 0:
             raise NotFound(f"{user!r} is not in {group!r}")
+    tokens.forget_all()
 
 
 def issue_token(ctx: Context, tokens: TokenService, req: TokenRequest) -> TokenIssued:
     kind = TokenKind(req.kind)
+    # A hand-start pilot token registers new pilots (of hand-started pilots) only: short-lived.
     days = req.days or (
-        ctx.settings.pilot_token_days if kind is TokenKind.PILOT else ctx.settings.user_token_days
+        HAND_PILOT_TOKEN_DAYS if kind is TokenKind.PILOT else ctx.settings.user_token_days
     )
     t = tokens.issue(req.user, req.group, kind, timedelta(days=days), req.description)
     from datetime import UTC, datetime

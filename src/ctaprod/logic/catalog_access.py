@@ -5,7 +5,9 @@ directories (``mkdir -p``) and retrying a transaction lost to a concurrent creat
 
 Permissions: every valid token may read. Writing into a directory needs a user or job token
 whose user owns the directory, whose group is the directory's group, or which holds
-ProductionManagement (or Admin). The root ``/`` is open: any user may create top-level
+ProductionManagement (or Admin). Inside the user area (``/ctao/user``) the group does not
+count: every home belongs to the users' shared group, so only the owner (and the two
+properties) write in a user's tree. The root ``/`` is open: any user may create top-level
 directories, which then belong to them and their group. A new directory belongs to the
 identity that creates it. A job token changes the catalog only while its attempt is the
 job's current one (:func:`check_attempt`): a rescheduled or killed attempt is refused.
@@ -23,15 +25,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ctaprod.core.errors import Conflict, Forbidden, TooLarge
 from ctaprod.core.identity import Identity
-from ctaprod.core.job_states import ACTIVE_STATES, JobStatus
 from ctaprod.core.lfn import ROOT, check_lfn
 from ctaprod.core.properties import Property, TokenKind
 from ctaprod.db.catalog import DirRow, FileRow
 from ctaprod.db.engine import is_deadlock
 from ctaprod.logic.context import Context
+from ctaprod.logic.job_scope import PAYLOAD, require_job_scope
 
 T = TypeVar("T")
 WRITE_PROPERTIES = (Property.PRODUCTION_MANAGEMENT, Property.ADMIN)
+USER_ROOT = "/ctao/user"  # users' homes: /ctao/user/<initial>/<name>
 _RETRIES = 3  # transactions lost to a concurrent creation of the same directory or file
 _SHOWN = 10  # LFNs named in one error message
 
@@ -65,43 +68,13 @@ def require_writer(ident: Identity) -> None:
 
 def check_attempt(ctx: Context, conn: Connection, ident: Identity, *, lock: bool = False) -> None:
     """Forbidden for a job token whose attempt is no longer its job's current one (the job
-    was rescheduled, handed to another pilot, killed or has ended); other tokens pass.
+    was rescheduled, handed to another pilot, killed or has ended): the job-token rule of
+    :func:`ctaprod.logic.job_scope.require_job_scope`; other tokens pass.
 
     ``lock`` (write transactions) holds the job's row until the transaction ends, so that a
     reschedule cannot slip between this check and the catalog write.
     """
-    if ident.kind is not TokenKind.JOB or ident.job_id is None:
-        return
-    job_id = ident.job_id
-    if lock:
-        state = ctx.jobs.states(conn, [job_id]).get(job_id)
-        found = None if state is None else (state.status, state.pilot_id, state.reschedule_count)
-        killed = state is not None and state.kill_requested
-    else:
-        row = ctx.jobs.get(conn, job_id)
-        found = (
-            None
-            if row is None
-            else (JobStatus(row["status"]), row["pilot_id"], row["reschedule_count"])
-        )
-        killed = row is not None and bool(row["kill_requested"])
-    if found is None:
-        raise Forbidden(f"job {job_id} no longer exists: its token cannot change the catalog")
-    status, pilot_id, current = found
-    if (pilot_id, current) != (ident.pilot_id, ident.attempt):
-        raise Forbidden(
-            f"attempt {ident.attempt} of job {job_id} has been superseded (the job is at "
-            f"attempt {current}): its token cannot change the catalog",
-            job_id=job_id,
-            attempt=ident.attempt,
-        )
-    if killed or status not in ACTIVE_STATES:
-        why = "is being killed" if killed else f"is {status.value}"
-        raise Forbidden(
-            f"job {job_id} {why}: its token cannot change the catalog",
-            job_id=job_id,
-            attempt=ident.attempt,
-        )
+    require_job_scope(ctx, conn, ident, allowed=PAYLOAD, lock=lock)
 
 
 def check_batch(ctx: Context, n: int, what: str = "LFNs") -> None:
@@ -112,12 +85,25 @@ def check_batch(ctx: Context, n: int, what: str = "LFNs") -> None:
 
 
 def _may_write(ident: Identity, directory: DirRow) -> bool:
-    return (
-        directory.path == ROOT
-        or ident.has(*WRITE_PROPERTIES)
-        or ident.user == directory.owner
-        or ident.group == directory.owner_group
+    # The root is open: any user may create top-level directories.
+    return directory.path == ROOT or may_write_in(
+        ident, directory.path, directory.owner, directory.owner_group
     )
+
+
+def may_write_in(ident: Identity, path: str, owner: str, owner_group: str) -> bool:
+    """The namespace rule for writing at ``path`` (a directory of ``owner``/``owner_group``,
+    or an entry in it): the owner, the group outside the user area, or the properties."""
+    return (
+        ident.has(*WRITE_PROPERTIES)
+        or ident.user == owner
+        or (ident.group == owner_group and not _in_user_area(path))
+    )
+
+
+def _in_user_area(path: str) -> bool:
+    """True inside a user's home tree, where group membership grants no write."""
+    return path.startswith(USER_ROOT + "/")
 
 
 def _nearest(directory: str, known: dict[str, DirRow]) -> DirRow | None:

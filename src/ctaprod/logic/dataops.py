@@ -24,6 +24,7 @@ from ctaprod.core.catalog import FileInfo, FileRegistration, ReplicaRef
 from ctaprod.core.checksum import Adler32
 from ctaprod.core.errors import Conflict, CtaprodError, InvalidInput, NotFound, Unavailable
 from ctaprod.core.identity import Identity
+from ctaprod.core.properties import TokenKind
 from ctaprod.core.storage import (
     UPLOAD_MARK,
     FileUpload,
@@ -36,6 +37,7 @@ from ctaprod.logic import catalog
 from ctaprod.logic import storage as S
 from ctaprod.logic.authz import refuse_pilot
 from ctaprod.logic.context import Context
+from ctaprod.logic.job_scope import PAYLOAD, require_job_scope
 from ctaprod.resources.storage import StorageElement
 
 __all__ = [
@@ -220,6 +222,9 @@ def open_best_replica(
     """Open the best replica of ``lfn``: readable SEs, those at ``site`` first, skipping
     copies whose stored size disagrees with the catalog. The caller closes the stream."""
     refuse_pilot(ident, "read files")
+    if ident.kind is TokenKind.JOB:  # a payload action: only while the job runs
+        with ctx.db.read() as conn:
+            require_job_scope(ctx, conn, ident, allowed=PAYLOAD)
     info = _file(ctx, lfn)
     path = se_path(info.lfn)
     errors: list[str] = []

@@ -17,11 +17,10 @@ from sqlalchemy import Connection
 from ctaprod.core.errors import InvalidInput
 from ctaprod.core.lfn import ROOT, check_lfn
 from ctaprod.db.catalog import DirRow
-from ctaprod.logic.catalog_access import retrying
+from ctaprod.logic.catalog_access import USER_ROOT, retrying
 from ctaprod.logic.context import Context
 
 VO_ROOT = "/ctao"
-USER_ROOT = f"{VO_ROOT}/user"
 # Owner of the directories above the homes: the user and group that ``bootstrap`` creates.
 ADMIN_USER = "admin"
 ADMIN_GROUP = "ctao_admin"

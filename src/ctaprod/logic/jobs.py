@@ -25,6 +25,7 @@ from ctaprod.core.properties import Property, TokenKind
 from ctaprod.db.jobs import JobState
 from ctaprod.logic import input_data
 from ctaprod.logic.context import Context
+from ctaprod.logic.job_scope import FINISHING, job_refusal
 from ctaprod.logic.job_status import JobResult, Step, load_descriptions, transition_jobs
 
 J = JobStatus
@@ -173,8 +174,9 @@ def jdl_of(desc: JobDescription) -> str:
 def check_access(ident: Identity, state: JobState) -> None:
     """Users act on their own jobs; JobAdministrators on all; hide others' jobs (404)."""
     if ident.kind is TokenKind.JOB:
-        if ident.job_id != state.job_id:
-            raise Forbidden(f"this job token is for job {ident.job_id}, not {state.job_id}")
+        refusal = job_refusal(ident, state, state.job_id, allowed=FINISHING)
+        if refusal is not None:
+            raise refusal
         return
     if ident.kind is TokenKind.PILOT:
         if state.pilot_id is None or state.pilot_id != ident.pilot_id:

@@ -256,6 +256,11 @@ class Matcher:
         for i, r in enumerate(reqs):
             if r.ident.kind is not TokenKind.PILOT or not r.ident.has(Property.GENERIC_PILOT):
                 out[i] = Forbidden("only a pilot token can ask for jobs")
+            elif r.ident.pilot_id != r.pilot_id:
+                # A pilot asks with the session token its registration gave it, for itself.
+                out[i] = Forbidden(
+                    f"asking for jobs as pilot {r.pilot_id} needs that pilot's session token"
+                )
             else:
                 todo.append(i)
         if len(todo) > 1:

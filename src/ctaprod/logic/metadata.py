@@ -49,8 +49,9 @@ from ctaprod.core.properties import Property
 from ctaprod.db.metadata import DIR_CHUNK, TypedCondition
 from ctaprod.db.tables import catalog_dirs, catalog_files
 from ctaprod.logic.authz import refuse_pilot, require_user_token
-from ctaprod.logic.catalog_access import check_attempt
+from ctaprod.logic.catalog_access import check_attempt, may_write_in
 from ctaprod.logic.context import Context
+from ctaprod.logic.job_scope import PAYLOAD, require_job_scope
 
 WRITERS = (Property.PRODUCTION_MANAGEMENT, Property.ADMIN)
 STREAM_PAGE = 5000
@@ -162,7 +163,7 @@ def _check_write(ident: Identity, target: _Target) -> None:
     """The catalog's rule: the directory's owner, its group, or ProductionManagement/Admin;
     never a pilot token."""
     refuse_pilot(ident, "change metadata")
-    if ident.user == target.owner or ident.group == target.owner_group or ident.has(*WRITERS):
+    if may_write_in(ident, target.path, target.owner, target.owner_group):
         return
     raise Forbidden(
         f"{ident.user}/{ident.group} may not change the metadata of {target.path!r} "
@@ -175,6 +176,7 @@ def set_metadata(
 ) -> MetadataView:
     """Set typed values on a directory (its subtree inherits them) or a file; one event."""
     with ctx.db.write() as conn:
+        require_job_scope(ctx, conn, ident, allowed=PAYLOAD, lock=True)
         target = _target(conn, path)
         _check_write(ident, target)
         check_attempt(ctx, conn, ident)
@@ -196,6 +198,7 @@ def set_metadata(
 def unset_metadata(ctx: Context, ident: Identity, path: str, fields: Sequence[str]) -> MetadataView:
     """Remove own values of a directory (its subtree inherits from above again) or a file."""
     with ctx.db.write() as conn:
+        require_job_scope(ctx, conn, ident, allowed=PAYLOAD, lock=True)
         target = _target(conn, path)
         _check_write(ident, target)
         check_attempt(ctx, conn, ident)

@@ -126,7 +126,10 @@ def submit_pilots(
 ) -> list[int]:
     """Record one Submitted pilot per stamp, submit them to ``ce``, store the CE references.
 
-    If the CE refuses, the rows become Aborted (with the reason) and the error is re-raised.
+    ``spec_for(stamp)`` carries the pilot's own registration credential, bound to the stamp of
+    the record written here (the pilot factory's ``credential_for``): the record exists before
+    the CE sees the pilot, and registering it uses the credential up. If the CE refuses,
+    the rows become Aborted (with the reason) and the error is re-raised.
     """
     if not stamps:
         return []

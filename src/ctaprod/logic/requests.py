@@ -30,6 +30,7 @@ from ctaprod.core.requests import (
 )
 from ctaprod.core.statemachine import Change, TransitionResult
 from ctaprod.logic.context import Context
+from ctaprod.logic.job_scope import FINISHING, require_job_scope
 from ctaprod.logic.jobs import check_access
 from ctaprod.logic.request_claims import release_expired
 from ctaprod.logic.request_executor import ExecutionStats, execute_due
@@ -63,8 +64,11 @@ def create_request(ctx: Context, ident: Identity, spec: RequestSpec) -> int:
         raise Forbidden("a pilot token cannot create requests")
     if ident.kind is TokenKind.JOB:
         spec = spec.model_copy(update={"job_id": ident.job_id})
-    spec = check_spec(spec)
     with ctx.db.write() as conn:
+        # A job's token: its own job, while its attempt is current and until its end (the
+        # wrapper leaves the request finishing its outputs once the job is Completed).
+        require_job_scope(ctx, conn, ident, allowed=FINISHING, lock=True)
+        spec = check_spec(spec)
         if spec.job_id is not None and ident.kind is TokenKind.USER:
             states = ctx.jobs.states(conn, [spec.job_id])
             if spec.job_id not in states:
@@ -140,6 +144,8 @@ def list_requests(
 ) -> RequestPage:
     """A page of requests, newest first; users see their own, operators and admins all."""
     if ident.kind is TokenKind.JOB:
+        with ctx.db.read() as conn:
+            require_job_scope(ctx, conn, ident, allowed=FINISHING)
         job_id, owner = ident.job_id, ident.user
     elif not _sees_all(ident):
         if owner is not None and owner != ident.user:
@@ -179,6 +185,7 @@ def _info(ctx: Context, conn: Connection, row: Mapping[str, Any]) -> RequestInfo
 def get_request(ctx: Context, ident: Identity, request_id: int) -> RequestInfo:
     """A request with its operations and their files."""
     with ctx.db.read() as conn:
+        require_job_scope(ctx, conn, ident, allowed=FINISHING)
         row = _visible(ident, ctx.requests.get(conn, request_id), request_id)
         return _info(ctx, conn, row)
 
@@ -197,6 +204,7 @@ def retry_request(ctx: Context, ident: Identity, request_id: int) -> RequestInfo
     """
     now = ctx.clock()
     with ctx.db.write() as conn:
+        require_job_scope(ctx, conn, ident, allowed=FINISHING)
         row = _visible(ident, ctx.requests.get(conn, request_id, lock=True), request_id)
         status = R(row["status"])
         if status is R.FAILED:
@@ -281,6 +289,7 @@ def cancel_request(ctx: Context, ident: Identity, request_id: int) -> RequestInf
     """Cancel a Waiting or Assigned request; its unfinished operations are Canceled."""
     now = ctx.clock()
     with ctx.db.write() as conn:
+        require_job_scope(ctx, conn, ident, allowed=FINISHING)
         row = _visible(ident, ctx.requests.get(conn, request_id, lock=True), request_id)
         _change(ctx, conn, request_id, Change(R.CANCELED), now, row, ident.user)
         ops = [int(op["op_id"]) for op in ctx.requests.operations(conn, request_id)]

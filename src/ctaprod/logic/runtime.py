@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy import Connection
 
 from ctaprod.core.errors import Conflict, CtaprodError, Forbidden, InvalidInput, NotFound
 from ctaprod.core.identity import Identity
-from ctaprod.core.job_states import ACTIVE_STATES, JOB_MACHINE, JobStatus
+from ctaprod.core.job_states import ACTIVE_STATES, FINAL_STATES, JOB_MACHINE, JobStatus
 from ctaprod.core.pilot_states import PilotStatus
 from ctaprod.core.properties import Property, TokenKind
 from ctaprod.core.schemas import HeartbeatItem, StatusReport
 from ctaprod.db.jobs import JobState
 from ctaprod.logic.auth import TokenService
 from ctaprod.logic.context import Context
+from ctaprod.logic.job_scope import FINISHING, job_refusal
 from ctaprod.logic.job_status import Step, transition_jobs
 from ctaprod.logic.pilot_status import change_one_pilot, pilot_change
 
 J = JobStatus
+log = logging.getLogger(__name__)
 # What a job wrapper may set; everything else is decided by the server.
 WRAPPER_TARGETS = frozenset({J.RUNNING, J.COMPLETING, J.COMPLETED, J.DONE, J.FAILED})
 KILL = "Kill"
@@ -36,39 +40,69 @@ class Registration:
 def register_pilot(
     ctx: Context, tokens: TokenService, ident: Identity, stamp: str, site: str, ce: str, queue: str
 ) -> Registration:
-    """A starting pilot announces itself: its row (made at submission or now) goes Running."""
-    if ident.kind is not TokenKind.PILOT or not ident.has(Property.GENERIC_PILOT):
-        raise Forbidden("only a pilot token can register a pilot")
+    """A starting pilot announces itself and gets a session token bound to its pilot id.
+
+    A factory pilot presents its registration credential: good once, for its own record
+    only (``ident.stamp``); the record goes Running and the credential is used up in the same
+    transaction. A hand-start pilot token registers new records only, never an existing one.
+    A refused registration is logged and noted on the pilot's row (``registration_refused``).
+    """
+    if not ident.registration_only or not ident.has(Property.GENERIC_PILOT):
+        raise Forbidden("only a pilot's registration credential can register a pilot")
     if not stamp or len(stamp) > 64:
         raise InvalidInput("a pilot stamp is 1-64 characters")
+    if ident.stamp is not None and ident.stamp != stamp:
+        _refuse(ctx, [stamp, ident.stamp], f"credential of pilot {ident.stamp} used for {stamp}")
     now = ctx.clock()
+    refusal = ""
     with ctx.db.write() as conn:
         row = ctx.pilots.by_stamp(conn, stamp)
-        if row is None:
-            pilot_id = ctx.pilots.add(
-                conn,
-                [
-                    {
-                        "stamp": stamp,
-                        "ce_ref": stamp,
-                        "ce": ce,
-                        "queue": queue,
-                        "site": site,
-                        # Born Submitted, like a factory's pilot; Running through the door.
-                        "status": PilotStatus.SUBMITTED.value,
-                        "status_reason": "Registered without a submission record",
-                        "submission_time": now,
-                        "last_update": now,
-                    }
-                ],
-            )[0]
-        else:
-            pilot_id = int(row["pilot_id"])
-            site = site or row["site"]
-        step = pilot_change(PilotStatus.RUNNING, "Registered", site=site)
-        change_one_pilot(ctx, conn, pilot_id, step, source=PILOT_SOURCE, now=now)
+        if ident.stamp is not None:
+            if row is None:
+                refusal = "no such pilot record"
+            elif not ctx.pilots.consume_registration(conn, stamp, now):
+                refusal = "its registration credential was used already"
+        elif row is not None:
+            refusal = "a hand-start pilot token cannot register an existing pilot record"
+        if not refusal:
+            if row is None:
+                pilot_id = ctx.pilots.add(
+                    conn,
+                    [
+                        {
+                            "stamp": stamp,
+                            "ce_ref": stamp,
+                            "ce": ce,
+                            "queue": queue,
+                            "site": site,
+                            # Born Submitted, like a factory's pilot; Running through the door.
+                            "status": PilotStatus.SUBMITTED.value,
+                            "status_reason": "Registered without a submission record",
+                            "submission_time": now,
+                            "last_update": now,
+                            "registered_at": now,
+                        }
+                    ],
+                )[0]
+            else:
+                pilot_id = int(row["pilot_id"])
+                site = site or row["site"]
+            step = pilot_change(PilotStatus.RUNNING, "Registered", site=site)
+            change_one_pilot(ctx, conn, pilot_id, step, source=PILOT_SOURCE, now=now)
+    if refusal:
+        _refuse(ctx, [stamp], refusal)
     lifetime = timedelta(days=ctx.settings.pilot_token_days)
     return Registration(pilot_id, tokens.issue_pilot_session(ident, pilot_id, lifetime))
+
+
+def _refuse(ctx: Context, stamps: Sequence[str], why: str) -> NoReturn:
+    """Log a refused registration, note it on the pilots concerned, raise Forbidden."""
+    note = f"{ctx.clock().isoformat(timespec='seconds')} registration refused: {why}"
+    log.warning("pilot %s: %s", stamps[0], note)
+    with ctx.db.write() as conn:
+        for stamp in dict.fromkeys(stamps):
+            ctx.pilots.record_refusal(conn, stamp, note)
+    raise Forbidden(f"registration of pilot {stamps[0]} refused: {why}")
 
 
 def pilot_finished(
@@ -118,11 +152,10 @@ def _job_access_error(ident: Identity, state: JobState | None, job_id: int) -> C
     if state is None:
         return NotFound(f"no job {job_id}")
     if ident.kind is TokenKind.JOB:
-        if ident.job_id != job_id:
-            return Forbidden(f"this job token is for job {ident.job_id}, not {job_id}")
-        if state.pilot_id != ident.pilot_id or state.reschedule_count != ident.attempt:
-            return Forbidden(f"job {job_id} is no longer assigned to this pilot")
-        return None
+        # Its own job, its current attempt, not ended (a Completed job's wrapper still
+        # reports its end): the job-token rule. A killed job's token is refused (403): the
+        # wrapper stops its payload as it does on a Kill command.
+        return job_refusal(ident, state, job_id, allowed=FINISHING)
     if ident.kind is TokenKind.PILOT and ident.pilot_id is not None:
         if state.pilot_id != ident.pilot_id:
             return Forbidden(f"job {job_id} is not assigned to pilot {ident.pilot_id}")
@@ -235,6 +268,8 @@ def report_statuses(
             results.append(res)
             state = states.get(rep.job_id)
             err = _job_access_error(ident, state, rep.job_id)
+            if err is not None and _repeated_end(ident, state, rep):
+                continue  # its answer was lost: the end it reports is there already
             if err is None and rep.status is not None and rep.status not in WRAPPER_TARGETS:
                 err = Forbidden(f"a job wrapper cannot set status {rep.status.value}")
             if err is not None or state is None:
@@ -255,6 +290,19 @@ def report_statuses(
         _refuse_missed(current.flush(ctx, conn), results)
         ctx.jobs.set_many_parameters(conn, parameters)
     return results
+
+
+def _repeated_end(ident: Identity, state: JobState | None, rep: StatusReport) -> bool:
+    """Whether ``rep`` repeats, for the job's current attempt, the final status the job has
+    (a wrapper whose first report went through but whose answer was lost): harmless, ok."""
+    return (
+        ident.kind is TokenKind.JOB
+        and state is not None
+        and rep.status is not None
+        and rep.status is state.status
+        and state.status in FINAL_STATES
+        and job_refusal(ident, state, rep.job_id, allowed=None) is None
+    )
 
 
 def _refuse_missed(missed: set[int], replies: Sequence[JobReply]) -> None:

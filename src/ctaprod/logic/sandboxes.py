@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ctaprod.core.archive import check_members
-from ctaprod.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from ctaprod.core.errors import Forbidden, InvalidInput, NotFound
 from ctaprod.core.identity import Identity
-from ctaprod.core.job_states import ACTIVE_STATES, JobStatus
+from ctaprod.core.job_states import JobStatus
 from ctaprod.core.properties import TokenKind
 from ctaprod.logic.context import Context
+from ctaprod.logic.job_scope import PAYLOAD, require_job_scope
 from ctaprod.logic.jobs import check_access
 
 J = JobStatus
@@ -48,6 +49,7 @@ def store_sandbox(ctx: Context, ident: Identity, sha256: str, size: int, archive
     se = ctx.storage(se_name)
     path = storage_path(sha256)
     with ctx.db.read() as conn:
+        require_job_scope(ctx, conn, ident, allowed=PAYLOAD)  # job tokens: while it runs
         existing = ctx.sandboxes.any_copy(conn, sha256)
     if existing is None or not se.exists(path):
         with archive.open("rb") as fh:
@@ -79,6 +81,7 @@ def open_sandbox(ctx: Context, ident: Identity, sha256: str) -> BinaryIO:
     check_sha(sha256)
     with ctx.db.read() as conn:
         if ident.kind is TokenKind.JOB:
+            require_job_scope(ctx, conn, ident, allowed=PAYLOAD)
             assert ident.job_id is not None
             rows = ctx.sandboxes.of_job(conn, ident.job_id, "input")
             row = next((r for r in rows if r["sha256"] == sha256), None)
@@ -94,16 +97,10 @@ def open_sandbox(ctx: Context, ident: Identity, sha256: str) -> BinaryIO:
 def attach_output(ctx: Context, ident: Identity, job_id: int, sb_id: int) -> None:
     """Attach an uploaded output sandbox to the job whose wrapper uploaded it."""
     with ctx.db.write() as conn:
-        state = ctx.jobs.states(conn, [job_id]).get(job_id)
-        if state is None:
-            raise NotFound(f"no job {job_id}")
         if ident.kind is not TokenKind.JOB:
             raise Forbidden("output sandboxes are uploaded with the job's token")
-        check_access(ident, state)
-        if state.pilot_id != ident.pilot_id or state.reschedule_count != ident.attempt:
-            raise Forbidden(f"job {job_id} is no longer assigned to this pilot")
-        if state.status not in ACTIVE_STATES | {J.COMPLETED, J.DONE, J.FAILED}:
-            raise Conflict(f"job {job_id} is {state.status.value}: no output expected")
+        # Its own job, its current attempt, while the payload's wrapper runs.
+        require_job_scope(ctx, conn, ident, job_id, allowed=PAYLOAD, lock=True)
         for old in ctx.sandboxes.of_job(conn, job_id, "output"):
             ctx.sandboxes.detach(conn, job_id, "output", int(old["sb_id"]))
         ctx.sandboxes.assign(conn, [{"job_id": job_id, "kind": "output", "sb_id": sb_id}])

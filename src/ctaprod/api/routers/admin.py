@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ctaprod.api.deps import IdentityDep, ServicesDep
+from ctaprod.api.deps import IdentityDep, RegisteringDep, ServicesDep
 from ctaprod.core.schemas import (
     GroupCreate,
     GroupInfo,
@@ -27,7 +27,7 @@ sites_router = APIRouter(prefix="/api/sites", tags=["sites"])
 
 
 @auth_router.get("/whoami")
-def whoami(ident: IdentityDep) -> WhoAmI:
+def whoami(ident: RegisteringDep) -> WhoAmI:
     return WhoAmI(
         user=ident.user,
         group=ident.group,
@@ -87,13 +87,13 @@ def update_group(name: str, body: GroupUpdate, svc: ServicesDep, ident: Identity
 @router.post("/members", status_code=201)
 def add_member(body: MembershipChange, svc: ServicesDep, ident: IdentityDep) -> None:
     A.require_admin(ident)
-    A.add_member(svc.ctx, body.user, body.group)
+    A.add_member(svc.ctx, svc.tokens, body.user, body.group)
 
 
 @router.post("/members/remove", status_code=204)
 def remove_member(body: MembershipChange, svc: ServicesDep, ident: IdentityDep) -> None:
     A.require_admin(ident)
-    A.remove_member(svc.ctx, body.user, body.group)
+    A.remove_member(svc.ctx, svc.tokens, body.user, body.group)
 
 
 @router.get("/tokens")

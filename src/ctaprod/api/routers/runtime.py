@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import PlainTextResponse
 
-from ctaprod.api.deps import IdentityDep, ServicesDep
+from ctaprod.api.deps import IdentityDep, RegisteringDep, ServicesDep
 from ctaprod.api.errors import status_of
 from ctaprod.core.errors import Forbidden, InvalidInput
 from ctaprod.core.matching import Resource
@@ -31,7 +31,7 @@ router = APIRouter(tags=["pilots"])
 
 
 @router.post("/api/pilots/register")
-def register(body: PilotRegistration, svc: ServicesDep, ident: IdentityDep) -> PilotRegistered:
+def register(body: PilotRegistration, svc: ServicesDep, ident: RegisteringDep) -> PilotRegistered:
     """A starting pilot registers; the reply holds a token bound to this pilot."""
     reg = R.register_pilot(svc.ctx, svc.tokens, ident, body.stamp, body.site, body.ce, body.queue)
     return PilotRegistered(pilot_id=reg.pilot_id, session_token=reg.session_token)
