@@ -636,3 +636,25 @@ def test_the_batcher_serves_concurrent_requests_from_an_event_loop(
     assert sum(sizes) == 13
     assert max(sizes) <= 4
     assert all(not t.is_alive() for t in batcher._workers)
+
+
+def test_jobs_of_a_disabled_user_or_a_left_group_stay_waiting(
+    kit: Kit, alice: Identity, bob: Identity
+) -> None:
+    # Their job token would be refused at its first use: the job is not handed out at all.
+    [mine] = kit.submit(alice)
+    [his] = kit.submit(bob)
+    admin.set_user_enabled(kit.ctx, kit.tokens, "alice", False)
+    kit.matcher.invalidate()
+    pilot = kit.pilot()
+    assert kit.drain(pilot) == [his]
+    admin.set_user_enabled(kit.ctx, kit.tokens, "alice", True)
+    kit.matcher.invalidate()
+    assert kit.drain(pilot) == [mine]
+    [again] = kit.submit(alice)
+    admin.remove_member(kit.ctx, kit.tokens, "alice", alice.group)
+    kit.matcher.invalidate()
+    assert kit.match(pilot) is None
+    admin.add_member(kit.ctx, kit.tokens, "alice", alice.group)
+    kit.matcher.invalidate()
+    assert kit.drain(pilot) == [again]

@@ -88,6 +88,16 @@ class AuthDB:
         )
         return {str(r[0]) for r in conn.execute(stmt)}
 
+    def active_owners(self, conn: Connection) -> frozenset[tuple[str, str]]:
+        """(user, group) of every enabled user and each group they are a member of: whose
+        jobs may still run (a job token is refused for any other owner)."""
+        stmt = (
+            select(user_groups.c.user, user_groups.c.group)
+            .join(users, users.c.name == user_groups.c.user)
+            .where(users.c.enabled.is_(True))
+        )
+        return frozenset((str(r[0]), str(r[1])) for r in conn.execute(stmt))
+
     def add_token(self, conn: Connection, row: Mapping[str, Any]) -> None:
         conn.execute(insert(tokens).values(**row))
 

@@ -52,6 +52,10 @@ class Snapshot:
     loads: dict[int, QueueLoad]
     banned_sites: frozenset[str]
     shares: dict[str, float]
+    # (owner, group) pairs whose jobs may run: an enabled user still in the group (None: all).
+    # The jobs of a disabled user or of a group they left stay waiting: their job token
+    # would be refused at its first use.
+    owners: frozenset[tuple[str, str]] | None = None
     # Eligible queues per resource shape: pilots of one queue all look alike, so the scan
     # over every task queue is done once per snapshot and shape, not once per request.
     eligible: dict[tuple[object, ...], list[int]] = field(default_factory=dict)
@@ -160,6 +164,7 @@ class Matcher:
                 loads,
                 self.ctx.sites.banned(conn),
                 self.ctx.auth.shares(conn),
+                self.ctx.auth.active_owners(conn),
             )
         with self._lock:
             self._snap = snap
@@ -171,8 +176,12 @@ class Matcher:
         found = snap.eligible.get(shape)
         if found is None:
             tags = res.all_tags()
+            owners = snap.owners
             found = [
-                q for q, req in snap.queues.items() if eligible(req, res, tags, snap.banned_sites)
+                q
+                for q, req in snap.queues.items()
+                if eligible(req, res, tags, snap.banned_sites)
+                and (owners is None or (req.owner, req.owner_group) in owners)
             ]
             snap.eligible[shape] = found
         return [q for q in found if q in snap.loads and snap.loads[q].waiting > 0]
