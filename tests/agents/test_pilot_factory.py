@@ -121,8 +121,9 @@ def test_submits_what_the_waiting_jobs_call_for(world: World, make: Any) -> None
     _until(lambda: all("pilot up" in (work / r["stamp"] / "pilot.log").read_text() for r in rows))
 
     assert setup.factory.run_once(ONCE) == 0  # max_waiting reached
-    first = json.loads((work / rows[0]["stamp"] / "spec.json").read_text())
-    credential = world.services.tokens.verify(first["env"]["CTAPROD_PILOT_TOKEN"])
+    # A credential for the first pilot's record (the CE keeps the real one in memory).
+    first = setup.factory.spec_for("local", _queue(), rows[0]["stamp"]).credential
+    credential = world.services.tokens.verify(first)
     runtime.register_pilot(
         world.ctx, world.services.tokens, credential, rows[0]["stamp"], SITE, "localhost", "local"
     )
