@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from annotated_types import Ge, Le
 from pydantic import BaseModel, Field, field_validator
 
 from ctaprod.core.job_states import JobStatus
@@ -13,6 +14,12 @@ from ctaprod.core.matching import Resource
 
 MAX_PAGE = 1000
 MAX_BATCH = 10_000
+INT64_MAX = 2**63 - 1
+
+# Integers a client sends: in range of every database's 64-bit integers (422, never a
+# driver's overflow). JSON bodies are checked centrally too (api/limits.py).
+Id = Annotated[int, Ge(0), Le(INT64_MAX)]
+Int64 = Annotated[int, Ge(-INT64_MAX - 1), Le(INT64_MAX)]
 
 
 class SubmitRequest(BaseModel):
@@ -28,7 +35,7 @@ class SubmitResponse(BaseModel):
 
 
 class JobIds(BaseModel):
-    job_ids: list[int] = Field(min_length=1, max_length=MAX_BATCH)
+    job_ids: list[Id] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class RescheduleResponse(BaseModel):
@@ -46,7 +53,7 @@ class JobFilter(BaseModel):
     submitted_after: datetime | None = None
     submitted_before: datetime | None = None
     updated_after: datetime | None = None
-    job_ids: list[int] = Field(default_factory=list, max_length=MAX_PAGE)
+    job_ids: list[Id] = Field(default_factory=list, max_length=MAX_PAGE)
 
     @field_validator("submitted_after", "submitted_before", "updated_after")
     @classmethod

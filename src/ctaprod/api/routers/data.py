@@ -106,7 +106,9 @@ async def put_file(
     except ValidationError as exc:
         raise InvalidInput(str(exc.errors()[0]["msg"])) from None
     reader = _BodyReader(request.stream().__aiter__())
-    return await run_in_threadpool(D.put_and_register, svc.ctx, ident, upload, reader, se)  # type: ignore[arg-type]
+    # Each upload holds a thread while its body arrives: a few at once, never the whole pool.
+    async with request.app.state.upload_slots:
+        return await run_in_threadpool(D.put_and_register, svc.ctx, ident, upload, reader, se)  # type: ignore[arg-type]
 
 
 def _chunks(replica: D.OpenReplica) -> Iterator[bytes]:
