@@ -71,8 +71,8 @@ class JobPage(BaseModel):
 
 class HeartbeatItem(BaseModel):
     job_id: int
-    cpu_seconds: float = Field(0.0, ge=0)
-    wall_seconds: float = Field(0.0, ge=0)
+    cpu_seconds: float = Field(0.0, ge=0, allow_inf_nan=False)
+    wall_seconds: float = Field(0.0, ge=0, allow_inf_nan=False)
     rss_bytes: int = Field(0, ge=0)
     peak_rss_bytes: int = Field(0, ge=0)
 
@@ -82,9 +82,9 @@ class StatusReport(BaseModel):
     status: JobStatus | None = None
     minor_status: str = Field("", max_length=128)
     application_status: str | None = Field(None, max_length=255)
-    exit_code: int | None = None
-    cpu_seconds: float | None = Field(None, ge=0)
-    wall_seconds: float | None = Field(None, ge=0)
+    exit_code: int | None = Field(None, ge=-(2**31), le=2**31 - 1)
+    cpu_seconds: float | None = Field(None, ge=0, allow_inf_nan=False)
+    wall_seconds: float | None = Field(None, ge=0, allow_inf_nan=False)
     peak_rss_bytes: int | None = Field(None, ge=0)
     parameters: dict[str, str] = Field(default_factory=dict, max_length=100)
 
@@ -153,9 +153,9 @@ class WhoAmI(BaseModel):
 
 
 class UserCreate(BaseModel):
-    name: str
-    groups: list[str] = Field(default_factory=list)
-    email: str = ""
+    name: str = Field(min_length=1, max_length=64)
+    groups: list[str] = Field(default_factory=list, max_length=100)
+    email: str = Field("", max_length=255)
 
 
 class UserInfo(BaseModel):
@@ -166,16 +166,16 @@ class UserInfo(BaseModel):
 
 
 class GroupCreate(BaseModel):
-    name: str
-    properties: list[str] = Field(default_factory=list)
-    share: float = 1.0
-    description: str = ""
+    name: str = Field(min_length=1, max_length=64)
+    properties: list[str] = Field(default_factory=list, max_length=100)
+    share: float = Field(1.0, ge=0, le=1e9, allow_inf_nan=False)
+    description: str = Field("", max_length=255)
 
 
 class GroupUpdate(BaseModel):
-    properties: list[str] | None = None
-    share: float | None = None
-    description: str | None = None
+    properties: list[str] | None = Field(None, max_length=100)
+    share: float | None = Field(None, ge=0, le=1e9, allow_inf_nan=False)
+    description: str | None = Field(None, max_length=255)
 
 
 class GroupInfo(BaseModel):
@@ -186,13 +186,13 @@ class GroupInfo(BaseModel):
 
 
 class MembershipChange(BaseModel):
-    user: str
-    group: str
+    user: str = Field(max_length=64)
+    group: str = Field(max_length=64)
 
 
 class TokenRequest(BaseModel):
-    user: str
-    group: str
+    user: str = Field(max_length=64)
+    group: str = Field(max_length=64)
     kind: Literal["user", "pilot"] = "user"
     days: float | None = Field(None, gt=0, le=3650)
     description: str = Field("", max_length=255)
