@@ -66,18 +66,18 @@ def test_a_bulk_call_over_its_list_limit_is_422_naming_it(rest: Api, alice: Head
 @pytest.mark.parametrize(
     ("jdl", "attribute"),
     [
-        ("Executable = /bin/true; Arguments = \"a\x01b\";", "Arguments"),
-        ("Executable = /bin/true; OutputPath = \"/ctao/a/../b\";", "OutputPath"),
-        ("Executable = /bin/true; OutputPath = \"relative/dir\";", "OutputPath"),
-        ("Executable = /bin/true; OutputSE = \"DISK SE;rm\";", "OutputSE"),
-        ("Executable = /bin/true; InputData = {\"LFN:/ctao/a b\"};", "InputData"),
-        ("Executable = /bin/true; InputSandbox = {\"LFN:/ctao//x\"};", "InputSandbox"),
-        ("Executable = /bin/true; OutputData = {\"LFN:/ctao/x/\"};", "OutputData"),
-        ("Executable = /bin/true; Site = \"" + LONG + "\";", "Site"),
+        ('Executable = /bin/true; Arguments = "a\x01b";', "Arguments"),
+        ('Executable = /bin/true; OutputPath = "/ctao/a/../b";', "OutputPath"),
+        ('Executable = /bin/true; OutputPath = "relative/dir";', "OutputPath"),
+        ('Executable = /bin/true; OutputSE = "DISK SE;rm";', "OutputSE"),
+        ('Executable = /bin/true; InputData = {"LFN:/ctao/a b"};', "InputData"),
+        ('Executable = /bin/true; InputSandbox = {"LFN:/ctao//x"};', "InputSandbox"),
+        ('Executable = /bin/true; OutputData = {"LFN:/ctao/x/"};', "OutputData"),
+        ('Executable = /bin/true; Site = "' + LONG + '";', "Site"),
         ("Executable = /bin/true; X = " + "{" * 900 + "}" * 900 + ";", None),
         ("Executable = /bin/true; CPUTime = " + "9" * 5000 + ";", None),
         ("Executable = /bin/true; Parameters = 5000; ParameterFactor = 10;", "ParameterFactor"),
-        ("Executable = /bin/true; Parameters = 3; ParameterStep = \"nan\";", "ParameterStep"),
+        ('Executable = /bin/true; Parameters = 3; ParameterStep = "nan";', "ParameterStep"),
         ("Executable = /bin/true; Parameters = 3; ParameterStart = " + "7" * 300 + ";", None),
     ],
 )
@@ -100,10 +100,10 @@ def test_a_nul_in_executable_sent_as_json_is_refused(rest: Api, alice: Headers) 
 
 def test_real_dirac_jdls_are_still_accepted(rest: Api, alice: Headers) -> None:
     jdl = (
-        "[\n  JobName = \"ok\";\n  Executable = \"/bin/echo\";\n  Arguments = \"a\tb\";\n"
-        "  OutputSE = \"LOCAL-DISK\";\n  OutputPath = \"/ctao/user/a/alice/out\";\n"
-        "  OutputData = {\"f.txt\", \"LFN:/ctao/user/a/alice/g.txt\"};\n"
-        "  Site = \"LCG.CERN.cern\";\n]\n"
+        '[\n  JobName = "ok";\n  Executable = "/bin/echo";\n  Arguments = "a\tb";\n'
+        '  OutputSE = "LOCAL-DISK";\n  OutputPath = "/ctao/user/a/alice/out";\n'
+        '  OutputData = {"f.txt", "LFN:/ctao/user/a/alice/g.txt"};\n'
+        '  Site = "LCG.CERN.cern";\n]\n'
     )
     assert len(rest.submit(alice, text=jdl, fmt="jdl")) == 1
 

@@ -24,11 +24,12 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_a_string_longer_than_its_column_is_refused_on_insert(db: Database) -> None:
-    with pytest.raises(InvalidInput, match=r"name: at most 128 characters, got 129"):
-        with db.write() as conn:
-            conn.execute(
-                insert(sites), [{"name": "S" * 129, "status": "Banned", "updated_at": NOW}]
-            )
+    too_long = [{"name": "S" * 129, "status": "Banned", "updated_at": NOW}]
+    with (
+        pytest.raises(InvalidInput, match=r"name: at most 128 characters, got 129"),
+        db.write() as conn,
+    ):
+        conn.execute(insert(sites), too_long)
     with db.read() as conn:
         assert conn.execute(sites.select()).all() == []
 
@@ -36,18 +37,16 @@ def test_a_string_longer_than_its_column_is_refused_on_insert(db: Database) -> N
 def test_values_and_bulk_rows_are_checked_too(db: Database) -> None:
     with db.write() as conn:
         conn.execute(insert(users).values(name="bob", email="", created=NOW))
-    with pytest.raises(InvalidInput, match="email: at most 255"):
-        with db.write() as conn:
-            conn.execute(update(users).where(users.c.name == "bob").values(email="e" * 256))
-    with pytest.raises(InvalidInput, match="name: at most 64"):
-        with db.write() as conn:
-            conn.execute(
-                insert(users),
-                [
-                    {"name": "ok", "email": "", "created": NOW},
-                    {"name": "n" * 65, "email": "", "created": NOW},
-                ],
-            )
+    with pytest.raises(InvalidInput, match="email: at most 255"), db.write() as conn:
+        conn.execute(update(users).where(users.c.name == "bob").values(email="e" * 256))
+    with pytest.raises(InvalidInput, match="name: at most 64"), db.write() as conn:
+        conn.execute(
+            insert(users),
+            [
+                {"name": "ok", "email": "", "created": NOW},
+                {"name": "n" * 65, "email": "", "created": NOW},
+            ],
+        )
     with db.read() as conn:
         assert [r.name for r in conn.execute(users.select())] == ["bob"]
 
@@ -55,9 +54,8 @@ def test_values_and_bulk_rows_are_checked_too(db: Database) -> None:
 def test_an_integer_out_of_its_column_range_is_refused(db: Database) -> None:
     from ctaprod.db.tables import jobs
 
-    with pytest.raises(InvalidInput, match="priority: .* is out of range"):
-        with db.write() as conn:
-            conn.execute(update(jobs).where(jobs.c.job_id == 1).values(priority=2**40))
+    with pytest.raises(InvalidInput, match=r"priority: .* is out of range"), db.write() as conn:
+        conn.execute(update(jobs).where(jobs.c.job_id == 1).values(priority=2**40))
 
 
 def test_the_limits_match_the_columns_exactly(db: Database) -> None:
