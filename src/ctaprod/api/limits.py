@@ -158,7 +158,9 @@ class _Body:
         self.limit = limit
         self.idle = settings.api.body_idle_seconds
         self.rate = settings.api.body_min_rate
-        self.start = time.monotonic()
+        # The clock starts when the route first asks for the body (an upload may wait for a
+        # slot first), and counts from there: silence, then the average rate.
+        self.start: float | None = None
         self.received = 0
         self.done = False
         self.refused: Refused | None = None
@@ -168,6 +170,8 @@ class _Body:
             return await self._receive()
         if self.refused is not None:
             raise self.refused
+        if self.start is None:
+            self.start = time.monotonic()
         allowed = self.start + self.idle + self.received / self.rate - time.monotonic()
         try:
             message = await asyncio.wait_for(
