@@ -101,7 +101,12 @@ def create_app(services: Services) -> FastAPI:
     settings = services.ctx.settings
     app.state.upload_slots = UploadSlots(settings.api.upload_threads)
     app.add_middleware(RequestLimits, settings=settings)
-    errors.install(app, hidden_paths=[settings.state_dir])
+    local_storage = [
+        se.base_path
+        for se in settings.storage_elements.values()
+        if se.plugin == "posix" and se.base_path.startswith("/")
+    ]
+    errors.install(app, hidden_paths=[settings.state_dir, *local_storage])
     # Runtime routes first: their literal paths (/api/jobs/heartbeats, /api/jobs/status) must
     # not be taken for /api/jobs/{job_id}.
     app.include_router(runtime.router)
