@@ -58,6 +58,7 @@ def _schemathesis(url: str, token: str, log: Path, seed: int) -> subprocess.Comp
         capture_output=True,
         text=True,
         timeout=280,
+        cwd=log.parent,  # schemathesis keeps a cache in its working directory
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
     )
 
