@@ -386,7 +386,7 @@ _keys = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.]{0,15}", fullmatch=True).filter(
 )
 _scalars = (
     st.text(max_size=30)
-    | st.integers()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.booleans()
 )

@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from ctaprod import __version__
 from ctaprod.api import errors
 from ctaprod.api.deps import Services
+from ctaprod.api.limits import RequestLimits, UploadSlots
 from ctaprod.api.routers import (
     admin,
     catalog,
@@ -29,7 +30,22 @@ from ctaprod.api.routers import (
     storage,
     transformations,
 )
+from ctaprod.core.schemas import ErrorBody
 from ctaprod.logic import liveness
+
+# The error answers any route may give, each with the ErrorBody schema (declared centrally so
+# that a new route cannot forget one).
+ERROR_RESPONSES = {
+    400: "Malformed request",
+    401: "Missing, invalid, expired or revoked token",
+    403: "Not allowed for this identity",
+    404: "No such object (or not visible to you)",
+    408: "Request body too slow",
+    409: "Conflict with the object's current state",
+    413: "Request body or content over its limit",
+    422: "Invalid input (a value out of range, too long, not allowed...)",
+    503: "A dependency (database, storage) is unavailable: retry later",
+}
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -82,7 +98,15 @@ def create_app(services: Services) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.services = services
-    errors.install(app)
+    settings = services.ctx.settings
+    app.state.upload_slots = UploadSlots(settings.api.upload_threads)
+    app.add_middleware(RequestLimits, settings=settings)
+    local_storage = [
+        se.base_path
+        for se in settings.storage_elements.values()
+        if se.plugin == "posix" and se.base_path.startswith("/")
+    ]
+    errors.install(app, hidden_paths=[settings.state_dir, *local_storage])
     # Runtime routes first: their literal paths (/api/jobs/heartbeats, /api/jobs/status) must
     # not be taken for /api/jobs/{job_id}.
     app.include_router(runtime.router)
@@ -105,4 +129,33 @@ def create_app(services: Services) -> FastAPI:
             conn.exec_driver_sql("SELECT 1")
         return {"status": "ok", "version": __version__}
 
+    _declare_errors(app)
     return app
+
+
+def _declare_errors(app: FastAPI) -> None:
+    """Every operation of the OpenAPI declares the error answers, with the real body."""
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = FastAPI.openapi(app)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["ErrorBody"] = ErrorBody.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        ref = {"$ref": "#/components/schemas/ErrorBody"}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, description in ERROR_RESPONSES.items():
+                    responses[str(status)] = {
+                        "description": description,
+                        "content": {"application/json": {"schema": ref}},
+                    }
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

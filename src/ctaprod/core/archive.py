@@ -5,12 +5,20 @@ header) so that the same files always give the same sha256, which lets the sandb
 deduplicate uploads.  Unpacking never trusts the archive: every member is checked first
 (no absolute names, no ``..``, only regular files and directories) and extraction goes
 through tarfile's ``data`` filter where the interpreter has it.
+
+Bombs: the member count and the total size of the files are capped, and the decompressed
+stream is counted as it is read (gzip, bzip2 or xz), so that neither a small archive that
+unpacks to gigabytes nor a lying header (a huge extended header, a size field that does not
+match the data) costs more than the cap in time, memory or disk.
 """
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
+import io
+import lzma
 import os
 import stat
 import tarfile
@@ -24,8 +32,11 @@ from ctaprod.core.errors import InvalidInput, NotFound, TooLarge
 __all__ = ["check_members", "make_archive", "safe_extract", "sha256_file"]
 
 _CHUNK = 1024 * 1024
+# Defaults where no setting is passed (the worker node): 10x the default upload limit.
+MAX_MEMBERS = 10_000
+MAX_UNPACKED_BYTES = 100 * 1024 * 1024
 # What a corrupt or truncated (gzipped) tar raises while being read.
-_BROKEN = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+_BROKEN = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, OSError)
 
 
 def sha256_file(path: Path) -> str:
@@ -170,40 +181,86 @@ def _open(archive: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(archive, mode="r:*")
     except FileNotFoundError:
-        raise NotFound(f"archive {archive} does not exist", path=str(archive)) from None
+        raise NotFound(f"archive {archive.name} does not exist") from None
     except _BROKEN as exc:
-        raise InvalidInput(
-            f"{archive.name} is not a valid tar archive: {exc}", path=str(archive)
-        ) from None
+        raise InvalidInput(f"{archive.name} is not a valid tar archive: {exc}") from None
+
+
+class _Counted(io.RawIOBase):
+    """The decompressed content of an archive, refused once more than ``limit`` bytes came
+    out of it: what the tar headers claim is not trusted."""
+
+    def __init__(self, stream: io.BufferedIOBase, limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._stream.read(len(buffer))
+        self.count += len(data)
+        if self.count > self._limit:
+            raise TooLarge(
+                f"archive unpacks to more than {self._limit} bytes", max_bytes=self._limit
+            )
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _decompressed(raw: io.BufferedReader) -> io.BufferedIOBase:
+    magic = raw.peek(6)[:6]
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if magic.startswith(b"BZh"):
+        return bz2.BZ2File(raw, mode="rb")
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(raw, mode="rb")
+    return raw
 
 
 def check_members(
-    archive: Path, max_members: int = 10000, *, max_total_size: int | None = None
+    archive: Path,
+    max_members: int = MAX_MEMBERS,
+    *,
+    max_total_size: int | None = MAX_UNPACKED_BYTES,
 ) -> list[str]:
-    """Validate every member of ``archive`` (tar, optionally gzipped); return their names.
+    """Validate every member of ``archive`` (tar, optionally gzip, bzip2 or xz); return their
+    names, reading the archive once as a stream.
 
     Raises :class:`InvalidInput` naming the first offending member (absolute name, ``..``
     component, link, device, fifo or other special entry), when there are more than
     ``max_members`` members, or when the file is not a tar archive; :class:`TooLarge` when
-    the regular files add up to more than ``max_total_size`` bytes.
+    the regular files add up to more than ``max_total_size`` bytes, or when the decompressed
+    stream (headers included) grows past that much plus the room of ``max_members`` headers.
     """
-    with _open(archive) as tar:
-        try:
-            return [m.name for m in _checked(tar, max_members, max_total_size)]
-        except _BROKEN as exc:
-            raise InvalidInput(
-                f"{archive.name} is not a valid tar archive: {exc}", path=str(archive)
-            ) from None
+    limit = (max_total_size or 2**62) + 3 * 512 * (max_members + 2) + 10240
+    try:
+        with open(archive, "rb") as raw, _decompressed(raw) as plain:
+            counted = _Counted(plain, limit)
+            with tarfile.open(fileobj=io.BufferedReader(counted, _CHUNK), mode="r|") as tar:
+                return [m.name for m in _checked(tar, max_members, max_total_size)]
+    except FileNotFoundError:
+        raise NotFound(f"archive {archive.name} does not exist") from None
+    except _BROKEN as exc:
+        raise InvalidInput(f"{archive.name} is not a valid tar archive: {exc}") from None
 
 
 def safe_extract(
-    archive: Path, dest: Path, *, max_members: int = 10000, max_total_size: int | None = None
+    archive: Path,
+    dest: Path,
+    *,
+    max_members: int = MAX_MEMBERS,
+    max_total_size: int | None = MAX_UNPACKED_BYTES,
 ) -> list[str]:
-    """Check ``archive`` like :func:`check_members`, then extract it under ``dest``.
+    """Check ``archive`` like :func:`check_members` (nothing is written if it fails), then
+    extract it under ``dest``.
 
     Only regular files and directories are written, never outside ``dest``; returns the
     member names.
     """
+    check_members(archive, max_members, max_total_size=max_total_size)
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
     with _open(archive) as tar:
@@ -221,11 +278,7 @@ def safe_extract(
             else:  # pragma: no cover - interpreters without extraction filters
                 tar.extractall(root, members=members)
         except tarfile.FilterError as exc:
-            raise InvalidInput(
-                f"refused to extract {archive.name}: {exc}", path=str(archive)
-            ) from None
+            raise InvalidInput(f"refused to extract {archive.name}: {exc}") from None
         except _BROKEN as exc:
-            raise InvalidInput(
-                f"{archive.name} is not a valid tar archive: {exc}", path=str(archive)
-            ) from None
+            raise InvalidInput(f"{archive.name} is not a valid tar archive: {exc}") from None
     return [m.name for m in members]

@@ -17,6 +17,10 @@ reads as a number or as true/false becomes one, except inside the lists of a par
 (``Parameters``, ``Parameters.X``): DIRAC substitutes those values as the text written, so
 ``{1.50, 1e3}`` stays ``["1.50", "1e3"]``. Attribute names keep their spelling but a name
 repeated in any letter case is an error.
+
+Limits (a description is text from anyone): at most ``MAX_TEXT`` characters, lists nested
+at most ``MAX_DEPTH`` deep, strings and bare words at most ``MAX_VALUE`` characters,
+integers within 64 bits.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ _INT_RE = re.compile(r"[+-]?\d+")
 _FLOAT_RE = re.compile(r"[+-]?(?:\d+\.\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)")
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
 _BARE_STOPS = frozenset(";,}]\n")
+MAX_TEXT = 16 * 1024 * 1024
+MAX_DEPTH = 16
+MAX_VALUE = 1024 * 1024
+_INT64 = 2**63
 
 
 class JDLSyntaxError(ValueError):
@@ -58,6 +66,7 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
+        self.depth = 0
         self.result: dict[str, JDLValue] = {}
         self.first_seen: dict[str, tuple[str, int]] = {}  # lower-case name -> (name, line)
 
@@ -100,6 +109,8 @@ class _Parser:
     # -- grammar ---------------------------------------------------------------------------
 
     def parse(self) -> dict[str, JDLValue]:
+        if len(self.text) > MAX_TEXT:
+            raise JDLSyntaxError(f"the description is longer than {MAX_TEXT} characters", 1, 1)
         self._skip()
         if self._peek() != "[":
             self._statements(bracket=None)
@@ -185,6 +196,8 @@ class _Parser:
             char = text[i]
             if char == quote:
                 self.pos = i + 1
+                if i - start > MAX_VALUE:
+                    raise self._error(f"a string longer than {MAX_VALUE} characters", start)
                 return "".join(parts)
             if char == "\\":
                 if i + 1 >= len(text) or text[i + 1] == "\n":
@@ -199,6 +212,15 @@ class _Parser:
                 i += 1
 
     def _list(self, as_text: bool) -> list[JDLValue]:
+        if self.depth >= MAX_DEPTH:
+            raise self._error(f"lists nested more than {MAX_DEPTH} deep")
+        self.depth += 1
+        try:
+            return self._items(as_text)
+        finally:
+            self.depth -= 1
+
+    def _items(self, as_text: bool) -> list[JDLValue]:
         start = self.pos
         self.pos += 1
         items: list[JDLValue] = []
@@ -235,7 +257,14 @@ class _Parser:
             i += 1
         self.pos = i
         word = text[start:i].strip()
-        return word if as_text else _bare_value(word)
+        if len(word) > MAX_VALUE:
+            raise self._error(f"a value longer than {MAX_VALUE} characters", start)
+        if as_text:
+            return word
+        value = _bare_value(word)
+        if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+            raise self._error("an integer out of range (at most 64 bits)", start)
+        return value
 
 
 def _is_parameter_set(key: str) -> bool:
@@ -249,7 +278,7 @@ def _bare_value(word: str) -> JDLValue:
     if word.lower() == "false":
         return False
     if _INT_RE.fullmatch(word):
-        return int(word)
+        return int(word) if len(word) <= 40 else _INT64  # past 40 digits: out of range
     if _FLOAT_RE.fullmatch(word) and math.isfinite(number := float(word)):
         return number
     return word

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from ctaprod.core.errors import InvalidInput, TooLarge
 from ctaprod.core.jdl import JDLSyntaxError, parse_jdl
 from ctaprod.core.jobs import JobDescription
+from ctaprod.core.lfn import check_lfn
 from ctaprod.core.parametric import (
     PARAMETRIC_KEYS,
     Substitution,
@@ -224,7 +225,78 @@ def _validate(attrs: Mapping[str, Any], limits: SubmissionLimits, where: str) ->
             f"{where}{len(desc.input_data)} InputData files, the limit is {limits.max_input_data}",
             attribute="InputData",
         )
+    check_values(desc, where)
     return desc
+
+
+# Site and storage element names: what DIRAC's configuration allows (LCG.CERN.cern, CTAO-DISK).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+# Control characters a job's text may hold: none but the tab (NUL would cut the payload's
+# command line, others would reach the shell and the logs).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _strings(value: Any, field: str) -> Any:
+    if isinstance(value, str):
+        yield field, value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item, field)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield field, str(key)
+            yield from _strings(item, field)
+
+
+def check_values(desc: JobDescription, where: str = "") -> None:
+    """What the worker node cannot run is refused at submission, naming the attribute: a
+    control character in any text, an invalid LFN (OutputPath, InputData, InputSandbox
+    ``LFN:``, OutputData), an invalid site or storage element name."""
+    fields = JobDescription.model_fields
+    for name, value in desc:
+        label = fields[name].alias or name if name in fields else name
+        for field, text in _strings(value, label):
+            match = _CONTROL.search(text)
+            if match:
+                raise InvalidInput(
+                    f"{where}job attribute '{field}': control character "
+                    f"{match.group()!r} is not allowed",
+                    attribute=field,
+                )
+
+    def lfn(field: str, text: str) -> None:
+        try:
+            check_lfn(text)
+        except InvalidInput as exc:
+            raise InvalidInput(
+                f"{where}job attribute '{field}': {exc.message}", attribute=field
+            ) from None
+
+    if desc.output_path:
+        lfn("OutputPath", desc.output_path)
+    for item in desc.input_data:
+        lfn("InputData", item)
+    for item in desc.input_sandbox:
+        if item.upper().startswith("LFN:"):
+            lfn("InputSandbox", item)
+    for item in desc.output_data:
+        if item.upper().startswith("LFN:"):
+            lfn("OutputData", item)
+        elif desc.output_path:
+            lfn("OutputData", f"{desc.output_path.rstrip('/')}/{item}")
+    for field, names in (
+        ("OutputSE", desc.output_se),
+        ("Site", desc.sites),
+        ("BannedSites", desc.banned_sites),
+        ("GridCE", desc.grid_ce),
+    ):
+        for item in names:
+            if not _NAME.fullmatch(item):
+                raise InvalidInput(
+                    f"{where}job attribute '{field}': {item[:80]!r} is not a valid name "
+                    "(letters, digits, '_', '.', '-'; at most 128 characters)",
+                    attribute=field,
+                )
 
 
 def expand(raw: Mapping[str, Any], limits: SubmissionLimits) -> list[JobDescription]:

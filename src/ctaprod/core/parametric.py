@@ -34,8 +34,10 @@ PARAMETRIC_KEYS = ("Parameters", "ParameterStart", "ParameterStep", "ParameterFa
 _BY_LOWER = {k.lower(): k for k in PARAMETRIC_KEYS}
 _SET_NAME = re.compile(r"[A-Za-z0-9_]+")
 _PLACEHOLDER = re.compile(r"%\(([^)]*)\)s|%s|%n")
-# A generated value longer than this is a runaway ParameterFactor, not a parameter.
-MAX_DIGITS = 100
+# A generated value longer than this is a runaway ParameterFactor, not a parameter: values
+# stay within 64-bit integers (and floats below 10**19), as every consumer can hold them.
+MAX_DIGITS = 19
+_LIMIT = 10**MAX_DIGITS
 _DEFAULTS = {"ParameterStart": 1, "ParameterStep": 0, "ParameterFactor": 1}
 
 
@@ -116,7 +118,7 @@ def _count(label: str, value: Any) -> int:
         if not count:
             raise InvalidInput(f"'{label}' is an empty list", attribute=label)
         return count
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,19}\s*", value):
         value = int(value)  # DIRAC reads "5" as 5
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(f"'{label}' must be a number or a list, not {value!r}", attribute=label)
@@ -128,12 +130,22 @@ def _count(label: str, value: Any) -> int:
 def _number(label: str, value: Any) -> int | float:
     if isinstance(value, str):  # DIRAC strips the quotes of a quoted number
         text = value.strip()
+        if len(text) > 40:
+            raise InvalidInput(
+                f"'{label}' must be a number of at most 40 characters", attribute=label
+            )
         if re.fullmatch(r"[+-]?\d+", text):
-            return int(text)
-        with contextlib.suppress(ValueError):
-            value = float(text)
+            value = int(text)
+        else:
+            with contextlib.suppress(ValueError):
+                value = float(text)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidInput(f"'{label}' must be a number, not {value!r}", attribute=label)
+        shown = value if not isinstance(value, str) else value[:40]
+        raise InvalidInput(f"'{label}' must be a number (finite), not {shown!r}", attribute=label)
+    if abs(value) >= _LIMIT:
+        raise InvalidInput(
+            f"'{label}' is too large (more than {MAX_DIGITS} digits)", attribute=label
+        )
     return value
 
 
@@ -148,7 +160,9 @@ def _sequence(name: str, spec: Mapping[str, Any], count: int) -> list[Any]:
     for index in range(1, count):
         value = value * factor + step
         too_big = (
-            not math.isfinite(value) if isinstance(value, float) else abs(value) >= 10**MAX_DIGITS
+            not math.isfinite(value) or abs(value) >= _LIMIT
+            if isinstance(value, float)
+            else abs(value) >= _LIMIT
         )
         if too_big:
             label = set_label("ParameterFactor", name)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from annotated_types import Ge, Le
 from pydantic import BaseModel, Field, field_validator
 
 from ctaprod.core.job_states import JobStatus
@@ -13,6 +14,12 @@ from ctaprod.core.matching import Resource
 
 MAX_PAGE = 1000
 MAX_BATCH = 10_000
+INT64_MAX = 2**63 - 1
+
+# Integers a client sends: in range of every database's 64-bit integers (422, never a
+# driver's overflow). JSON bodies are checked centrally too (api/limits.py).
+Id = Annotated[int, Ge(0), Le(INT64_MAX)]
+Int64 = Annotated[int, Ge(-INT64_MAX - 1), Le(INT64_MAX)]
 
 
 class SubmitRequest(BaseModel):
@@ -28,7 +35,7 @@ class SubmitResponse(BaseModel):
 
 
 class JobIds(BaseModel):
-    job_ids: list[int] = Field(min_length=1, max_length=MAX_BATCH)
+    job_ids: list[Id] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class RescheduleResponse(BaseModel):
@@ -46,7 +53,7 @@ class JobFilter(BaseModel):
     submitted_after: datetime | None = None
     submitted_before: datetime | None = None
     updated_after: datetime | None = None
-    job_ids: list[int] = Field(default_factory=list, max_length=MAX_PAGE)
+    job_ids: list[Id] = Field(default_factory=list, max_length=MAX_PAGE)
 
     @field_validator("submitted_after", "submitted_before", "updated_after")
     @classmethod
@@ -64,8 +71,8 @@ class JobPage(BaseModel):
 
 class HeartbeatItem(BaseModel):
     job_id: int
-    cpu_seconds: float = Field(0.0, ge=0)
-    wall_seconds: float = Field(0.0, ge=0)
+    cpu_seconds: float = Field(0.0, ge=0, allow_inf_nan=False)
+    wall_seconds: float = Field(0.0, ge=0, allow_inf_nan=False)
     rss_bytes: int = Field(0, ge=0)
     peak_rss_bytes: int = Field(0, ge=0)
 
@@ -75,9 +82,9 @@ class StatusReport(BaseModel):
     status: JobStatus | None = None
     minor_status: str = Field("", max_length=128)
     application_status: str | None = Field(None, max_length=255)
-    exit_code: int | None = None
-    cpu_seconds: float | None = Field(None, ge=0)
-    wall_seconds: float | None = Field(None, ge=0)
+    exit_code: int | None = Field(None, ge=-(2**31), le=2**31 - 1)
+    cpu_seconds: float | None = Field(None, ge=0, allow_inf_nan=False)
+    wall_seconds: float | None = Field(None, ge=0, allow_inf_nan=False)
     peak_rss_bytes: int | None = Field(None, ge=0)
     parameters: dict[str, str] = Field(default_factory=dict, max_length=100)
 
@@ -146,9 +153,9 @@ class WhoAmI(BaseModel):
 
 
 class UserCreate(BaseModel):
-    name: str
-    groups: list[str] = Field(default_factory=list)
-    email: str = ""
+    name: str = Field(min_length=1, max_length=64)
+    groups: list[str] = Field(default_factory=list, max_length=100)
+    email: str = Field("", max_length=255)
 
 
 class UserInfo(BaseModel):
@@ -159,16 +166,16 @@ class UserInfo(BaseModel):
 
 
 class GroupCreate(BaseModel):
-    name: str
-    properties: list[str] = Field(default_factory=list)
-    share: float = 1.0
-    description: str = ""
+    name: str = Field(min_length=1, max_length=64)
+    properties: list[str] = Field(default_factory=list, max_length=100)
+    share: float = Field(1.0, ge=0, le=1e9, allow_inf_nan=False)
+    description: str = Field("", max_length=255)
 
 
 class GroupUpdate(BaseModel):
-    properties: list[str] | None = None
-    share: float | None = None
-    description: str | None = None
+    properties: list[str] | None = Field(None, max_length=100)
+    share: float | None = Field(None, ge=0, le=1e9, allow_inf_nan=False)
+    description: str | None = Field(None, max_length=255)
 
 
 class GroupInfo(BaseModel):
@@ -179,13 +186,13 @@ class GroupInfo(BaseModel):
 
 
 class MembershipChange(BaseModel):
-    user: str
-    group: str
+    user: str = Field(max_length=64)
+    group: str = Field(max_length=64)
 
 
 class TokenRequest(BaseModel):
-    user: str
-    group: str
+    user: str = Field(max_length=64)
+    group: str = Field(max_length=64)
     kind: Literal["user", "pilot"] = "user"
     days: float | None = Field(None, gt=0, le=3650)
     description: str = Field("", max_length=255)

@@ -49,7 +49,11 @@ class JobSettings(BaseModel):
 
 
 class SandboxSettings(BaseModel):
-    max_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest sandbox upload")
+    max_unpacked_bytes: int = Field(
+        100 * 1024 * 1024, ge=1, description="Largest total size of a sandbox's files, unpacked"
+    )
+    max_members: int = Field(10_000, ge=1, description="Most files and directories in a sandbox")
     storage_element: str = "SandboxSE"
     unused_retention_days: float = Field(1.0, ge=0)
 
@@ -180,6 +184,31 @@ class TransformationSettings(BaseModel):
     dry_run_files: int = Field(20, ge=0, le=10_000, description="LFNs a dry run lists")
 
 
+class ApiLimits(BaseModel):
+    """What one request may send: body sizes, how slowly, how deep its JSON goes."""
+
+    json_max_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest body of a JSON route (most routes)"
+    )
+    submit_max_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1024,
+        description="Largest body of a job submission and of a pilot's log (JDL text, logs)",
+    )
+    body_idle_seconds: float = Field(
+        15.0, gt=0, description="A request body silent this long is refused with 408"
+    )
+    body_min_rate: int = Field(
+        8 * 1024,
+        ge=1,
+        description="Bytes per second a body must average once body_idle_seconds have passed",
+    )
+    max_json_depth: int = Field(32, ge=2, description="Deepest nesting of a JSON body")
+    upload_threads: int = Field(
+        8, ge=1, description="Data uploads streamed to storage at once (each holds a thread)"
+    )
+
+
 class LivenessSettings(BaseModel):
     """How services tell they are alive, and how long a silence means one is gone."""
 
@@ -217,6 +246,7 @@ class Settings(BaseSettings):
     queues: dict[str, QueueConfig] = Field(default_factory=dict)
     agents: dict[str, AgentSettings] = Field(default_factory=_agents)
     liveness: LivenessSettings = Field(default_factory=LivenessSettings)
+    api: ApiLimits = Field(default_factory=ApiLimits)
     transformations: TransformationSettings = Field(default_factory=TransformationSettings)
     extensions: list[str] | None = Field(
         None,

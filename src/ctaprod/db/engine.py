@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from ctaprod.db import limits
 from ctaprod.db.tables import metadata
 
 
@@ -54,6 +55,8 @@ class Database:
                 isolation_level="READ COMMITTED",
             )
         self.engine: Engine = create_engine(self.url, **kwargs)
+        # Values too long or too big for their column: the same InvalidInput on every engine.
+        event.listen(self.engine, "before_execute", limits.before_execute)
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)

@@ -7,6 +7,7 @@ content and records who uploaded it. Jobs reference input sandboxes as ``SB:<sha
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,38 +42,94 @@ def has_sandbox(ctx: Context, ident: Identity, sha256: str) -> bool:
 
 def store_sandbox(ctx: Context, ident: Identity, sha256: str, size: int, archive: Path) -> int:
     """Record an uploaded archive (already hashed and size-checked by the caller)."""
+    return _store(ctx, ident, sha256, size, archive).sb_id
+
+
+def accept_upload(
+    ctx: Context, ident: Identity, sha256: str, size: int, archive: Path, job_id: int | None
+) -> int:
+    """Check and store an uploaded archive; with ``job_id``, attach it as that job's output.
+
+    All or nothing: an upload refused at any step (identity, archive content, the job's
+    state) leaves no blob and no record that this call created.
+    """
+    stored = _store(ctx, ident, sha256, size, archive)
+    if job_id is None:
+        return stored.sb_id
+    try:
+        attach_output(ctx, ident, job_id, stored.sb_id)
+    except BaseException:
+        _undo(ctx, stored)
+        raise
+    return stored.sb_id
+
+
+@dataclass(frozen=True)
+class _Stored:
+    sb_id: int
+    sha256: str
+    se: str
+    path: str
+    new_record: bool
+    new_blob: bool
+
+
+def _store(ctx: Context, ident: Identity, sha256: str, size: int, archive: Path) -> _Stored:
     check_sha(sha256)
     if ident.kind is TokenKind.PILOT:
         raise Forbidden("pilot tokens cannot upload sandboxes")
-    check_members(archive)
-    se_name = ctx.settings.sandboxes.storage_element
+    limits = ctx.settings.sandboxes
+    check_members(archive, limits.max_members, max_total_size=limits.max_unpacked_bytes)
+    se_name = limits.storage_element
     se = ctx.storage(se_name)
     path = storage_path(sha256)
     with ctx.db.read() as conn:
         require_job_scope(ctx, conn, ident, allowed=PAYLOAD)  # job tokens: while it runs
         existing = ctx.sandboxes.any_copy(conn, sha256)
-    if existing is None or not se.exists(path):
+    new_blob = existing is None or not se.exists(path)
+    if new_blob:
         with archive.open("rb") as fh:
             se.put(path, fh)
     now = ctx.clock()
-    with ctx.db.write() as conn:
-        row = ctx.sandboxes.find(conn, sha256, ident.user)
-        if row is not None:
-            ctx.sandboxes.touch(conn, [int(row["sb_id"])], now)
-            return int(row["sb_id"])
-        return ctx.sandboxes.add(
-            conn,
-            {
-                "sha256": sha256,
-                "owner": ident.user,
-                "owner_group": ident.group,
-                "size": size,
-                "se": se_name,
-                "path": path,
-                "created": now,
-                "last_access": now,
-            },
-        )
+    try:
+        with ctx.db.write() as conn:
+            row = ctx.sandboxes.find(conn, sha256, ident.user)
+            if row is not None:
+                ctx.sandboxes.touch(conn, [int(row["sb_id"])], now)
+                return _Stored(int(row["sb_id"]), sha256, se_name, path, False, new_blob)
+            sb_id = ctx.sandboxes.add(
+                conn,
+                {
+                    "sha256": sha256,
+                    "owner": ident.user,
+                    "owner_group": ident.group,
+                    "size": size,
+                    "se": se_name,
+                    "path": path,
+                    "created": now,
+                    "last_access": now,
+                },
+            )
+        return _Stored(sb_id, sha256, se_name, path, True, new_blob)
+    except BaseException:
+        if new_blob:
+            _remove_blob_if_unused(ctx, sha256, se_name, path)
+        raise
+
+
+def _undo(ctx: Context, stored: _Stored) -> None:
+    if stored.new_record:
+        with ctx.db.write() as conn:
+            ctx.sandboxes.remove(conn, [stored.sb_id])
+    if stored.new_blob:
+        _remove_blob_if_unused(ctx, stored.sha256, stored.se, stored.path)
+
+
+def _remove_blob_if_unused(ctx: Context, sha256: str, se: str, path: str) -> None:
+    with ctx.db.read() as conn:
+        if ctx.sandboxes.copies(conn, sha256):
+            return
+    ctx.storage(se).remove(path)
 
 
 def open_sandbox(ctx: Context, ident: Identity, sha256: str) -> BinaryIO:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
 from fastapi.responses import StreamingResponse
 
 from ctaprod.api.deps import IdentityDep, ServicesDep
@@ -22,6 +22,7 @@ from ctaprod.core.catalog import (
     Relative,
     ReplicaRef,
 )
+from ctaprod.core.schemas import MAX_BATCH
 from ctaprod.logic import catalog as L
 from ctaprod.logic.authz import refuse_pilot
 from ctaprod.logic.catalog import ListEntry
@@ -29,6 +30,8 @@ from ctaprod.logic.catalog import ListEntry
 router = APIRouter(prefix="/api/catalog", tags=["catalog"])
 
 Depth = Annotated[int, Query(ge=1, le=L.MAX_DEPTH, description="Generations to follow")]
+Registrations = Annotated[list[FileRegistration], Body(max_length=MAX_BATCH)]
+Replicas = Annotated[list[ReplicaRef], Body(max_length=MAX_BATCH)]
 Verify = Annotated[
     bool | None, Query(description="Check size and checksum on the SE (default: settings)")
 ]
@@ -36,7 +39,7 @@ Verify = Annotated[
 
 @router.post("/files", status_code=201)
 def register_files(
-    body: list[FileRegistration], svc: ServicesDep, ident: IdentityDep, verify: Verify = None
+    body: Registrations, svc: ServicesDep, ident: IdentityDep, verify: Verify = None
 ) -> list[int]:
     """Register files with their first replica, metadata and ancestry (all or nothing)."""
     return L.register_files(svc.ctx, ident, body, verify=verify)
@@ -132,14 +135,14 @@ def list_dir_page(
 
 @router.post("/replicas")
 def add_replicas(
-    body: list[ReplicaRef], svc: ServicesDep, ident: IdentityDep, verify: Verify = None
+    body: Replicas, svc: ServicesDep, ident: IdentityDep, verify: Verify = None
 ) -> Count:
     """Add replica entries of catalogued files; the count of new ones."""
     return Count(count=L.add_replicas(svc.ctx, ident, body, verify=verify))
 
 
 @router.post("/replicas/remove")
-def remove_replicas(body: list[ReplicaRef], svc: ServicesDep, ident: IdentityDep) -> Count:
+def remove_replicas(body: Replicas, svc: ServicesDep, ident: IdentityDep) -> Count:
     """Remove replica entries (catalog only)."""
     return Count(count=L.remove_replica_entries(svc.ctx, ident, body))
 

@@ -65,6 +65,12 @@ class _BodyReader:
         return out
 
 
+def _content_length(request: Request) -> int | None:
+    # Read here, not declared as a parameter: the server (and RequestLimits) checked it.
+    declared = request.headers.get("content-length")
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
 def _metadata(query: str | None, header: str | None) -> dict[str, Any]:
     text = query or header
     if not text:
@@ -89,7 +95,6 @@ async def put_file(
     parent: Annotated[list[str] | None, Query(description="Ancestor LFNs")] = None,
     guid: str | None = None,
     checksum: Annotated[str | None, Query(description="ADLER32 the client computed")] = None,
-    content_length: Annotated[int | None, Header()] = None,
     x_ctaprod_metadata: Annotated[str | None, Header(description="Metadata (JSON)")] = None,
 ) -> StoredFile:
     """Stream the body to the SE, check size and ADLER32, register the file. A cut upload
@@ -100,13 +105,15 @@ async def put_file(
             guid=guid,
             metadata=_metadata(metadata, x_ctaprod_metadata),
             parents=parent or [],
-            size=content_length,
+            size=_content_length(request),
             checksum=checksum,
         )
     except ValidationError as exc:
         raise InvalidInput(str(exc.errors()[0]["msg"])) from None
     reader = _BodyReader(request.stream().__aiter__())
-    return await run_in_threadpool(D.put_and_register, svc.ctx, ident, upload, reader, se)  # type: ignore[arg-type]
+    # Each upload holds a thread while its body arrives: a few at once, never the whole pool.
+    async with request.app.state.upload_slots:
+        return await run_in_threadpool(D.put_and_register, svc.ctx, ident, upload, reader, se)  # type: ignore[arg-type]
 
 
 def _chunks(replica: D.OpenReplica) -> Iterator[bytes]:

@@ -12,6 +12,7 @@ from ctaprod.api.deps import IdentityDep, ServicesDep
 from ctaprod.core.job_states import JobStatus
 from ctaprod.core.jobs import HistoryEntry, JobDetail
 from ctaprod.core.schemas import (
+    Id,
     JobFilter,
     JobIds,
     JobPage,
@@ -46,7 +47,7 @@ def search(
     job_group: str | None = None,
     job_type: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: int | None = None,
+    cursor: Id | None = None,
     ascending: bool = False,
 ) -> JobPage:
     """One page of jobs; pass ``next_cursor`` back as ``cursor`` for the next page."""
@@ -67,7 +68,7 @@ def search_by_filter(
     svc: ServicesDep,
     ident: IdentityDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: int | None = None,
+    cursor: Id | None = None,
     ascending: bool = False,
 ) -> JobPage:
     """Search with the full filter (time ranges, job IDs)."""
@@ -105,17 +106,17 @@ def delete_many(body: JobIds, svc: ServicesDep, ident: IdentityDep) -> None:
 
 
 @router.get("/{job_id}")
-def get_job(job_id: int, svc: ServicesDep, ident: IdentityDep) -> JobDetail:
+def get_job(job_id: Id, svc: ServicesDep, ident: IdentityDep) -> JobDetail:
     return Q.job_detail(svc.ctx, ident, job_id)
 
 
 @router.get("/{job_id}/history")
-def history(job_id: int, svc: ServicesDep, ident: IdentityDep) -> list[HistoryEntry]:
+def history(job_id: Id, svc: ServicesDep, ident: IdentityDep) -> list[HistoryEntry]:
     return Q.job_history(svc.ctx, ident, job_id)
 
 
 @router.delete("/{job_id}", status_code=204)
-def delete_one(job_id: int, svc: ServicesDep, ident: IdentityDep) -> None:
+def delete_one(job_id: Id, svc: ServicesDep, ident: IdentityDep) -> None:
     L.delete_jobs(svc.ctx, ident, [job_id])
 
 
@@ -124,7 +125,7 @@ def delete_one(job_id: int, svc: ServicesDep, ident: IdentityDep) -> None:
     response_class=StreamingResponse,
     responses={200: {"content": {"application/gzip": {}}}},
 )
-def output(job_id: int, svc: ServicesDep, ident: IdentityDep) -> StreamingResponse:
+def output(job_id: Id, svc: ServicesDep, ident: IdentityDep) -> StreamingResponse:
     """The job's output sandbox (tar.gz of stdout, stderr and declared files)."""
     sha, stream = S.output_of(svc.ctx, ident, job_id)
     return StreamingResponse(

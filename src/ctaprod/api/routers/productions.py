@@ -15,6 +15,7 @@ from ctaprod.core.prod_views import (
     ProductionView,
     ValidationOutcome,
 )
+from ctaprod.core.schemas import INT64_MAX
 from ctaprod.logic import productions as L
 
 router = APIRouter(prefix="/api/productions", tags=["productions"])
@@ -59,7 +60,7 @@ def search(
     ident: IdentityDep,
     status: Annotated[list[str] | None, Query()] = None,
     owner: str | None = None,
-    after: Annotated[int, Query(ge=0, description="Productions after this ID")] = 0,
+    after: Annotated[int, Query(ge=0, le=INT64_MAX, description="Productions after this ID")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[ProductionView]:
     """Productions in ID order."""

@@ -15,6 +15,7 @@ from ctaprod.core.pilot_states import PilotStatus
 from ctaprod.core.schemas import (
     MAX_BATCH,
     HeartbeatItem,
+    Id,
     ItemResult,
     MatchResponse,
     PilotFinished,
@@ -43,7 +44,7 @@ def register(body: PilotRegistration, svc: ServicesDep, ident: RegisteringDep) -
     response_model=MatchResponse,
 )
 async def match(
-    pilot_id: int, resource: Resource, svc: ServicesDep, ident: IdentityDep
+    pilot_id: Id, resource: Resource, svc: ServicesDep, ident: IdentityDep
 ) -> MatchResponse | Response:
     """Claim the best waiting job this resource can run (204 when there is none)."""
     if ident.pilot_id is not None and ident.pilot_id != pilot_id:
@@ -69,12 +70,12 @@ async def match(
 
 
 @router.post("/api/pilots/{pilot_id}/finished", status_code=204)
-def finished(pilot_id: int, body: PilotFinished, svc: ServicesDep, ident: IdentityDep) -> None:
+def finished(pilot_id: Id, body: PilotFinished, svc: ServicesDep, ident: IdentityDep) -> None:
     R.pilot_finished(svc.ctx, ident, pilot_id, body.ok, body.reason, body.log, body.jobs_done)
 
 
 @router.put("/api/pilots/{pilot_id}/log", status_code=204)
-def put_log(pilot_id: int, body: PilotLog, svc: ServicesDep, ident: IdentityDep) -> None:
+def put_log(pilot_id: Id, body: PilotLog, svc: ServicesDep, ident: IdentityDep) -> None:
     R.save_pilot_log(svc.ctx, ident, pilot_id, body.log)
 
 
@@ -86,18 +87,18 @@ def list_pilots(
     site: str | None = None,
     ce: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: int | None = None,
+    cursor: Id | None = None,
 ) -> list[PilotInfo]:
     return PQ.search_pilots(svc.ctx, ident, status or [], site, ce, limit, cursor)
 
 
 @router.get("/api/pilots/{pilot_id}")
-def get_pilot(pilot_id: int, svc: ServicesDep, ident: IdentityDep) -> PilotInfo:
+def get_pilot(pilot_id: Id, svc: ServicesDep, ident: IdentityDep) -> PilotInfo:
     return PQ.get_pilot(svc.ctx, ident, pilot_id)
 
 
 @router.get("/api/pilots/{pilot_id}/log", response_class=PlainTextResponse)
-def get_log(pilot_id: int, svc: ServicesDep, ident: IdentityDep) -> str:
+def get_log(pilot_id: Id, svc: ServicesDep, ident: IdentityDep) -> str:
     """The pilot's log as it uploaded it (or as its batch system kept it)."""
     return PQ.pilot_log(svc.ctx, ident, pilot_id)
 
@@ -135,7 +136,7 @@ def heartbeats(
 
 
 @router.post("/api/jobs/{job_id}/heartbeat")
-def heartbeat(job_id: int, item: HeartbeatItem, svc: ServicesDep, ident: IdentityDep) -> ItemResult:
+def heartbeat(job_id: Id, item: HeartbeatItem, svc: ServicesDep, ident: IdentityDep) -> ItemResult:
     if item.job_id != job_id:
         raise InvalidInput(f"heartbeat body is for job {item.job_id}, the URL for {job_id}")
     return _one(R.heartbeats(svc.ctx, ident, [item])[0])
@@ -154,7 +155,7 @@ def statuses(
 
 
 @router.post("/api/jobs/{job_id}/status")
-def status(job_id: int, report: StatusReport, svc: ServicesDep, ident: IdentityDep) -> ItemResult:
+def status(job_id: Id, report: StatusReport, svc: ServicesDep, ident: IdentityDep) -> ItemResult:
     if report.job_id != job_id:
         raise InvalidInput(f"report body is for job {report.job_id}, the URL for {job_id}")
     reply = R.report_statuses(svc.ctx, ident, [report])[0]

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from ctaprod.api.deps import IdentityDep, ServicesDep
 from ctaprod.api.routers.jobs import _chunks
 from ctaprod.core.errors import InvalidInput, TooLarge
+from ctaprod.core.schemas import Id
 from ctaprod.logic import sandboxes as S
 
 router = APIRouter(prefix="/api/sandboxes", tags=["sandboxes"])
@@ -27,7 +28,7 @@ def exists(sha256: str, svc: ServicesDep, ident: IdentityDep) -> Response:
 
 @router.put("/{sha256}", status_code=201)
 async def upload(
-    sha256: str, request: Request, svc: ServicesDep, ident: IdentityDep, job_id: int | None = None
+    sha256: str, request: Request, svc: ServicesDep, ident: IdentityDep, job_id: Id | None = None
 ) -> dict[str, object]:
     """Upload a tar.gz archive whose sha256 is ``sha256``; with ``job_id`` (job tokens) it
     becomes that job's output sandbox."""
@@ -54,9 +55,7 @@ async def upload(
                 f"uploaded content has sha256 {digest.hexdigest()}, "
                 f"not {sha256} (upload cut or corrupted)"
             )
-        sb_id = await run_in_threadpool(S.store_sandbox, svc.ctx, ident, sha256, size, path)
-        if job_id is not None:
-            await run_in_threadpool(S.attach_output, svc.ctx, ident, job_id, sb_id)
+        await run_in_threadpool(S.accept_upload, svc.ctx, ident, sha256, size, path, job_id)
     finally:
         path.unlink(missing_ok=True)
     return {"sha256": sha256, "size": size, "reference": f"SB:{sha256}"}

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, Field
 
 from ctaprod.api.deps import IdentityDep, ServicesDep
+from ctaprod.core.schemas import INT64_MAX
 from ctaprod.core.trans_views import (
     AttachResult,
     DryRun,
@@ -59,7 +60,9 @@ def search(
     status: Annotated[list[str] | None, Query()] = None,
     type: Annotated[list[str] | None, Query()] = None,
     owner: str | None = None,
-    after: Annotated[int, Query(ge=0, description="Transformations after this ID")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=INT64_MAX, description="Transformations after this ID")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[TransformationView]:
     """Transformations in ID order, with their files and tasks counted by status."""
@@ -81,7 +84,7 @@ def files(
     svc: ServicesDep,
     ident: IdentityDep,
     status: Annotated[list[str] | None, Query()] = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
 ) -> list[TransFileView]:
     """Its files in attachment order; pass the last ``id`` as ``after`` for the next page."""
@@ -95,7 +98,7 @@ def tasks(
     svc: ServicesDep,
     ident: IdentityDep,
     status: Annotated[list[str] | None, Query()] = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
     inputs: bool = False,
 ) -> list[TaskView]:
