@@ -40,6 +40,7 @@ from ctaprod.client.submit import submit_file
 from ctaprod.core.job_states import FINAL_STATES, JobStatus
 from ctaprod.core.settings import QueueConfig
 from ctaprod.pilot.sandbox import bwrap_works
+from ctaprod.resources.computing import PilotSpec
 from tests.conftest import free_port
 
 pytestmark = [
@@ -212,13 +213,21 @@ def test_hostile_payload_under_a_local_ce_pilot_finds_nothing(
     }
     ces = ComputingElements(settings)
     factory = PilotFactory(services.ctx, services.matcher, services.tokens, ces)
+    specs: list[PilotSpec] = []  # what the factory gave its pilot, credential included
+    spec_for = factory.spec_for
+
+    def keeping(name: str, queue: QueueConfig, stamp: str) -> PilotSpec:
+        specs.append(spec_for(name, queue, stamp))
+        return specs[-1]
+
+    factory.spec_for = keeping  # type: ignore[method-assign]
     with Client(live_server.url, live_server.admin_token, timeout=10) as admin:
         (job_id,) = submit_file(admin, hostile_job(tmp_path, settings.state_dir, work_root, db_dir))
         deadline = time.monotonic() + 20
         while factory.run_once(AgentContext("pilot_factory")) == 0:
             assert time.monotonic() < deadline, "no pilot submitted"
             time.sleep(0.2)
-        credential = factory.pilot_token()
+        credential = specs[0].credential
         try:
             job = wait_final(admin, job_id)
         finally:

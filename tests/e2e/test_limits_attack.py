@@ -223,7 +223,8 @@ def _small_archive(tag: str) -> bytes:
 @pytest.mark.parametrize(
     ("token", "query", "content", "status"),
     [
-        ("user", "?job_id=1", "refused-output", 404),  # no such job: attached after storing
+        # an output sandbox needs the job's token: refused before anything is stored
+        ("user", "?job_id=1", "refused-output", 403),
         ("pilot", "", "refused-pilot", 403),
         ("user", "", "not-an-archive", 400),
         ("user", "?job_id=99999999999999999999", "refused-id", 422),
