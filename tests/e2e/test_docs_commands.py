@@ -302,6 +302,11 @@ def test_console_blocks_follow_the_rules() -> None:
     assert (ROOT / "docs" / "examples" / "my_job.jdl").is_file()
 
 
+@pytest.mark.skipif(
+    os.environ.get("CTAPROD_TEST_DB", "sqlite") != "sqlite",
+    reason="the docs' commands do not depend on the engine: run once, on SQLite (the server "
+    "databases run the production quickstart below); CI time",
+)
 def test_docs_commands_on_ctaprod_up(tmp_path: Path, server_db_url: str) -> None:
     """README and docs commands (not the production quickstart) on a fresh `ctaprod up`."""
     home = tmp_path / "home"
